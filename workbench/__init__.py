@@ -1,0 +1,105 @@
+"""Flywheel Workbench: a local workbench for object detection that gets better with use.
+
+``Workbench.open(path)`` is the one entry point for scripts, the CLI and the app::
+
+    from workbench import Workbench
+    wb = Workbench.open("data/workspace")
+    wb.buckets.create("footage", {"properties": {"image": {"type": "image", "required": True},
+                                                  "camera_id": {"type": "text"}}})
+    report = wb.ingest.run("footage", ["frames/"], metadata={"camera_id": "cam_lobby_01"})
+
+Importing this package loads no heavy library (torch, ultralytics, chromadb, fiftyone, umap,
+hdbscan, streamlit); services import them when they are used.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from workbench.config import Settings, load_settings
+from workbench.errors import WorkbenchError
+from workbench.store.blobs import BlobStore
+from workbench.store.metadata import MetadataStore
+
+__all__ = ["Settings", "Workbench", "WorkbenchError"]
+__version__ = "0.1.0"
+
+
+class Workbench:
+    """A workspace and the services that work on it."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        settings.apply_environment()
+        self.db = MetadataStore(settings.db_url, lock_dir=settings.home)
+        self.db.migrate()
+        self.blobs = BlobStore(settings.blobs_dir, fsync=settings.fsync)
+
+    @classmethod
+    def open(cls, home: str | Path | None = None, **overrides) -> Workbench:
+        """Open (creating and migrating if needed) the workspace at ``home``.
+
+        Without ``home`` the ``WORKBENCH_HOME`` setting is used (default ``data/workspace``).
+        Other keyword arguments override settings for this process only.
+        """
+        if home is not None:
+            overrides["home"] = Path(home)
+        return cls(load_settings(**overrides))
+
+    @property
+    def home(self) -> Path:
+        return self.settings.home
+
+    @cached_property
+    def vectors(self):
+        from workbench.store.vectors import VectorStore
+
+        return VectorStore(self.settings.vectors_dir)
+
+    @cached_property
+    def buckets(self):
+        from workbench.buckets import BucketService
+
+        return BucketService(self.db)
+
+    @cached_property
+    def ingest(self):
+        from workbench.ingest import IngestService
+
+        return IngestService(self)
+
+    @cached_property
+    def jobs(self):
+        from workbench.jobs import JobService
+
+        return JobService(self)
+
+    def image_path(self, obj) -> Path:
+        """Where an image object's bytes live on disk."""
+        from workbench.ingest import FORMAT_EXTENSIONS
+
+        return self.blobs.path_for(obj.sha256, FORMAT_EXTENSIONS[obj.format])
+
+    def summary(self) -> dict[str, int]:
+        """Counts for the home page and ``workbench init``."""
+        import sqlalchemy as sa
+
+        from workbench.store import tables as t
+
+        with self.db.read() as conn:
+
+            def count(table, *where):
+                query = sa.select(sa.func.count()).select_from(table)
+                return conn.execute(query.where(*where) if where else query).scalar_one()
+
+            return {
+                "buckets": count(t.buckets),
+                "images": count(t.objects),
+                "jobs_active": count(t.jobs, t.jobs.c.status.in_(("queued", "running"))),
+                "jobs_failed": count(t.jobs, t.jobs.c.status == "failed"),
+            }
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,284 @@
+"""The ``workbench`` command line.
+
+Human-readable output by default, ``--json`` for scripts; a non-zero exit code with a
+one-line reason on error. Long work shows a progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from workbench.errors import WorkbenchError
+
+app = typer.Typer(
+    help="Flywheel Workbench: detect, review, fine-tune, redeploy, compound.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+buckets_app = typer.Typer(help="List and create buckets.", invoke_without_command=True)
+jobs_app = typer.Typer(help="List, show and cancel background jobs.", invoke_without_command=True)
+app.add_typer(buckets_app, name="buckets")
+app.add_typer(jobs_app, name="jobs")
+
+
+class _State:
+    json: bool = False
+
+
+state = _State()
+
+
+@app.callback()
+def _global(
+    home: Annotated[
+        Path | None, typer.Option(help="Workspace folder (default: $WORKBENCH_HOME or data/workspace).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    if home is not None:
+        os.environ["WORKBENCH_HOME"] = str(home.resolve())
+    state.json = as_json
+
+
+def _open():
+    from workbench import Workbench
+
+    return Workbench.open()
+
+
+def _jsonable(value: Any) -> Any:
+    if is_dataclass(value):
+        return _jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _emit(data: Any, human: str) -> None:
+    typer.echo(json.dumps(_jsonable(data), indent=2) if state.json else human)
+
+
+@contextmanager
+def _job_progress(description: str):
+    """A rich progress bar fed by job updates (silent with --json)."""
+    if state.json:
+        yield lambda job: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[message]}"), TimeElapsedColumn(), transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=None, message="")
+
+        def update(job) -> None:
+            bar.update(task, completed=job.progress_done, total=job.progress_total or None,
+                       message=job.message)
+
+        yield update
+
+
+def _parse_meta(pairs: list[str]) -> dict[str, str]:
+    meta = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise WorkbenchError(f"--meta {pair!r} should look like key=value")
+        meta[key.strip()] = value
+    return meta
+
+
+@app.command()
+def init() -> None:
+    """Create (or open and migrate) the workspace and show what it holds."""
+    wb = _open()
+    summary = wb.summary()
+    _emit(
+        {"home": str(wb.home.resolve()), "schema_version": wb.db.schema_version(), **summary},
+        f"workspace {wb.home.resolve()} (schema {wb.db.schema_version()}): "
+        f"{summary['buckets']} buckets, {summary['images']} images, "
+        f"{summary['jobs_active']} active jobs",
+    )
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Files, folders, zip archives or URLs.")],
+    bucket: Annotated[str, typer.Option("--bucket", "-b", help="Target bucket (created if missing).")],
+    meta: Annotated[list[str], typer.Option("--meta", "-m", help="Metadata key=value for every image.")] = [],  # noqa: B006
+    include: Annotated[list[str], typer.Option(help="Filename pattern for folders/zips (repeatable).")] = [],  # noqa: B006
+    queue: Annotated[bool, typer.Option("--queue", help="Hand the ingest to the background worker.")] = False,
+) -> None:
+    """Ingest images into a bucket and print the report."""
+    from workbench.buckets import schema_from_fields
+
+    wb = _open()
+    metadata = _parse_meta(meta)
+    if not wb.buckets.exists(bucket):
+        wb.buckets.create(bucket, schema_from_fields([f"{key}:text" for key in metadata]))
+        if not state.json:
+            typer.echo(f"created bucket {bucket!r}" + (
+                f" with text fields {', '.join(metadata)}" if metadata else ""))
+    if queue:
+        job = wb.ingest.submit(bucket, paths, metadata, tuple(include) or None)
+        _emit(job, f"queued ingest job {job.id}; follow it with `workbench jobs`")
+        return
+    with _job_progress("ingest") as update:
+        report = wb.ingest.run(bucket, paths, metadata, tuple(include) or None, listener=update)
+    if state.json:
+        _emit(report, "")
+    else:
+        for item in report.items:
+            if item.status != "accepted":
+                typer.echo(f"  {item.status:9} {item.source}: {item.reason}")
+        typer.echo(f"{report.summary()} into bucket {bucket!r} (job {report.job_id})")
+    if report.accepted == 0 and report.rejected:
+        raise typer.Exit(1)
+
+
+@buckets_app.callback()
+def buckets_list(ctx: typer.Context) -> None:
+    """List buckets with their image counts and schema."""
+    if ctx.invoked_subcommand is not None:
+        return
+    wb = _open()
+    rows = []
+    for b in wb.buckets.list():
+        fields = ", ".join(f"{f.name}:{f.type}{'*' if f.required else ''}" for f in b.fields)
+        rows.append({"id": b.id, "name": b.name, "images": wb.buckets.count_objects(b),
+                     "schema": b.to_schema(), "fields": fields})
+    human = "\n".join(f"{r['name']:24} {r['images']:>7} images   {r['fields']}" for r in rows)
+    _emit(rows, human or "no buckets yet; create one with `workbench buckets create NAME`")
+
+
+@buckets_app.command("create")
+def buckets_create(
+    name: str,
+    field: Annotated[list[str], typer.Option("--field", "-f", help="name:type[:required]; types: text, integer, number, boolean, datetime.")] = [],  # noqa: B006
+    description: str = "",
+) -> None:
+    """Create a bucket with a metadata schema."""
+    from workbench.buckets import schema_from_fields
+
+    bucket = _open().buckets.create(name, schema_from_fields(field), description)
+    _emit({"id": bucket.id, "name": bucket.name, "schema": bucket.to_schema()},
+          f"created bucket {bucket.name!r} ({bucket.id})")
+
+
+def _job_line(job) -> str:
+    progress = f"{job.progress_done}/{job.progress_total}" if job.progress_total else "-"
+    return f"{job.id}  {job.kind:8} {job.status:9} {progress:>11}  {job.message}"
+
+
+@jobs_app.callback()
+def jobs_list(
+    ctx: typer.Context,
+    show_all: Annotated[bool, typer.Option("--all", help="Include finished jobs.")] = False,
+) -> None:
+    """List active jobs (or all of them)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    wb = _open()
+    jobs = wb.jobs.list() if show_all else wb.jobs.active()
+    human = "\n".join(_job_line(j) for j in jobs) or (
+        "no jobs" if show_all else "no active jobs (see finished ones with --all)")
+    _emit(jobs, human)
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str) -> None:
+    """Show one job, with its error if it failed."""
+    job = _open().jobs.get(job_id)
+    _emit(job, _job_line(job) + (f"\n{job.error}" if job.error else ""))
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(job_id: str) -> None:
+    """Cancel a queued job, or ask a running one to stop."""
+    job = _open().jobs.cancel(job_id)
+    _emit(job, _job_line(job))
+
+
+@app.command()
+def worker(
+    exit_when_idle: Annotated[bool, typer.Option(help="Stop when no job is left.")] = False,
+    idle_exit: Annotated[float | None, typer.Option(help="Stop after this many idle seconds.")] = None,
+) -> None:
+    """Run background jobs for this workspace (one worker per workspace)."""
+    import logging
+
+    from workbench.jobs import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    wb = _open()
+    runner = Worker(wb)
+    if not runner.acquire_lock():
+        typer.echo("a worker is already running for this workspace", err=True)
+        raise typer.Exit(0)
+    typer.echo(f"worker {runner.worker_id} on {wb.home.resolve()}", err=True)
+    ran = runner.run(exit_when_idle=exit_when_idle, idle_exit_s=idle_exit)
+    typer.echo(f"worker stopped after {ran} job(s)", err=True)
+
+
+@app.command()
+def demo(
+    scale: Annotated[float, typer.Option(help="Multiply the number of demo scenes.")] = 1.0,
+) -> None:
+    """Load the demo workspace: ShapeWorld scenes in the `shapeworld` bucket."""
+    from workbench.demo import load_demo
+
+    wb = _open()
+    if state.json:
+        report = load_demo(wb, scale)
+    else:
+        from rich.progress import Progress
+
+        with Progress() as bar:
+            task = bar.add_task("demo", total=None)
+            report = load_demo(
+                wb, scale, lambda d, n, m: bar.update(task, completed=d, total=n, description=m)
+            )
+    _emit({"bucket": report.bucket, "accepted": report.accepted,
+           "duplicate": report.duplicates, "rejected": report.rejected},
+          f"demo workspace ready: {report.summary()} in bucket {report.bucket!r}")
+
+
+@app.command(name="app")
+def run_app(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8501,
+) -> None:
+    """Serve the Streamlit app on 127.0.0.1."""
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "app.py").exists():
+        raise WorkbenchError(f"app.py not found beside the workbench package in {root}")
+    os.chdir(root)
+    os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", "app.py",
+                              "--server.address", "127.0.0.1", "--server.port", str(port)])
+
+
+def main() -> None:
+    try:
+        app()
+    except WorkbenchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; a job left running resumes with `workbench worker`", err=True)
+        sys.exit(130)

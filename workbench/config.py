@@ -1,0 +1,157 @@
+"""Machine and workspace settings, read once from ``WORKBENCH_*`` environment variables.
+
+Run parameters (thresholds, epochs, ...) are not settings: they are dataclasses next to the
+service that uses them. Settings describe where things live and what the machine may do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from workbench.errors import ConfigError
+
+DEFAULT_INCLUDE = ("*.jpg", "*.jpeg", "*.png", "*.webp", "*.bmp", "*.tif", "*.tiff")
+
+
+class Settings(BaseSettings):
+    """Where the workspace lives and how the machine is used.
+
+    Every field can be set with an environment variable named ``WORKBENCH_<FIELD>``,
+    for example ``WORKBENCH_HOME=/data/ws`` or ``WORKBENCH_DEVICE=cuda:0``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="WORKBENCH_", extra="forbid")
+
+    home: Path = Field(
+        Path("data/workspace"),
+        description="Workspace folder: database, blobs, vectors, logs. Created on first use.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the metadata store. Default: a SQLite file "
+        "`workbench.db` inside the workspace. Any SQLAlchemy URL works (e.g. postgresql://).",
+    )
+    device: str = Field(
+        "auto",
+        description="Compute device for models: `auto` (CUDA when present, else CPU), "
+        "`cpu` or `cuda:N`.",
+    )
+    offline: bool = Field(
+        True,
+        description="Keep ultralytics, Hugging Face, Chroma and FiftyOne from reaching the "
+        "network (no hub downloads, no telemetry).",
+    )
+    max_image_pixels: int = Field(
+        100_000_000,
+        gt=0,
+        description="Images with more pixels than this are rejected as decompression bombs.",
+    )
+    url_timeout_s: float = Field(10.0, gt=0, description="Timeout for each URL download.")
+    max_download_bytes: int = Field(
+        200_000_000, gt=0, description="URL downloads larger than this are rejected."
+    )
+    ingest_include: tuple[str, ...] = Field(
+        DEFAULT_INCLUDE,
+        description="Filename patterns taken from folders and zip archives "
+        "(case-insensitive). Files named one by one are always tried.",
+    )
+    ingest_batch_size: int = Field(
+        32, gt=0, description="Images committed per transaction during ingest."
+    )
+    fsync: bool = Field(
+        True,
+        description="fsync each blob before it is renamed into place, so that a power loss "
+        "never leaves a half-written image. Turn off only for throwaway workspaces.",
+    )
+    job_stale_after_s: float = Field(
+        30.0,
+        gt=0,
+        description="A running job whose worker has not sent a heartbeat for this long is "
+        "taken over by another worker (a dead worker on this host is detected at once).",
+    )
+    worker_poll_s: float = Field(0.5, gt=0, description="How often an idle worker looks for jobs.")
+    autostart_worker: bool = Field(
+        True, description="The app starts a background worker when one is not running."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _check_device_syntax(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "cpu") or (value.startswith("cuda:") and value[5:].isdigit()):
+            return value
+        if value == "cuda":
+            return "cuda:0"
+        raise ValueError(
+            f"device {value!r} is not understood; use 'auto', 'cpu' or 'cuda:N' (e.g. 'cuda:0')"
+        )
+
+    # Paths derived from home, kept here so that every module agrees on the layout.
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'workbench.db').resolve()}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def vectors_dir(self) -> Path:
+        return self.home / "vectors"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.home / "staging"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    def apply_environment(self) -> None:
+        """Set, once, the variables that keep third-party libraries offline and in the workspace."""
+        home = self.home.resolve()
+        os.environ.setdefault("YOLO_CONFIG_DIR", str(home / "ultralytics"))
+        os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(home / "fiftyone-db"))
+        os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+        os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")  # chroma
+        os.environ.setdefault("MPLCONFIGDIR", str(home / "matplotlib"))
+        if self.offline:
+            os.environ.setdefault("YOLO_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def load_settings(**overrides) -> Settings:
+    """Read settings from the environment; keyword arguments win over it."""
+    try:
+        return Settings(**overrides)
+    except ValueError as exc:  # pydantic.ValidationError is a ValueError
+        raise ConfigError(f"invalid WORKBENCH_* setting: {exc}") from None
+
+
+def resolve_device(requested: str) -> str:
+    """Turn ``auto``/``cpu``/``cuda:N`` into a device that exists, or explain what does."""
+    import torch  # heavy; only callers that run models get here
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if requested == "auto":
+        return "cuda:0" if count else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    index = int(requested.split(":", 1)[1])
+    if count == 0:
+        raise ConfigError(
+            f"device {requested!r} was asked for, but torch sees no CUDA device on this "
+            "machine; set WORKBENCH_DEVICE=cpu (or auto)"
+        )
+    if index >= count:
+        available = ", ".join(f"cuda:{i}" for i in range(count))
+        raise ConfigError(
+            f"device {requested!r} was asked for, but only {count} CUDA device(s) exist "
+            f"({available}); use one of them, or 'auto'"
+        )
+    return requested

@@ -1,0 +1,137 @@
+"""Small frozen records passed between services, pages and the CLI.
+
+Boxes inside the library are absolute pixel ``xyxy`` floats; conversions live at the edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+FIELD_TYPES = ("image", "text", "integer", "number", "boolean", "datetime")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One property of a bucket schema."""
+
+    name: str
+    type: str
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """A named set of images with a metadata schema (``image`` is always required)."""
+
+    id: str
+    name: str
+    fields: tuple[FieldSpec, ...]
+    created_at: datetime
+    description: str = ""
+
+    @property
+    def metadata_fields(self) -> tuple[FieldSpec, ...]:
+        return tuple(f for f in self.fields if f.type != "image")
+
+    def to_schema(self) -> dict[str, Any]:
+        """The seed-style ``{"properties": {...}}`` form of the schema."""
+        return {
+            "properties": {
+                f.name: {"type": f.type, **({"required": True} if f.required else {})}
+                for f in self.fields
+            }
+        }
+
+
+@dataclass(frozen=True)
+class ImageObject:
+    """An image in a bucket: a content-addressed blob plus validated metadata."""
+
+    id: str
+    bucket_id: str
+    sha256: str
+    width: int
+    height: int
+    format: str
+    size_bytes: int
+    source: str
+    metadata: dict[str, Any]
+    created_at: datetime
+
+
+JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Job:
+    """A durable unit of background work with progress."""
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    status: str
+    progress_done: int
+    progress_total: int
+    message: str
+    error: str | None
+    result: dict[str, Any] | None
+    worker_id: str | None
+    cancel_requested: bool
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "failed", "cancelled")
+
+    @property
+    def fraction(self) -> float:
+        return self.progress_done / self.progress_total if self.progress_total else 0.0
+
+
+INGEST_OUTCOMES = ("pending", "accepted", "duplicate", "rejected")
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    """One line of an ingest report: what was offered and what became of it."""
+
+    seq: int
+    source: str
+    status: str
+    reason: str = ""
+    object_id: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """Every input of one ingest with its outcome."""
+
+    job_id: str
+    bucket: str
+    items: tuple[IngestItem, ...] = field(default_factory=tuple)
+
+    def count(self, status: str) -> int:
+        return sum(1 for item in self.items if item.status == status)
+
+    @property
+    def accepted(self) -> int:
+        return self.count("accepted")
+
+    @property
+    def duplicates(self) -> int:
+        return self.count("duplicate")
+
+    @property
+    def rejected(self) -> int:
+        return self.count("rejected")
+
+    def summary(self) -> str:
+        return (
+            f"{self.accepted} accepted, {self.duplicates} duplicate, "
+            f"{self.rejected} rejected (of {len(self.items)})"
+        )

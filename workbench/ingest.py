@@ -1,0 +1,543 @@
+"""Ingest: files, folders, zip archives, URLs and uploads become image objects in a bucket.
+
+Every ingest is a job. Its inputs are first expanded into numbered report lines
+(``ingest_items``); then pending lines are processed in batches. A batch's blobs are written
+first (atomically, content-addressed), then its object rows, report lines and job progress are
+committed in one transaction. A killed ingest therefore resumes exactly where it stopped, and
+a rejected input never leaves a row or a partial file behind.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import os
+import warnings
+import zipfile
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+from urllib.request import url2pathname
+
+import sqlalchemy as sa
+
+from workbench.buckets import MetadataValidator
+from workbench.domain import Bucket, IngestItem, IngestReport, Job
+from workbench.errors import NotFoundError, ValidationError
+from workbench.store import tables as t
+from workbench.store.blobs import sha256_of
+from workbench.store.metadata import new_id, utcnow
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+    from workbench.jobs import JobContext, ProgressListener
+
+# Formats we keep, with the extension their blob gets. MPO is the multi-picture JPEG of phones.
+FORMAT_EXTENSIONS = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+}
+_SWAPPED_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
+
+
+class Rejected(Exception):
+    """One input cannot be ingested; the message is its line in the report."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One thing to ingest: a path, folder, zip or URL, with optional per-item metadata.
+
+    ``label`` is what the report shows (an uploaded file's own name rather than the staging
+    path it was saved to).
+    """
+
+    locator: str
+    label: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"locator": self.locator, "label": self.label, "metadata": self.metadata}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+    format: str
+
+    @property
+    def ext(self) -> str:
+        return FORMAT_EXTENSIONS[self.format]
+
+
+def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
+    """Check that bytes are a whole, decodable image of sane size; return its oriented size."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise Rejected("empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            fmt = image.format
+    except UnidentifiedImageError:
+        raise Rejected(_unidentified_reason(data)) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise Rejected(f"decompression bomb refused by the decoder: {exc}") from None
+    except Exception as exc:  # a broken header surfaces as many exception types
+        raise Rejected(f"truncated or corrupt image: its header cannot be read ({exc})") from None
+    if fmt not in FORMAT_EXTENSIONS:
+        raise Rejected(
+            f"image format {fmt} is not supported; convert it to JPEG or PNG "
+            f"(supported: {', '.join(sorted(set(FORMAT_EXTENSIONS) - {'MPO'}))})"
+        )
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise Rejected(f"image has no pixels ({width}×{height})")
+    if width * height > max_pixels:
+        raise Rejected(
+            f"image is {width}×{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} (a decompression bomb?); if it is genuine, raise "
+            "WORKBENCH_MAX_IMAGE_PIXELS"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.draft("RGB", (max(1, width // 8), max(1, height // 8)))  # JPEG: decode at 1/8
+            image.load()
+    except Exception as exc:
+        raise Rejected(f"truncated or corrupt image data: {exc}") from None
+    try:
+        orientation = image.getexif().get(0x0112, 1)
+    except Exception:  # a damaged EXIF block does not make the pixels wrong
+        orientation = 1
+    if orientation in _SWAPPED_ORIENTATIONS:
+        width, height = height, width
+    return ImageInfo(width, height, fmt)
+
+
+_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"BM": "BMP",
+    b"GIF8": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+def _declared_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """Width and height as a PNG or BMP header declares them (PIL refuses 0-px images)."""
+    if kind == "PNG" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if kind == "BMP" and len(data) >= 26:
+        return (int.from_bytes(data[18:22], "little", signed=True),
+                abs(int.from_bytes(data[22:26], "little", signed=True)))
+    return None
+
+
+def _unidentified_reason(data: bytes) -> str:
+    """Why PIL could not identify the bytes, as precisely as the header allows."""
+    kind = next((name for sig, name in _SIGNATURES.items() if data.startswith(sig)), None)
+    if kind is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        kind = "WEBP"
+    if kind is None:
+        supported = ", ".join(sorted(set(FORMAT_EXTENSIONS) - {"MPO"}))
+        return f"not an image: no decoder recognises these bytes (expected one of {supported})"
+    size = _declared_size(data, kind)
+    if size is not None and (size[0] <= 0 or size[1] <= 0):
+        return f"image has no pixels (its {kind} header says {size[0]}×{size[1]})"
+    return f"corrupt {kind} file: its header cannot be parsed"
+
+
+def load_image(path: Path):
+    """Decode an image from disk as RGB with its EXIF orientation applied."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as image:
+        return ImageOps.exif_transpose(image).convert("RGB")
+
+
+# -- expanding sources into report lines ----------------------------------------------------
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    lowered = name.lower()
+    return any(fnmatch.fnmatch(lowered, pattern.lower()) for pattern in patterns)
+
+
+def _unsafe_zip_name(name: str) -> bool:
+    normalised = name.replace("\\", "/")
+    if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
+        return True
+    return ".." in PurePosixPath(normalised).parts
+
+
+def expand_source(source: Source, include: tuple[str, ...]) -> Iterator[tuple[str, dict, str]]:
+    """Yield ``(label, locator, rejection)`` for every image a source stands for.
+
+    ``rejection`` is empty for inputs to process and holds the reason for ones that are
+    refused before reading (zip-slip entries, missing paths, unsupported URL schemes).
+    """
+    loc = source.locator
+    label = source.label or loc
+    meta = source.metadata
+    scheme = urlparse(loc).scheme.lower() if "://" in loc else ""
+    if scheme in ("http", "https"):
+        yield label, {"kind": "url", "url": loc, "metadata": meta}, ""
+        return
+    if scheme == "file":
+        loc = url2pathname(unquote(urlparse(loc).path))
+    elif scheme:
+        yield label, {"kind": "url", "url": loc, "metadata": meta}, (
+            f"unsupported URL scheme {scheme!r}; use http(s)://, file:// or a local path"
+        )
+        return
+    path = Path(loc).expanduser()
+    if path.is_dir():
+        errors: list[OSError] = []
+        found = []
+        for root, dirs, files in os.walk(path, onerror=errors.append):
+            dirs.sort()
+            found.extend(Path(root) / name for name in sorted(files) if _matches(name, include))
+        for error in errors:
+            yield str(error.filename), {"kind": "file", "path": str(error.filename)}, (
+                f"cannot read folder: {error.strerror}"
+            )
+        for file in found:
+            shown = str(file.relative_to(path)) if source.label else str(file)
+            yield shown, {"kind": "file", "path": str(file.resolve()), "metadata": meta}, ""
+        return
+    if path.suffix.lower() == ".zip" and path.is_file():
+        try:
+            with zipfile.ZipFile(path) as archive:
+                entries = [info for info in archive.infolist() if not info.is_dir()]
+        except (zipfile.BadZipFile, OSError) as exc:
+            yield label, {"kind": "file", "path": str(path)}, f"not a readable zip archive: {exc}"
+            return
+        for info in entries:
+            shown = f"{label}!{info.filename}"
+            locator = {"kind": "zip", "path": str(path.resolve()), "entry": info.filename,
+                       "metadata": meta}
+            if _unsafe_zip_name(info.filename):
+                yield shown, locator, (
+                    "unsafe path in zip archive (absolute or containing '..'); entry not read"
+                )
+            elif _matches(PurePosixPath(info.filename).name, include) and not (
+                info.filename.startswith("__MACOSX/")
+            ):
+                yield shown, locator, ""
+        return
+    if not path.exists():
+        yield label, {"kind": "file", "path": str(path)}, "no such file or folder"
+        return
+    yield label, {"kind": "file", "path": str(path.resolve()), "metadata": meta}, ""
+
+
+# -- reading one input ---------------------------------------------------------------------
+class _Reader:
+    """Reads the bytes behind a locator; keeps zip archives open for a whole run."""
+
+    def __init__(self, timeout_s: float, max_bytes: int):
+        self.timeout_s = timeout_s
+        self.max_bytes = max_bytes
+        self._zips: dict[str, zipfile.ZipFile] = {}
+        self._http = None
+
+    def read(self, locator: dict) -> bytes:
+        kind = locator["kind"]
+        if kind == "file":
+            return self._read_file(Path(locator["path"]))
+        if kind == "zip":
+            archive = self._zips.get(locator["path"])
+            if archive is None:
+                archive = self._zips[locator["path"]] = zipfile.ZipFile(locator["path"])
+            try:
+                return archive.read(locator["entry"])
+            except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
+                raise Rejected(f"cannot read zip entry: {exc}") from None
+        return self._read_url(locator["url"])
+
+    def _read_file(self, path: Path) -> bytes:
+        try:
+            size = path.stat().st_size
+            if size > self.max_bytes:
+                raise Rejected(f"file is {size:,} bytes, over the {self.max_bytes:,} limit")
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise Rejected("no such file") from None
+        except PermissionError:
+            raise Rejected("permission denied: the file cannot be read") from None
+        except IsADirectoryError:
+            raise Rejected("is a folder, not a file") from None
+        except OSError as exc:
+            raise Rejected(f"cannot read file: {exc.strerror or exc}") from None
+
+    def _read_url(self, url: str) -> bytes:
+        import httpx
+
+        if self._http is None:
+            self._http = httpx.Client(timeout=self.timeout_s, follow_redirects=True)
+        try:
+            with self._http.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    raise Rejected(
+                        f"HTTP {response.status_code} {response.reason_phrase} from the URL"
+                    )
+                chunks, size = [], 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise Rejected(f"download is over the {self.max_bytes:,}-byte limit")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.TimeoutException:
+            raise Rejected(f"timed out after {self.timeout_s:g} s") from None
+        except httpx.HTTPError as exc:
+            raise Rejected(f"download failed: {exc}") from None
+
+    def close(self) -> None:
+        for archive in self._zips.values():
+            archive.close()
+        if self._http is not None:
+            self._http.close()
+
+
+@dataclass
+class _Checked:
+    seq: int
+    source: str
+    metadata: dict[str, Any] | None = None
+    data: bytes | None = None
+    sha256: str | None = None
+    info: ImageInfo | None = None
+    reason: str = ""
+
+
+# -- the service ---------------------------------------------------------------------------
+class IngestService:
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+
+    def _params(
+        self,
+        bucket: str,
+        sources: Iterable[str | Path | Source],
+        metadata: dict[str, Any] | None,
+        include: tuple[str, ...] | None,
+    ) -> dict[str, Any]:
+        target = self.wb.buckets.get(bucket)
+        MetadataValidator(target)({**(metadata or {})})  # fail the whole call on bad metadata
+        normalised = [s if isinstance(s, Source) else Source(str(s)) for s in sources]
+        if not normalised:
+            raise ValidationError("nothing to ingest: give at least one file, folder, zip or URL")
+        return {
+            "bucket_id": target.id,
+            "sources": [s.to_json() for s in normalised],
+            "metadata": metadata or {},
+            "include": list(include or self.wb.settings.ingest_include),
+        }
+
+    def submit(self, bucket: str, sources, metadata=None, include=None) -> Job:
+        """Queue an ingest for the background worker."""
+        return self.wb.jobs.submit("ingest", self._params(bucket, sources, metadata, include))
+
+    def run(
+        self,
+        bucket: str,
+        sources,
+        metadata=None,
+        include=None,
+        listener: ProgressListener | None = None,
+    ) -> IngestReport:
+        """Ingest in this process and return the report (still a durable, resumable job)."""
+        params = self._params(bucket, sources, metadata, include)
+        job = self.wb.jobs.run_inline("ingest", params, listener)
+        if job.status == "failed":
+            raise RuntimeError(f"ingest job {job.id} failed: {job.message}\n{job.error}")
+        return self.report(job.id)
+
+    def report(self, job_id: str) -> IngestReport:
+        job = self.wb.jobs.get(job_id)
+        if job.kind != "ingest":
+            raise NotFoundError(f"job {job_id} is a {job.kind} job, not an ingest")
+        with self.wb.db.read() as conn:
+            rows = conn.execute(
+                sa.select(t.ingest_items)
+                .where(t.ingest_items.c.job_id == job_id)
+                .order_by(t.ingest_items.c.seq)
+            ).all()
+            bucket = conn.execute(
+                sa.select(t.buckets.c.name).where(t.buckets.c.id == job.params["bucket_id"])
+            ).scalar_one()
+        items = tuple(
+            IngestItem(r.seq, r.source, r.status, r.reason, r.object_id) for r in rows
+        )
+        return IngestReport(job_id=job_id, bucket=bucket, items=items)
+
+    # -- the job -------------------------------------------------------------------------
+    def execute(self, ctx: JobContext) -> dict[str, int]:
+        params = ctx.params
+        bucket = self.wb.buckets.get(params["bucket_id"])
+        validate = MetadataValidator(bucket)
+        total = self._expand_once(ctx, params)
+        settings = self.wb.settings
+        reader = _Reader(settings.url_timeout_s, settings.max_download_bytes)
+        batch_size = settings.ingest_batch_size
+        try:
+            with ThreadPoolExecutor(max_workers=max(2, min(8, os.cpu_count() or 2))) as pool:
+                while True:
+                    ctx.check_cancelled()
+                    pending = self._pending(ctx.job.id, batch_size)
+                    if not pending:
+                        break
+                    checked = list(
+                        pool.map(
+                            lambda row: self._check(row, reader, validate, params["metadata"]),
+                            pending,
+                        )
+                    )
+                    self._commit_batch(ctx, bucket, checked, total)
+        finally:
+            reader.close()
+        return self._counts(ctx.job.id)
+
+    def _expand_once(self, ctx: JobContext, params: dict[str, Any]) -> int:
+        """Turn sources into numbered report lines, once per job (a resume skips this)."""
+        job_id = ctx.job.id
+        with self.wb.db.read() as conn:
+            existing = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(t.ingest_items)
+                .where(t.ingest_items.c.job_id == job_id)
+            ).scalar_one()
+        if existing:
+            return existing
+        ctx.progress(message="listing inputs")
+        include = tuple(params["include"])
+        rows = []
+        for source in params["sources"]:
+            for label, locator, rejection in expand_source(Source(**source), include):
+                rows.append(
+                    {
+                        "job_id": job_id,
+                        "seq": len(rows),
+                        "source": label,
+                        "locator": locator,
+                        "status": "rejected" if rejection else "pending",
+                        "reason": rejection,
+                    }
+                )
+        done = sum(1 for row in rows if row["status"] != "pending")
+        with self.wb.db.write() as conn:
+            for start in range(0, len(rows), 1000):
+                conn.execute(t.ingest_items.insert(), rows[start : start + 1000])
+            ctx.progress(done, len(rows), f"ingesting {len(rows)} inputs", conn=conn)
+        return len(rows)
+
+    def _pending(self, job_id: str, limit: int) -> list:
+        with self.wb.db.read() as conn:
+            return conn.execute(
+                sa.select(t.ingest_items)
+                .where(t.ingest_items.c.job_id == job_id, t.ingest_items.c.status == "pending")
+                .order_by(t.ingest_items.c.seq)
+                .limit(limit)
+            ).all()
+
+    def _check(self, row, reader: _Reader, validate: MetadataValidator, batch_meta) -> _Checked:
+        """Read, hash and verify one input (runs in a thread: decoding releases the GIL)."""
+        checked = _Checked(row.seq, row.source)
+        try:
+            try:
+                checked.metadata = validate({**batch_meta, **row.locator.get("metadata", {})})
+            except ValidationError as exc:
+                raise Rejected(str(exc)) from None
+            data = reader.read(row.locator)
+            checked.info = inspect_image(data, self.wb.settings.max_image_pixels)
+            checked.data = data
+            checked.sha256 = sha256_of(data)
+            # The blob goes to disk before its row is committed; a crash in between leaves a
+            # whole, content-addressed file that the retry reuses, never a partial one.
+            self.wb.blobs.put(data, checked.sha256, checked.info.ext)
+        except Rejected as exc:
+            checked.reason = str(exc)
+        return checked
+
+    def _commit_batch(self, ctx: JobContext, bucket: Bucket, checked: list[_Checked], total: int):
+        shas = {c.sha256 for c in checked if c.sha256}
+        with self.wb.db.write() as conn:
+            known = dict(
+                conn.execute(
+                    sa.select(t.objects.c.sha256, t.objects.c.id).where(
+                        t.objects.c.bucket_id == bucket.id, t.objects.c.sha256.in_(shas)
+                    )
+                ).all()
+            )
+            now = utcnow()
+            new_objects = []
+            for item in checked:
+                values: dict[str, Any]
+                if item.reason:
+                    values = {"status": "rejected", "reason": item.reason}
+                elif item.sha256 in known:
+                    values = {
+                        "status": "duplicate",
+                        "reason": f"same bytes as {known[item.sha256]}",
+                        "object_id": known[item.sha256],
+                    }
+                else:
+                    object_id = new_id("obj")
+                    known[item.sha256] = object_id
+                    info = item.info
+                    new_objects.append(
+                        {
+                            "id": object_id,
+                            "bucket_id": bucket.id,
+                            "sha256": item.sha256,
+                            "width": info.width,
+                            "height": info.height,
+                            "format": info.format,
+                            "size_bytes": len(item.data),
+                            "source": item.source,
+                            "metadata": item.metadata,
+                            "created_at": now,
+                        }
+                    )
+                    values = {"status": "accepted", "object_id": object_id}
+                conn.execute(
+                    t.ingest_items.update()
+                    .where(
+                        t.ingest_items.c.job_id == ctx.job.id, t.ingest_items.c.seq == item.seq
+                    )
+                    .values(**values)
+                )
+            if new_objects:
+                conn.execute(t.objects.insert(), new_objects)
+            done = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(t.ingest_items)
+                .where(t.ingest_items.c.job_id == ctx.job.id, t.ingest_items.c.status != "pending")
+            ).scalar_one()
+            ctx.progress(done, total, f"ingested {done} of {total}", conn=conn)
+
+    def _counts(self, job_id: str) -> dict[str, int]:
+        with self.wb.db.read() as conn:
+            rows = conn.execute(
+                sa.select(t.ingest_items.c.status, sa.func.count())
+                .where(t.ingest_items.c.job_id == job_id)
+                .group_by(t.ingest_items.c.status)
+            ).all()
+        counts = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        counts.update({status: n for status, n in rows})
+        return counts
+
+
+def run_ingest_job(wb: Workbench, ctx: JobContext) -> dict[str, int]:
+    return wb.ingest.execute(ctx)

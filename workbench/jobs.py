@@ -1,0 +1,410 @@
+"""Durable jobs and the worker that runs them.
+
+A job is a row: kind, params, status (queued → running → done | failed | cancelled),
+progress, heartbeat. Handlers make their own work resumable (they record what they finished
+in the same transaction as the work), so a job whose worker died — SIGKILL, power loss — is
+claimed again by the next worker and continues where it stopped.
+
+Kinds map to ``"module:function"`` strings so that importing this module loads no handler
+(and none of the heavy libraries a handler may need).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from workbench.domain import Job
+from workbench.errors import JobCancelled, NotFoundError, ValidationError
+from workbench.store import tables as t
+from workbench.store.metadata import as_utc, new_id, utcnow
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+
+log = logging.getLogger(__name__)
+
+JOB_KINDS: dict[str, str] = {
+    "ingest": "workbench.ingest:run_ingest_job",
+    "demo": "workbench.demo:run_demo_job",
+}
+
+ProgressListener = Callable[[Job], None]
+
+
+class JobContext:
+    """What a handler gets: progress reporting and cancellation checks."""
+
+    def __init__(self, service: JobService, job: Job, listener: ProgressListener | None = None):
+        self._service = service
+        self.job = job
+        self._listener = listener
+        self._last_cancel_check = 0.0
+        self.lost = threading.Event()  # set when another worker took the job over
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.job.params
+
+    def progress(
+        self,
+        done: int | None = None,
+        total: int | None = None,
+        message: str | None = None,
+        conn: sa.Connection | None = None,
+    ) -> None:
+        """Record progress; pass ``conn`` to commit it together with the work it describes."""
+        values: dict[str, Any] = {"heartbeat_at": utcnow()}
+        if done is not None:
+            values["progress_done"] = done
+        if total is not None:
+            values["progress_total"] = total
+        if message is not None:
+            values["message"] = message
+        stmt = t.jobs.update().where(t.jobs.c.id == self.job.id).values(**values)
+        if conn is not None:
+            conn.execute(stmt)
+        else:
+            with self._service.db.write() as own:
+                own.execute(stmt)
+        if self._listener is not None:
+            self._listener(self._service.get(self.job.id))
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` if a cancel was asked for (checked at most 4×/s)."""
+        if self.lost.is_set():
+            raise JobCancelled(f"job {self.job.id} was taken over by another worker")
+        now = time.monotonic()
+        if now - self._last_cancel_check < 0.25:
+            return
+        self._last_cancel_check = now
+        with self._service.db.read() as conn:
+            flag = conn.execute(
+                sa.select(t.jobs.c.cancel_requested).where(t.jobs.c.id == self.job.id)
+            ).scalar_one()
+        if flag:
+            raise JobCancelled(f"job {self.job.id} was cancelled")
+
+
+class JobService:
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+        self.db = wb.db
+
+    # -- queue -------------------------------------------------------------------------
+    def submit(self, kind: str, params: dict[str, Any]) -> Job:
+        if kind not in JOB_KINDS:
+            raise ValidationError(f"unknown job kind {kind!r}; known: {', '.join(JOB_KINDS)}")
+        job_id = new_id("job")
+        with self.db.write() as conn:
+            conn.execute(
+                t.jobs.insert().values(
+                    id=job_id,
+                    kind=kind,
+                    params=params,
+                    status="queued",
+                    progress_done=0,
+                    progress_total=0,
+                    message="queued",
+                    cancel_requested=False,
+                    created_at=utcnow(),
+                )
+            )
+        return self.get(job_id)
+
+    def get(self, job_id: str) -> Job:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id)).first()
+        if row is None:
+            raise NotFoundError(f"no job with id {job_id!r}; list jobs with `workbench jobs`")
+        return _job(row)
+
+    def list(self, statuses: tuple[str, ...] | None = None, limit: int = 50) -> list[Job]:
+        query = sa.select(t.jobs).order_by(t.jobs.c.created_at.desc()).limit(limit)
+        if statuses:
+            query = query.where(t.jobs.c.status.in_(statuses))
+        with self.db.read() as conn:
+            return [_job(r) for r in conn.execute(query)]
+
+    def active(self) -> list[Job]:
+        return self.list(("queued", "running"), limit=100)
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once; ask a running one to stop at its next check."""
+        job = self.get(job_id)
+        if job.finished:
+            return job
+        with self.db.write() as conn:
+            conn.execute(
+                t.jobs.update()
+                .where(t.jobs.c.id == job_id, t.jobs.c.status == "queued")
+                .values(status="cancelled", message="cancelled", finished_at=utcnow())
+            )
+            conn.execute(
+                t.jobs.update().where(t.jobs.c.id == job_id).values(cancel_requested=True)
+            )
+        return self.get(job_id)
+
+    def wait(self, job_id: str, timeout: float = 600.0, poll: float = 0.2) -> Job:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job.finished or time.monotonic() > deadline:
+                return job
+            time.sleep(poll)
+
+    # -- claiming and running ----------------------------------------------------------
+    def claim(self, worker_id: str, job_id: str | None = None) -> Job | None:
+        """Take the oldest runnable job (or ``job_id``): queued, or running with a dead worker."""
+        stale_before = utcnow() - timedelta(seconds=self.wb.settings.job_stale_after_s)
+        with self.db.write() as conn:
+            query = sa.select(t.jobs).where(t.jobs.c.status.in_(("queued", "running")))
+            if job_id is not None:
+                query = query.where(t.jobs.c.id == job_id)
+            for row in conn.execute(query.order_by(t.jobs.c.created_at)).all():
+                if row.status == "running" and not _orphaned(row, stale_before):
+                    continue
+                if row.cancel_requested:
+                    conn.execute(
+                        t.jobs.update()
+                        .where(t.jobs.c.id == row.id)
+                        .values(status="cancelled", message="cancelled", finished_at=utcnow())
+                    )
+                    continue
+                resumed = row.status == "running"
+                conn.execute(
+                    t.jobs.update()
+                    .where(t.jobs.c.id == row.id)
+                    .values(
+                        status="running",
+                        worker_id=worker_id,
+                        heartbeat_at=utcnow(),
+                        started_at=row.started_at or utcnow(),
+                        message="resuming" if resumed else "starting",
+                    )
+                )
+                if resumed:
+                    log.info("resuming job %s left by %s", row.id, row.worker_id)
+                return _job(conn.execute(sa.select(t.jobs).where(t.jobs.c.id == row.id)).one())
+        return None
+
+    def run_claimed(
+        self, job: Job, worker_id: str, listener: ProgressListener | None = None
+    ) -> Job:
+        """Run a job this worker has claimed, keeping its heartbeat, and record the outcome."""
+        ctx = JobContext(self, job, listener)
+        stop = threading.Event()
+        beat = threading.Thread(
+            target=self._heartbeat, args=(job.id, worker_id, stop, ctx.lost), daemon=True
+        )
+        beat.start()
+        try:
+            handler = load_handler(job.kind)
+            result = handler(self.wb, ctx)
+            self._finish(job.id, worker_id, "done", message="done", result=result)
+        except JobCancelled as exc:
+            self._finish(job.id, worker_id, "cancelled", message=str(exc))
+        except Exception as exc:  # a failed job is recorded, never lost
+            log.exception("job %s failed", job.id)
+            self._finish(
+                job.id,
+                worker_id,
+                "failed",
+                message=f"{type(exc).__name__}: {exc}",
+                error=traceback.format_exc(),
+            )
+        finally:
+            stop.set()
+            beat.join(timeout=5)
+        final = self.get(job.id)
+        if listener is not None:
+            listener(final)
+        return final
+
+    def run_inline(
+        self, kind: str, params: dict[str, Any], listener: ProgressListener | None = None
+    ) -> Job:
+        """Submit and run a job in this process (the CLI and small app actions do this).
+
+        The job is durable all the same: if this process dies, a worker resumes it.
+        """
+        job = self.submit(kind, params)
+        worker_id = make_worker_id("inline")
+        claimed = self.claim(worker_id, job_id=job.id)
+        assert claimed is not None, "a freshly submitted job is always claimable"
+        return self.run_claimed(claimed, worker_id, listener)
+
+    def _finish(self, job_id: str, worker_id: str, status: str, **values: Any) -> None:
+        with self.db.write() as conn:
+            conn.execute(
+                t.jobs.update()
+                .where(t.jobs.c.id == job_id, t.jobs.c.worker_id == worker_id)
+                .values(status=status, finished_at=utcnow(), heartbeat_at=utcnow(), **values)
+            )
+
+    def _heartbeat(
+        self, job_id: str, worker_id: str, stop: threading.Event, lost: threading.Event
+    ) -> None:
+        interval = max(0.2, min(5.0, self.wb.settings.job_stale_after_s / 3))
+        while not stop.wait(interval):
+            try:
+                with self.db.write() as conn:
+                    updated = conn.execute(
+                        t.jobs.update()
+                        .where(t.jobs.c.id == job_id, t.jobs.c.worker_id == worker_id)
+                        .values(heartbeat_at=utcnow())
+                    ).rowcount
+                if not updated:
+                    lost.set()
+                    return
+            except Exception:  # a busy database must not kill the job; try again next beat
+                log.warning("heartbeat for %s failed", job_id, exc_info=True)
+
+
+def load_handler(kind: str) -> Callable[[Workbench, JobContext], dict | None]:
+    module_name, _, func = JOB_KINDS[kind].partition(":")
+    return getattr(importlib.import_module(module_name), func)
+
+
+def make_worker_id(role: str = "worker") -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{role}:{uuid.uuid4().hex[:6]}"
+
+
+def _orphaned(row, stale_before) -> bool:
+    """A running job whose worker is gone: a dead process on this host, or a stale heartbeat."""
+    if row.heartbeat_at is None or row.heartbeat_at < stale_before:
+        return True
+    host, _, rest = (row.worker_id or "").partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host == socket.gethostname() and pid_text.isdigit():
+        return not _pid_alive(int(pid_text))
+    return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _job(row) -> Job:
+    return Job(
+        id=row.id,
+        kind=row.kind,
+        params=row.params,
+        status=row.status,
+        progress_done=row.progress_done,
+        progress_total=row.progress_total,
+        message=row.message,
+        error=row.error,
+        result=row.result,
+        worker_id=row.worker_id,
+        cancel_requested=bool(row.cancel_requested),
+        heartbeat_at=as_utc(row.heartbeat_at),
+        created_at=as_utc(row.created_at),
+        started_at=as_utc(row.started_at),
+        finished_at=as_utc(row.finished_at),
+    )
+
+
+class Worker:
+    """Runs jobs one after another. One worker per workspace holds ``worker.lock``."""
+
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+        self.worker_id = make_worker_id("worker")
+        self._lock_handle = None
+
+    def acquire_lock(self) -> bool:
+        path = worker_lock_path(self.wb.settings.home)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return False
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_handle = handle
+        return True
+
+    def run(
+        self,
+        exit_when_idle: bool = False,
+        idle_exit_s: float | None = None,
+        listener: ProgressListener | None = None,
+    ) -> int:
+        """Run jobs until stopped; returns the number of jobs run."""
+        jobs = self.wb.jobs
+        ran = 0
+        idle_since = time.monotonic()
+        while True:
+            job = jobs.claim(self.worker_id)
+            if job is None:
+                if exit_when_idle:
+                    return ran
+                if idle_exit_s is not None and time.monotonic() - idle_since > idle_exit_s:
+                    return ran
+                time.sleep(self.wb.settings.worker_poll_s)
+                continue
+            log.info("running job %s (%s)", job.id, job.kind)
+            jobs.run_claimed(job, self.worker_id, listener)
+            ran += 1
+            idle_since = time.monotonic()
+
+
+def worker_lock_path(home: Path) -> Path:
+    return Path(home) / "worker.lock"
+
+
+def worker_running(home: Path) -> bool:
+    path = worker_lock_path(home)
+    if not path.exists():
+        return False
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def ensure_worker(home: Path, idle_exit_s: float = 900.0) -> bool:
+    """Start a background worker for this workspace unless one runs; True if one was started."""
+    home = Path(home).resolve()
+    if worker_running(home):
+        return False
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, WORKBENCH_HOME=str(home))
+    with open(logs / "worker.log", "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "workbench", "worker", "--idle-exit", str(idle_exit_s)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    return True

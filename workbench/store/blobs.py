@@ -1,0 +1,62 @@
+"""Content-addressed image files: ``<root>/<sha[:2]>/<sha[2:4]>/<sha><ext>``.
+
+A blob is written to a temporary file in the same folder tree and renamed into place, so a
+crash leaves either the whole file or nothing. The extension is kept because FiftyOne and
+browsers infer the media type from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from workbench.errors import NotFoundError
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobStore:
+    def __init__(self, root: Path, fsync: bool = True):
+        self.root = Path(root)
+        self.fsync = fsync
+        self._tmp = self.root / "tmp"
+
+    def path_for(self, sha256: str, ext: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / f"{sha256}{ext}"
+
+    def exists(self, sha256: str, ext: str) -> bool:
+        return self.path_for(sha256, ext).is_file()
+
+    def put(self, data: bytes, sha256: str, ext: str) -> Path:
+        """Store bytes under their hash (which the caller has computed); idempotent."""
+        target = self.path_for(sha256, ext)
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=sha256[:12], suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                if self.fsync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise
+        return target
+
+    def read(self, sha256: str, ext: str) -> bytes:
+        path = self.path_for(sha256, ext)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"blob {sha256}{ext} is missing from {self.root}; the workspace was changed "
+                "outside the workbench — re-ingest the image"
+            ) from None

@@ -1,0 +1,114 @@
+"""The metadata store: a SQLAlchemy engine, migrations and transactions.
+
+SQLite (the default) runs in WAL mode so that the app can read while the worker writes.
+Write transactions start with ``BEGIN IMMEDIATE``: two processes never both read, then both
+try to upgrade to a write lock and deadlock; the second simply waits for the first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Connection, create_engine, event, inspect
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form every timestamp is stored in."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Stored naive UTC timestamps, made timezone-aware for callers."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+class MetadataStore:
+    """Owns the engine; hands out read and write transactions."""
+
+    def __init__(self, url: str, lock_dir: Path | None = None):
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self._lock_dir = lock_dir
+        connect_args = {"timeout": 60} if self.is_sqlite else {}
+        self.engine = create_engine(url, connect_args=connect_args)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine, "begin", _sqlite_on_begin)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """An atomic write transaction: committed when the block ends, rolled back on error."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read transaction that never waits for writers (WAL snapshot)."""
+        with self.engine.connect().execution_options(workbench_read=True) as conn:
+            with conn.begin():
+                yield conn
+
+    def migrate(self) -> str:
+        """Apply every pending migration, in order, each in its own transaction."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self._migration_lock():
+            with self.engine.connect() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+        return self.schema_version()
+
+    def schema_version(self) -> str | None:
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table("alembic_version"):
+                return None
+            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        # The app and the worker may open a fresh workspace at the same moment.
+        if self._lock_dir is None:
+            yield
+            return
+        self._lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_dir / ".migrate.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    dbapi_connection.isolation_level = None  # transactions are begun by _sqlite_on_begin
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes in WAL mode
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    if conn.get_execution_options().get("workbench_read"):
+        conn.exec_driver_sql("BEGIN")
+    else:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

@@ -1,0 +1,141 @@
+"""Helpers for the Streamlit pages: the only part of the package that imports streamlit.
+
+A page is a few lines: ``wb = page_setup("Ingest")``, read widgets, call one service, render.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import streamlit as st
+
+from workbench import Workbench
+from workbench.config import load_settings
+from workbench.domain import ImageObject, Job
+from workbench.errors import WorkbenchError
+
+APP_TITLE = "Flywheel Workbench"
+
+
+@st.cache_resource(show_spinner=False)
+def _workbench(home: str) -> Workbench:
+    return Workbench.open(home)
+
+
+def page_setup(title: str) -> Workbench:
+    """Configure the page, open the workspace (once per process) and start the worker."""
+    st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon="🛞", layout="wide")
+    settings = load_settings()
+    home = settings.home.resolve()
+    wb = _workbench(str(home))
+    if settings.autostart_worker:
+        from workbench.jobs import ensure_worker
+
+        ensure_worker(home)
+    with st.sidebar:
+        st.caption(f"Workspace `{home}`")
+    return wb
+
+
+@contextmanager
+def show_errors() -> Iterator[None]:
+    """Show a WorkbenchError as a message on the page; anything else is a bug and surfaces."""
+    try:
+        yield
+    except WorkbenchError as exc:
+        st.error(str(exc), icon="⚠️")
+
+
+def stage_uploads(wb: Workbench, files: Sequence) -> tuple[Path, list]:
+    """Save browser uploads to a fresh staging folder; return it and ingest sources."""
+    from workbench.ingest import Source
+
+    folder = wb.settings.staging_dir / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    sources = []
+    for index, upload in enumerate(files):
+        # A per-file subfolder keeps two uploads with the same name apart.
+        target = folder / f"{index:05d}" / Path(upload.name).name
+        target.parent.mkdir()
+        target.write_bytes(upload.getbuffer())
+        sources.append(Source(str(target), label=upload.name))
+    return folder, sources
+
+
+def discard_staging(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=5000)
+def _thumbnail(path: str, size: int) -> bytes:
+    from workbench.ingest import load_image
+
+    image = load_image(Path(path))
+    image.thumbnail((size, size))
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def thumbnail(wb: Workbench, obj: ImageObject, size: int = 320) -> bytes:
+    return _thumbnail(str(wb.image_path(obj)), size)
+
+
+def image_grid(wb: Workbench, objects: Sequence[ImageObject], columns: int = 6) -> None:
+    """Thumbnails in rows, each captioned with its source, size and metadata."""
+    for start in range(0, len(objects), columns):
+        cells = st.columns(columns)
+        for cell, obj in zip(cells, objects[start : start + columns], strict=False):
+            with cell:
+                st.image(thumbnail(wb, obj), caption=Path(obj.source).name, width="stretch")
+                details = [f"{obj.width}×{obj.height} {obj.format}"]
+                details += [f"{k}: {v}" for k, v in obj.metadata.items()]
+                st.caption(" · ".join(details))
+
+
+def _job_row(job: Job, cancellable: bool) -> None:
+    label = f"**{job.kind}** `{job.id}` — {job.status}: {job.message}"
+    if job.status == "running" and job.progress_total:
+        left, right = st.columns([5, 1])
+        left.progress(min(1.0, job.fraction), text=label)
+    else:
+        left, right = st.columns([5, 1])
+        left.markdown(label)
+    if cancellable and not job.finished and not job.cancel_requested:
+        right.button("Cancel", key=f"cancel-{job.id}", on_click=_cancel, args=(job.id,))
+
+
+def _cancel(job_id: str) -> None:
+    _workbench(str(load_settings().home.resolve())).jobs.cancel(job_id)
+
+
+def jobs_panel(wb: Workbench, title: str = "Jobs") -> None:
+    """Active jobs with progress bars that update by themselves, and the last finished ones."""
+
+    @st.fragment(run_every=1.0)
+    def panel() -> None:
+        active = wb.jobs.active()
+        active_ids = {job.id for job in active}
+        previously = st.session_state.get("_active_jobs", set())
+        st.session_state["_active_jobs"] = active_ids
+        if previously - active_ids:
+            st.rerun()  # a job just finished: refresh the whole page to show its results
+        st.subheader(title)
+        if not active:
+            st.caption("No job is running.")
+        for job in active:
+            _job_row(job, cancellable=True)
+        finished = [job for job in wb.jobs.list(limit=5) if job.finished]
+        if finished:
+            with st.expander("Recently finished", expanded=False):
+                for job in finished:
+                    _job_row(job, cancellable=False)
+                    if job.status == "failed" and job.error:
+                        st.code(job.error[-2000:], language="text")
+
+    panel()
