@@ -5,7 +5,7 @@ import streamlit as st
 from workbench.ui import jobs_panel, page_setup, show_errors
 
 wb = page_setup("Home")
-st.title("🛞 Flywheel Workbench")
+st.title("Flywheel Workbench")
 st.caption("Detect → review → fine-tune → redeploy → compound, on your own machine.")
 
 summary = wb.summary()
@@ -42,5 +42,5 @@ if buckets:
         hide_index=True,
         width="stretch",
     )
-
 jobs_panel(wb)
+

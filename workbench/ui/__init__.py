@@ -20,6 +20,11 @@ from workbench.domain import ImageObject, Job
 from workbench.errors import WorkbenchError
 
 APP_TITLE = "Flywheel Workbench"
+# The sidebar's page list (Streamlit's own would call the home page "app").
+NAVIGATION = (
+    ("app.py", "Home", ":material/home:"),
+    ("pages/1_Ingest.py", "Ingest", ":material/upload:"),
+)
 
 
 @st.cache_resource(show_spinner=False)
@@ -29,7 +34,7 @@ def _workbench(home: str) -> Workbench:
 
 def page_setup(title: str) -> Workbench:
     """Configure the page, open the workspace (once per process) and start the worker."""
-    st.set_page_config(page_title=f"{title} · {APP_TITLE}", page_icon="🛞", layout="wide")
+    st.set_page_config(page_title=f"{title} · {APP_TITLE}", layout="wide")
     settings = load_settings()
     home = settings.home.resolve()
     wb = _workbench(str(home))
@@ -38,6 +43,9 @@ def page_setup(title: str) -> Workbench:
 
         ensure_worker(home)
     with st.sidebar:
+        for path, label, icon in NAVIGATION:
+            st.page_link(path, label=label, icon=icon)
+        st.divider()
         st.caption(f"Workspace `{home}`")
     return wb
 

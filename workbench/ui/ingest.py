@@ -9,7 +9,6 @@ import streamlit as st
 from workbench import Workbench
 from workbench.domain import Bucket
 
-_STATUS_ICONS = {"accepted": "✅", "duplicate": "♻️", "rejected": "⛔", "pending": "⏳"}
 
 
 def schema_editor(types: tuple[str, ...]) -> dict[str, Any]:
@@ -62,8 +61,7 @@ def report_table(wb: Workbench, job_id: str) -> None:
         st.success(text)
     st.dataframe(
         [
-            {"": _STATUS_ICONS.get(i.status, ""), "input": i.source, "status": i.status,
-             "reason": i.reason}
+            {"input": i.source, "status": i.status, "reason": i.reason}
             for i in report.items
         ],
         hide_index=True,
