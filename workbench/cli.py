@@ -227,6 +227,7 @@ def worker(
     from workbench.jobs import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     wb = _open()
     runner = Worker(wb)
     if not runner.acquire_lock():

@@ -440,6 +440,7 @@ class IngestService:
             for start in range(0, len(rows), 1000):
                 conn.execute(t.ingest_items.insert(), rows[start : start + 1000])
             ctx.progress(done, len(rows), f"ingesting {len(rows)} inputs", conn=conn)
+        ctx.notify()
         return len(rows)
 
     def _pending(self, job_id: str, limit: int) -> list:
@@ -526,6 +527,7 @@ class IngestService:
                 .where(t.ingest_items.c.job_id == ctx.job.id, t.ingest_items.c.status != "pending")
             ).scalar_one()
             ctx.progress(done, total, f"ingested {done} of {total}", conn=conn)
+        ctx.notify()
 
     def _counts(self, job_id: str) -> dict[str, int]:
         with self.wb.db.read() as conn:

@@ -15,6 +15,7 @@ import fcntl
 import importlib
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -68,7 +69,11 @@ class JobContext:
         message: str | None = None,
         conn: sa.Connection | None = None,
     ) -> None:
-        """Record progress; pass ``conn`` to commit it together with the work it describes."""
+        """Record progress; pass ``conn`` to commit it together with the work it describes.
+
+        Listeners hear of it at once, or — with ``conn`` — when the caller calls
+        :meth:`notify` after its transaction has committed (a listener may write too).
+        """
         values: dict[str, Any] = {"heartbeat_at": utcnow()}
         if done is not None:
             values["progress_done"] = done
@@ -79,9 +84,13 @@ class JobContext:
         stmt = t.jobs.update().where(t.jobs.c.id == self.job.id).values(**values)
         if conn is not None:
             conn.execute(stmt)
-        else:
-            with self._service.db.write() as own:
-                own.execute(stmt)
+            return
+        with self._service.db.write() as own:
+            own.execute(stmt)
+        self.notify()
+
+    def notify(self) -> None:
+        """Tell the listener (a progress bar) the job's current state."""
         if self._listener is not None:
             self._listener(self._service.get(self.job.id))
 
@@ -337,12 +346,14 @@ class Worker:
     def acquire_lock(self) -> bool:
         path = worker_lock_path(self.wb.settings.home)
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(path, "w")
+        handle = open(path, "a+")  # not "w": a loser must not wipe the winner's pid
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             return False
+        handle.seek(0)
+        handle.truncate()
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         self._lock_handle = handle
@@ -390,11 +401,29 @@ def worker_running(home: Path) -> bool:
     return False
 
 
+def stop_worker(home: Path, timeout: float = 10.0) -> bool:
+    """Stop the workspace's background worker (SIGTERM to the pid in its lock file)."""
+    path = worker_lock_path(home)
+    if not worker_running(home):
+        return False
+    pid = int(path.read_text().split()[0])
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while worker_running(home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not worker_running(home)
+
+
 def ensure_worker(home: Path, idle_exit_s: float = 900.0) -> bool:
     """Start a background worker for this workspace unless one runs; True if one was started."""
     home = Path(home).resolve()
     if worker_running(home):
         return False
+    # Every page rerun calls this; a worker just spawned needs a moment to take its lock.
+    stamp = home / "worker.spawned"
+    if stamp.exists() and time.time() - stamp.stat().st_mtime < 20:
+        return False
+    stamp.touch()
     logs = home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, WORKBENCH_HOME=str(home))

@@ -35,10 +35,15 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def app_server(home: Path):
-    """Serve app.py on a free port of 127.0.0.1 for one test; yield its base URL."""
+def app_server(home: Path, request):
+    """Serve app.py on a free port of 127.0.0.1 for one test; yield its base URL.
+
+    Tests marked ``with_worker`` let the app start its background worker, as for a user.
+    """
     port = _free_port()
-    env = dict(os.environ, WORKBENCH_HOME=str(home), WORKBENCH_AUTOSTART_WORKER="false")
+    autostart = request.node.get_closest_marker("with_worker") is not None
+    env = dict(os.environ, WORKBENCH_HOME=str(home),
+               WORKBENCH_AUTOSTART_WORKER="true" if autostart else "false")
     log = open(home.parent / "streamlit.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
@@ -59,6 +64,10 @@ def app_server(home: Path):
             raise RuntimeError((home.parent / "streamlit.log").read_text()[-3000:])
         time.sleep(0.3)
     yield url
+    if autostart:
+        from workbench.jobs import stop_worker
+
+        stop_worker(home)
     process.terminate()
     try:
         process.wait(10)
@@ -83,12 +92,12 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, tmp_path):
+def page(browser, tmp_path, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     tab = context.new_page()
     tab.set_default_timeout(30_000)
     yield tab
     shots = Path(os.environ.get("WORKBENCH_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(shots / "last_page.png"), full_page=True)
+    tab.screenshot(path=str(shots / f"{request.node.name}.png"), full_page=True)
     context.close()
