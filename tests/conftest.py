@@ -59,3 +59,22 @@ def write_images(folder: Path, count: int, prefix: str = "img", fmt="JPEG") -> l
         path.write_bytes(noise_image_bytes(hash((prefix, i)) % 2**32, fmt=fmt))
         paths.append(path)
     return paths
+
+
+STARTER = REPO / "data" / "starter" / "shapeworld_starter.pt"
+
+
+@pytest.fixture(scope="session")
+def starter_weights() -> Path:
+    """The detector the project trains and ships (data/starter)."""
+    assert STARTER.exists(), "data/starter is missing: python -m workbench.demo.train_starter"
+    return STARTER
+
+
+@pytest.fixture
+def shapeworld_images(tmp_path) -> Path:
+    """A folder of six small ShapeWorld day scenes (with ground truth beside it)."""
+    from workbench.demo.shapeworld import SceneConfig, write_dataset
+
+    root = write_dataset(tmp_path / "scenes", SceneConfig(width=320, height=240), 6, seed=11)
+    return root / "images"

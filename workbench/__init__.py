@@ -76,6 +76,24 @@ class Workbench:
 
         return JobService(self)
 
+    @cached_property
+    def registry(self):
+        from workbench.registry import ModelRegistry
+
+        return ModelRegistry(self)
+
+    @cached_property
+    def collections(self):
+        from workbench.detection import CollectionService
+
+        return CollectionService(self)
+
+    @cached_property
+    def detection(self):
+        from workbench.detection import DetectionService
+
+        return DetectionService(self)
+
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
         from workbench.ingest import FORMAT_EXTENSIONS

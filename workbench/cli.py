@@ -27,8 +27,16 @@ app = typer.Typer(
 )
 buckets_app = typer.Typer(help="List and create buckets.", invoke_without_command=True)
 jobs_app = typer.Typer(help="List, show and cancel background jobs.", invoke_without_command=True)
+extractors_app = typer.Typer(help="List extractors; register a custom one.",
+                             invoke_without_command=True)
+models_app = typer.Typer(help="The model registry: list versions, add weights.",
+                         invoke_without_command=True)
+collections_app = typer.Typer(help="List and create collections.", invoke_without_command=True)
 app.add_typer(buckets_app, name="buckets")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(extractors_app, name="extractors")
+app.add_typer(models_app, name="models")
+app.add_typer(collections_app, name="collections")
 
 
 class _State:
@@ -242,23 +250,132 @@ def worker(
 def demo(
     scale: Annotated[float, typer.Option(help="Multiply the number of demo scenes.")] = 1.0,
 ) -> None:
-    """Load the demo workspace: ShapeWorld scenes in the `shapeworld` bucket."""
-    from workbench.demo import load_demo
+    """Load the demo workspace: scenes ingested, starter model registered, detection run."""
+    from workbench.demo import setup_demo
 
     wb = _open()
     if state.json:
-        report = load_demo(wb, scale)
+        result = setup_demo(wb, scale)
     else:
         from rich.progress import Progress
 
         with Progress() as bar:
             task = bar.add_task("demo", total=None)
-            report = load_demo(
+            result = setup_demo(
                 wb, scale, lambda d, n, m: bar.update(task, completed=d, total=n, description=m)
             )
-    _emit({"bucket": report.bucket, "accepted": report.accepted,
-           "duplicate": report.duplicates, "rejected": report.rejected},
-          f"demo workspace ready: {report.summary()} in bucket {report.bucket!r}")
+    _emit(result, f"demo workspace ready: {result['accepted']} images ingested, "
+                  f"{result['model']} found {result['detections']} objects in collection "
+                  f"{result['collection']!r}; open it with `workbench app`")
+
+
+def _version_line(v) -> str:
+    metrics = ", ".join(f"{k} {val}" for k, val in v.metrics.items() if "mAP" in k)
+    return (f"{v.key:26} {v.kind:6} {len(v.classes):>3} classes  parent "
+            f"{v.parent_version or '-':8} {metrics}")
+
+
+@extractors_app.callback()
+def extractors_list(ctx: typer.Context) -> None:
+    """List registered extractor versions with their feature URIs."""
+    if ctx.invoked_subcommand is not None:
+        return
+    versions = _open().registry.list()
+    rows = [{"extractor": v.key, "kind": v.kind,
+             "features": [v.feature_uri(f.feature_name) for f in v.spec.features]}
+            for v in versions]
+    human = "\n".join(f"{r['extractor']:26} {r['kind']:6} " + "  ".join(r["features"])
+                      for r in rows)
+    _emit(rows, human or "no extractors yet: `workbench models add FILE.pt` or `workbench demo`")
+
+
+@extractors_app.command("add")
+def extractors_add(
+    path: Annotated[Path, typer.Argument(help="Folder or zip with extractor.json and code.")],
+) -> None:
+    """Register a custom extractor (its code runs with your permissions)."""
+    version = _open().registry.register_custom(path)
+    _emit({"extractor": version.key, "spec": version.spec.to_dict()},
+          f"registered {version.key}")
+
+
+@models_app.callback()
+def models_list(ctx: typer.Context) -> None:
+    """List model versions with lineage and metrics."""
+    if ctx.invoked_subcommand is not None:
+        return
+    versions = _open().registry.list()
+    _emit(versions, "\n".join(_version_line(v) for v in versions) or "no models yet")
+
+
+@models_app.command("add")
+def models_add(
+    weights: Annotated[str, typer.Argument(help="A YOLO .pt file (or a hub name with a network).")],
+    version: Annotated[str | None, typer.Option(help="Semantic version (default: next major).")] = None,
+    notes: str = "",
+) -> None:
+    """Check a YOLO weights file and register it as the next yolo_detector version."""
+    registered = _open().registry.register_yolo(weights, version=version, notes=notes)
+    _emit(registered, f"registered {registered.key} with classes {', '.join(registered.classes)}")
+
+
+@collections_app.callback()
+def collections_list(ctx: typer.Context) -> None:
+    """List collections with their buckets, versions and document counts."""
+    if ctx.invoked_subcommand is not None:
+        return
+    wb = _open()
+    rows = []
+    for c in wb.collections.list():
+        rows.append({"name": c.name, "active": c.active_key,
+                     "images": wb.collections.count_objects(c),
+                     "versions_run": wb.collections.versions_run(c)})
+    human = "\n".join(f"{r['name']:24} active {r['active']:24} {r['images']:>6} images  "
+                      f"run: {', '.join(r['versions_run']) or 'none yet'}" for r in rows)
+    _emit(rows, human or "no collections yet")
+
+
+@collections_app.command("create")
+def collections_create(
+    name: str,
+    bucket: Annotated[list[str], typer.Option("--bucket", "-b", help="Source bucket (repeatable).")],
+    extractor: str = "yolo_detector",
+    version: Annotated[str | None, typer.Option(help="Extractor version (default: newest).")] = None,
+) -> None:
+    """Bind an extractor version to source buckets."""
+    created = _open().collections.create(name, bucket, extractor, version)
+    _emit(created, f"created collection {created.name!r} with {created.active_key}")
+
+
+@app.command()
+def detect(
+    collection: str,
+    version: Annotated[str | None, typer.Option(help="Extractor version (default: active).")] = None,
+    conf: Annotated[float | None, typer.Option(help="Minimum confidence.")] = None,
+    imgsz: Annotated[int | None, typer.Option(help="Inference size.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per batch.")] = None,
+    queue: Annotated[bool, typer.Option("--queue", help="Hand the run to the worker.")] = False,
+) -> None:
+    """Run (or resume) a batch run: every image not yet processed by that version."""
+    from dataclasses import replace
+
+    from workbench.detection import default_params
+
+    wb = _open()
+    target = wb.collections.get(collection)
+    chosen = wb.registry.get(target.extractor_name, version or target.active_version)
+    overrides = {k: v for k, v in {"conf": conf, "imgsz": imgsz, "batch_size": batch_size}.items()
+                 if v is not None}
+    params = replace(default_params(chosen), **overrides)
+    if queue:
+        job = wb.detection.submit(collection, chosen.version, params)
+        _emit(job, f"queued detect job {job.id}")
+        return
+    with _job_progress(f"detect {chosen.key}") as update:
+        job = wb.detection.run(collection, chosen.version, params, listener=update)
+    _emit(job.result, f"{job.result['documents']} images processed by {chosen.key} "
+                      f"({job.result['detections_now']} new detections, "
+                      f"{job.result['seconds']} s)")
 
 
 @app.command(name="app")

@@ -135,3 +135,61 @@ class IngestReport:
             f"{self.accepted} accepted, {self.duplicates} duplicate, "
             f"{self.rejected} rejected (of {len(self.items)})"
         )
+
+
+@dataclass(frozen=True)
+class ExtractorVersion:
+    """One registered version of an extractor: its spec, and for models, weights and lineage."""
+
+    id: str
+    name: str
+    version: str
+    kind: str  # "yolo" (the built-in detector with a weights file) or "custom"
+    spec: Any  # workbench.extractors.spec.ExtractorSpec
+    weights_path: str | None
+    weights_sha256: str | None
+    classes: tuple[str, ...]
+    base_model: str | None
+    parent_version: str | None
+    lineage: dict[str, Any]
+    metrics: dict[str, Any]
+    notes: str
+    created_at: datetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def feature_uri(self, feature_name: str) -> str:
+        return self.spec.feature_uri(feature_name)
+
+
+@dataclass(frozen=True)
+class Collection:
+    """Binds an extractor to source buckets; each version's results are kept apart."""
+
+    id: str
+    name: str
+    extractor_name: str
+    active_version: str
+    bucket_ids: tuple[str, ...]
+    created_at: datetime
+
+    @property
+    def active_key(self) -> str:
+        return f"{self.extractor_name}@{self.active_version}"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One box of one extractor version on one image (absolute pixel xyxy)."""
+
+    id: str
+    document_id: str
+    object_id: str
+    extractor_key: str
+    index: int
+    class_name: str
+    confidence: float
+    xyxy: tuple[float, float, float, float]
+    embedding_id: str | None = None

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 JOB_KINDS: dict[str, str] = {
     "ingest": "workbench.ingest:run_ingest_job",
     "demo": "workbench.demo:run_demo_job",
+    "detect": "workbench.detection:run_detect_job",
 }
 
 ProgressListener = Callable[[Job], None]

@@ -23,9 +23,18 @@ def workspace(home, monkeypatch):
 
 
 def populate(wb: Workbench, tmp_path: Path) -> None:
+    """A bucket of ShapeWorld scenes detected by the starter, and a job waiting in the queue."""
+    from tests.conftest import STARTER
+    from workbench.demo.shapeworld import SceneConfig, write_dataset
+    from workbench.detection import DetectParams
+
     wb.buckets.create("cams", {"properties": {"image": {"type": "image"},
                                               "camera_id": {"type": "text"}}})
-    wb.ingest.run("cams", write_images(tmp_path / "imgs", 8), metadata={"camera_id": "c1"})
+    scenes = write_dataset(tmp_path / "scenes", SceneConfig(width=320, height=240), 8, seed=3)
+    wb.ingest.run("cams", [scenes / "images"], metadata={"camera_id": "c1"})
+    wb.registry.register_yolo(STARTER, lineage={"imgsz": 320})
+    wb.collections.create("cams", ["cams"])
+    wb.detection.run("cams", params=DetectParams(imgsz=320))
     wb.jobs.submit("ingest", wb.ingest._params("cams", [tmp_path / "imgs"], None, None))
 
 
@@ -99,3 +108,29 @@ def test_ingest_page_queues_a_server_folder_and_shows_the_grid(workspace, tmp_pa
     objects = workspace.buckets.objects(workspace.buckets.get("cams"))
     assert {o.metadata["camera_id"] for o in objects} == {"cam_lobby"}
     assert len(at.get("image")) == 5
+
+
+def test_detect_page_shows_boxes_and_the_detail_of_an_image(workspace, tmp_path):
+    populate(workspace, tmp_path)
+    at = run_page("pages/2_Detect.py")
+    assert not at.exception
+    assert any("8 of 8 images processed" in p.proto.text for p in at.get("progress"))
+    grid = at.get("image")
+    assert len(grid) >= 2  # result thumbnails with boxes, and the detail image
+    at.selectbox(key="detail_image").select_index(1).run()
+    assert not at.exception
+    assert at.dataframe, "the detail view lists the detections"
+
+
+def test_detect_page_starts_a_run_for_a_new_version(workspace, tmp_path):
+    from tests.conftest import STARTER
+
+    populate(workspace, tmp_path)
+    workspace.registry.register_yolo(STARTER, parent_version="1.0.0")
+    at = run_page("pages/2_Detect.py")
+    at.selectbox(key="version").select("2.0.0").run()
+    at.button(key="run").click().run()
+    assert not at.exception
+    (job,) = [j for j in workspace.jobs.active() if j.kind == "detect"]
+    assert job.params["version"] == "2.0.0"
+

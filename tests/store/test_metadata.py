@@ -16,9 +16,9 @@ def store(tmp_path):
 
 
 def test_migrations_reach_head_and_are_recorded(store):
-    assert store.schema_version() == "0001"
+    assert store.schema_version() == "0002"
     # Running them again is a no-op.
-    assert store.migrate() == "0001"
+    assert store.migrate() == "0002"
 
 
 def test_migrated_schema_matches_the_table_definitions(store):

@@ -1,9 +1,10 @@
 """The demo workspace: ShapeWorld scenes that a starter detector handles only partly well.
 
-``load_demo`` (the app's "Load demo workspace" button, ``workbench demo``) generates a
+``setup_demo`` (the app's "Load demo workspace" button, ``workbench demo``) generates a
 deterministic mix of scenes — day scenes like the starter's training data, night scenes,
-cluttered scenes and scenes with the class the starter has never seen (star) — and ingests
-them into the ``shapeworld`` bucket with their metadata. The ground truth stays beside them
+cluttered scenes and scenes with the class the starter has never seen (star) — ingests them
+into the ``shapeworld`` bucket with their metadata, registers the shipped starter detector
+as ``yolo_detector@1.0.0`` and runs it over the ``shapeworld`` collection. The ground truth stays beside them
 in the workspace (``demo/shapeworld``) for the simulated reviewer and evaluation.
 """
 
@@ -15,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workbench.errors import NotFoundError
+
 if TYPE_CHECKING:
     from workbench import Workbench
     from workbench.domain import IngestReport
     from workbench.jobs import JobContext
 
 DEMO_BUCKET = "shapeworld"
+DEMO_COLLECTION = "shapeworld"
 DEMO_SCHEMA = {
     "properties": {
         "image": {"type": "image", "required": True},
@@ -123,11 +127,51 @@ def load_demo(
     return wb.ingest.run(DEMO_BUCKET, sources, listener=ingested)
 
 
+def register_starter(wb: Workbench):
+    """Register the shipped starter detector as ``yolo_detector@1.0.0`` (once)."""
+    from workbench.demo.train_starter import CARD_NAME, DEFAULT_OUT, WEIGHTS_NAME
+
+    existing = [v for v in wb.registry.list("yolo_detector") if v.version == "1.0.0"]
+    if existing:
+        return existing[0]
+    weights = DEFAULT_OUT / WEIGHTS_NAME
+    if not weights.exists():
+        raise NotFoundError(
+            f"the starter model {weights} is missing; train it with "
+            "`python -m workbench.demo.train_starter`"
+        )
+    card = json.loads((DEFAULT_OUT / CARD_NAME).read_text())
+    return wb.registry.register_yolo(
+        weights, version="1.0.0", base_model=card["architecture"],
+        lineage={"training_data": card["trained_on"], "epochs": card["epochs"],
+                 "imgsz": card["imgsz"]},
+        metrics=card["metrics"], notes="ShapeWorld starter detector shipped with the workbench",
+    )
+
+
+def setup_demo(wb: Workbench, scale: float = 1.0,
+               progress: Callable[[int, int, str], None] | None = None) -> dict:
+    """The whole demo: scenes ingested, the starter registered, a collection detected."""
+    report = load_demo(wb, scale, progress)
+    version = register_starter(wb)
+    if not wb.collections.exists(DEMO_COLLECTION):
+        wb.collections.create(DEMO_COLLECTION, [DEMO_BUCKET], version.name, version.version)
+
+    def detected(job) -> None:
+        if progress:
+            progress(job.progress_done, job.progress_total, job.message)
+
+    job = wb.detection.run(DEMO_COLLECTION, version.version, listener=detected)
+    return {"accepted": report.accepted, "duplicate": report.duplicates,
+            "rejected": report.rejected, "collection": DEMO_COLLECTION, "model": version.key,
+            "detect_job": job.id, "documents": job.result["documents"],
+            "detections": sum(wb.detection.class_counts(
+                wb.collections.get(DEMO_COLLECTION), version.key).values())}
+
+
 def run_demo_job(wb: Workbench, ctx: JobContext) -> dict:
     def step(done: int, total: int, message: str) -> None:
         ctx.check_cancelled()
         ctx.progress(done, total, message)
 
-    report = load_demo(wb, scale=float(ctx.params.get("scale", 1.0)), progress=step)
-    return {"ingest_job": report.job_id, "accepted": report.accepted,
-            "duplicate": report.duplicates, "rejected": report.rejected}
+    return setup_demo(wb, scale=float(ctx.params.get("scale", 1.0)), progress=step)

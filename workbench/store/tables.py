@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Float,
     DateTime,
     ForeignKey,
     Index,
@@ -80,4 +81,84 @@ ingest_items = Table(
     Column("reason", Text, nullable=False, default=""),
     Column("object_id", String(64)),
     Index("ix_ingest_items_job_status", "job_id", "status"),
+)
+
+extractor_versions = Table(
+    "extractor_versions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("weights_path", Text),
+    Column("weights_sha256", String(64)),
+    Column("code_path", Text),
+    Column("entrypoint", String(200)),
+    Column("classes", JSON, nullable=False),
+    Column("base_model", Text),
+    Column("parent_version", String(64)),
+    Column("lineage", JSON, nullable=False),
+    Column("metrics", JSON, nullable=False),
+    Column("notes", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("name", "version", name="uq_extractor_versions_name_version"),
+)
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("extractor_name", String(64), nullable=False),
+    Column("active_version", String(64), nullable=False),
+    Column("bucket_ids", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("object_id", String(64), ForeignKey("objects.id"), nullable=False),
+    Column("extractor_key", String(140), nullable=False),
+    Column("features", JSON, nullable=False),
+    Column("n_detections", Integer, nullable=False),
+    Column("job_id", String(64)),
+    Column("created_at", DateTime, nullable=False),
+    UniqueConstraint("collection_id", "object_id", "extractor_key",
+                     name="uq_documents_collection_object_version"),
+    Index("ix_documents_collection_version", "collection_id", "extractor_key"),
+)
+
+detections = Table(
+    "detections",
+    metadata,
+    Column("id", String(80), primary_key=True),
+    Column("document_id", String(64), ForeignKey("documents.id"), nullable=False),
+    Column("collection_id", String(64), nullable=False),
+    Column("object_id", String(64), nullable=False),
+    Column("extractor_key", String(140), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("class_name", String(200), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("x1", Float, nullable=False),
+    Column("y1", Float, nullable=False),
+    Column("x2", Float, nullable=False),
+    Column("y2", Float, nullable=False),
+    Column("embedding_id", String(80)),
+    Index("ix_detections_version_confidence", "collection_id", "extractor_key", "confidence"),
+    Index("ix_detections_document", "document_id"),
+    Index("ix_detections_object", "object_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_events_type_created", "type", "created_at"),
 )

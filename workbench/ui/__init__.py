@@ -24,6 +24,7 @@ APP_TITLE = "Flywheel Workbench"
 NAVIGATION = (
     ("app.py", "Home", ":material/home:"),
     ("pages/1_Ingest.py", "Ingest", ":material/upload:"),
+    ("pages/2_Detect.py", "Detect", ":material/center_focus_strong:"),
 )
 
 

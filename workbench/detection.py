@@ -1,0 +1,322 @@
+"""Collections and batch runs: every image of a collection's buckets through an extractor.
+
+A batch run is a job. It takes the collection's objects that have no document yet for the
+chosen extractor version, a batch at a time: decode (threads) → extract → check the outputs
+against the spec → upsert vectors (ids are deterministic, so a retry overwrites rather than
+duplicates) → commit documents, detections and progress in one transaction. A run killed
+at any point resumes with no duplicate document, detection or vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from workbench.boxes import center_to_xyxy, clip_xyxy
+from workbench.domain import Collection, Detection, ExtractorVersion
+from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.events import record_event
+from workbench.store import tables as t
+from workbench.store.metadata import as_utc, new_id, utcnow
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+    from workbench.jobs import JobContext, ProgressListener
+
+
+@dataclass(frozen=True)
+class DetectParams:
+    """Run parameters of a batch run (the model's own settings live in its version)."""
+
+    conf: float = 0.25  # minimum confidence kept
+    iou: float = 0.7  # NMS IoU threshold
+    imgsz: int = 640  # inference size (long side, letterboxed)
+    max_det: int = 300  # at most this many boxes per image
+    batch_size: int = 8  # images per forward pass and per commit
+
+    def __post_init__(self):
+        if not 0 <= self.conf <= 1 or not 0 <= self.iou <= 1:
+            raise ValidationError(f"conf and iou must be in [0, 1], got {self.conf}, {self.iou}")
+        if self.imgsz < 32 or self.max_det < 1 or self.batch_size < 1:
+            raise ValidationError("imgsz must be >= 32, max_det and batch_size >= 1")
+
+    def model_params(self) -> dict[str, Any]:
+        return {"conf": self.conf, "iou": self.iou, "imgsz": self.imgsz, "max_det": self.max_det}
+
+
+def default_params(version: ExtractorVersion) -> DetectParams:
+    """Run at the size the model was trained at, when the registry knows it."""
+    return DetectParams(imgsz=int(version.lineage.get("imgsz", DetectParams.imgsz)))
+
+
+def document_id(collection_id: str, object_id: str, extractor_key: str) -> str:
+    """Deterministic, so that a retried batch writes the same ids (and vector ids)."""
+    digest = hashlib.sha1(f"{collection_id}|{object_id}|{extractor_key}".encode()).hexdigest()
+    return f"doc_{digest[:20]}"
+
+
+class CollectionService:
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+        self.db = wb.db
+
+    def create(self, name: str, buckets: list[str], extractor: str = "yolo_detector",
+               version: str | None = None) -> Collection:
+        if not name or len(name) > 200:
+            raise ValidationError("a collection needs a name of 1-200 characters")
+        if not buckets:
+            raise ValidationError("a collection needs at least one source bucket")
+        bucket_ids = [self.wb.buckets.get(b).id for b in buckets]
+        chosen = self.wb.registry.get(extractor, version)
+        with self.db.write() as conn:
+            if conn.execute(sa.select(t.collections.c.id).where(
+                    t.collections.c.name == name)).first():
+                raise AlreadyExistsError(f"collection {name!r} exists already")
+            conn.execute(t.collections.insert().values(
+                id=new_id("col"), name=name, extractor_name=chosen.name,
+                active_version=chosen.version, bucket_ids=bucket_ids, created_at=utcnow()))
+        return self.get(name)
+
+    def get(self, name_or_id: str) -> Collection:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t.collections).where(sa.or_(
+                t.collections.c.name == name_or_id, t.collections.c.id == name_or_id))).first()
+        if row is None:
+            known = ", ".join(c.name for c in self.list()) or "none yet"
+            raise NotFoundError(f"no collection {name_or_id!r} (collections: {known}); create "
+                                "one with `workbench collections create NAME --bucket B`")
+        return _collection(row)
+
+    def list(self) -> list[Collection]:
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(t.collections).order_by(t.collections.c.created_at))
+            return [_collection(r) for r in rows]
+
+    def exists(self, name: str) -> bool:
+        with self.db.read() as conn:
+            return conn.execute(sa.select(t.collections.c.id).where(
+                t.collections.c.name == name)).first() is not None
+
+    def set_active_version(self, collection: str, version: str) -> Collection:
+        current = self.get(collection)
+        self.wb.registry.get(current.extractor_name, version)  # must exist
+        with self.db.write() as conn:
+            conn.execute(t.collections.update().where(t.collections.c.id == current.id)
+                         .values(active_version=version))
+        return self.get(current.id)
+
+    def versions_run(self, collection: Collection) -> list[str]:
+        """Extractor keys that have documents in this collection."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(t.documents.c.extractor_key).distinct().where(
+                t.documents.c.collection_id == collection.id)).scalars().all()
+        return sorted(rows)
+
+    def count_objects(self, collection: Collection) -> int:
+        with self.db.read() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(t.objects).where(
+                t.objects.c.bucket_id.in_(collection.bucket_ids))).scalar_one()
+
+
+class DetectionService:
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+        self.db = wb.db
+
+    # -- starting runs -----------------------------------------------------------------
+    def _params(self, collection: str, version: str | None, params: DetectParams | None):
+        target = self.wb.collections.get(collection)
+        chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        return {"collection_id": target.id, "version": chosen.version,
+                "params": asdict(params or default_params(chosen))}
+
+    def submit(self, collection: str, version: str | None = None,
+               params: DetectParams | None = None):
+        """Queue a batch run for the background worker."""
+        return self.wb.jobs.submit("detect", self._params(collection, version, params))
+
+    def run(self, collection: str, version: str | None = None,
+            params: DetectParams | None = None, listener: ProgressListener | None = None):
+        """Run a batch run in this process (still a durable, resumable job)."""
+        job = self.wb.jobs.run_inline("detect", self._params(collection, version, params),
+                                      listener)
+        if job.status == "failed":
+            raise RuntimeError(f"detect job {job.id} failed: {job.message}\n{job.error}")
+        return job
+
+    # -- the job -----------------------------------------------------------------------
+    def execute(self, ctx: JobContext) -> dict[str, Any]:
+        collection = self.wb.collections.get(ctx.params["collection_id"])
+        version = self.wb.registry.get(collection.extractor_name, ctx.params["version"])
+        params = DetectParams(**ctx.params["params"])
+        total = self.wb.collections.count_objects(collection)
+        done = self.count_documents(collection, version.key)
+        ctx.progress(done, total, f"loading {version.key}")
+        extractor = self.wb.registry.load_extractor(version, params.model_params())
+        started = time.perf_counter()
+        processed = detections = 0
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            while True:
+                ctx.check_cancelled()
+                batch = self._pending(collection, version, params.batch_size)
+                if not batch:
+                    break
+                images = list(pool.map(self._decode, batch))
+                outputs = extractor.process(images)
+                detections += self._persist(ctx, collection, version, batch, outputs)
+                processed += len(batch)
+                done = self.count_documents(collection, version.key)
+                rate = processed / max(time.perf_counter() - started, 1e-9)
+                ctx.progress(done, total, f"{version.key}: {done}/{total} images "
+                                          f"({rate:.1f} img/s)")
+        summary = {"collection": collection.name, "version": version.key,
+                   "documents": self.count_documents(collection, version.key),
+                   "processed_now": processed, "detections_now": detections,
+                   "seconds": round(time.perf_counter() - started, 2)}
+        with self.db.write() as conn:
+            record_event(conn, "batch.completed", {**summary, "job_id": ctx.job.id})
+        return summary
+
+    def _decode(self, row):
+        import numpy as np
+
+        from workbench.ingest import load_image
+
+        return np.asarray(load_image(self.wb.image_path(row)))
+
+    def _pending(self, collection: Collection, version: ExtractorVersion, limit: int):
+        done = sa.select(t.documents.c.object_id).where(
+            t.documents.c.collection_id == collection.id,
+            t.documents.c.extractor_key == version.key)
+        query = (sa.select(t.objects)
+                 .where(t.objects.c.bucket_id.in_(collection.bucket_ids),
+                        t.objects.c.id.not_in(done))
+                 .order_by(t.objects.c.created_at, t.objects.c.id).limit(limit))
+        with self.db.read() as conn:
+            return conn.execute(query).all()
+
+    def count_documents(self, collection: Collection, extractor_key: str) -> int:
+        """How many images of the collection this extractor version has processed."""
+        with self.db.read() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(t.documents).where(
+                t.documents.c.collection_id == collection.id,
+                t.documents.c.extractor_key == extractor_key)).scalar_one()
+
+    def _persist(self, ctx, collection, version, batch, outputs) -> int:
+        import numpy as np
+
+        from workbench.extractors.spec import check_outputs
+
+        spec = version.spec
+        if len(outputs) != len(batch):
+            raise ValidationError(f"{version.key} returned {len(outputs)} results for "
+                                  f"{len(batch)} images")
+        documents, detection_rows = [], []
+        vectors: dict[str, tuple[list[str], list[Any]]] = {
+            f.feature_name: ([], []) for f in spec.embeddings}
+        for row, out in zip(batch, outputs, strict=True):
+            found = out.get("detections") if "detections" in out else None
+            check_outputs(spec, out, len(found) if found is not None else None)
+            doc_id = document_id(collection.id, row.id, version.key)
+            json_features = {f.feature_name: out[f.feature_name] for f in spec.features
+                             if f.feature_type == "json" and f.feature_name != "detections"}
+            documents.append({"id": doc_id, "collection_id": collection.id,
+                              "object_id": row.id, "extractor_key": version.key,
+                              "features": json_features, "n_detections": len(found or []),
+                              "job_id": ctx.job.id, "created_at": utcnow()})
+            det_ids = [f"{doc_id}_{i}" for i in range(len(found or []))]
+            for i, det in enumerate(found or []):
+                x1, y1, x2, y2 = clip_xyxy(center_to_xyxy(det["bbox"]), row.width, row.height)
+                detection_rows.append({
+                    "id": det_ids[i], "document_id": doc_id, "collection_id": collection.id,
+                    "object_id": row.id, "extractor_key": version.key, "idx": i,
+                    "class_name": det["class"], "confidence": float(det["confidence"]),
+                    "x1": x1, "y1": y1, "x2": x2, "y2": y2,
+                    "embedding_id": det_ids[i] if spec.embeddings else None})
+            for feature in spec.embeddings:
+                ids, rows = vectors[feature.feature_name]
+                values = np.asarray(out[feature.feature_name], dtype="float32")
+                if feature.granularity == "detection":
+                    ids.extend(det_ids)
+                    rows.extend(values.reshape(len(det_ids), feature.embedding_dim))
+                else:
+                    ids.append(doc_id)
+                    rows.append(values)
+        # Vectors first: upserts by deterministic id are safe to repeat if we die before
+        # the commit below, and the commit is what makes the documents count as done.
+        for feature in spec.embeddings:
+            ids, rows = vectors[feature.feature_name]
+            self.wb.vectors.upsert(spec.feature_uri(feature.feature_name), ids,
+                                   np.asarray(rows, dtype="float32") if rows else [],
+                                   metric=feature.distance_metric)
+        with self.db.write() as conn:
+            conn.execute(t.documents.insert(), documents)
+            if detection_rows:
+                conn.execute(t.detections.insert(), detection_rows)
+        return len(detection_rows)
+
+    # -- reading results ---------------------------------------------------------------
+    def detections(self, collection: Collection, extractor_key: str,
+                   classes: list[str] | None = None, min_conf: float = 0.0,
+                   max_conf: float = 1.0, object_ids: list[str] | None = None
+                   ) -> list[Detection]:
+        query = sa.select(t.detections).where(
+            t.detections.c.collection_id == collection.id,
+            t.detections.c.extractor_key == extractor_key,
+            t.detections.c.confidence >= min_conf, t.detections.c.confidence <= max_conf)
+        if classes:
+            query = query.where(t.detections.c.class_name.in_(classes))
+        if object_ids is not None:
+            query = query.where(t.detections.c.object_id.in_(object_ids))
+        with self.db.read() as conn:
+            rows = conn.execute(query.order_by(t.detections.c.object_id, t.detections.c.idx))
+            return [_detection(r) for r in rows]
+
+    def images_with_detections(self, collection: Collection, extractor_key: str,
+                               classes: list[str] | None = None, min_conf: float = 0.0,
+                               max_conf: float = 1.0, offset: int = 0, limit: int = 24
+                               ) -> tuple[list[str], int]:
+        """Object ids (one page) having a matching detection, and how many there are."""
+        query = sa.select(t.detections.c.object_id).where(
+            t.detections.c.collection_id == collection.id,
+            t.detections.c.extractor_key == extractor_key,
+            t.detections.c.confidence >= min_conf, t.detections.c.confidence <= max_conf)
+        if classes:
+            query = query.where(t.detections.c.class_name.in_(classes))
+        ids = query.distinct().subquery()
+        with self.db.read() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(ids)).scalar_one()
+            page = conn.execute(sa.select(ids.c.object_id).order_by(ids.c.object_id)
+                                .offset(offset).limit(limit)).scalars().all()
+        return list(page), total
+
+    def class_counts(self, collection: Collection, extractor_key: str) -> dict[str, int]:
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.select(t.detections.c.class_name, sa.func.count())
+                .where(t.detections.c.collection_id == collection.id,
+                       t.detections.c.extractor_key == extractor_key)
+                .group_by(t.detections.c.class_name)).all()
+        return dict(sorted(rows))
+
+
+def _collection(row) -> Collection:
+    return Collection(id=row.id, name=row.name, extractor_name=row.extractor_name,
+                      active_version=row.active_version, bucket_ids=tuple(row.bucket_ids),
+                      created_at=as_utc(row.created_at))
+
+
+def _detection(row) -> Detection:
+    return Detection(id=row.id, document_id=row.document_id, object_id=row.object_id,
+                     extractor_key=row.extractor_key, index=row.idx, class_name=row.class_name,
+                     confidence=row.confidence, xyxy=(row.x1, row.y1, row.x2, row.y2),
+                     embedding_id=row.embedding_id)
+
+
+def run_detect_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
+    return wb.detection.execute(ctx)

@@ -1,0 +1,199 @@
+"""The built-in ``yolo_detector``: ultralytics YOLO with an embedding for every detection.
+
+Embeddings come from the same forward pass as the boxes. A hook keeps the neck's feature
+maps (the inputs of the Detect head, one per stride); after NMS each box is mapped into the
+letterboxed input and pooled from every map with RoI align, each scale is L2-normalised, the
+scales are concatenated and the result normalised again. The image embedding is the same
+without a box (global average pooling). No crop is decoded twice and nothing is random.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import ValidationError
+from workbench.extractors.base import Extractor, LoadContext
+from workbench.extractors.spec import ExtractorSpec, parse_spec
+
+NAME = "yolo_detector"
+DEFAULT_PARAMS = {"conf": 0.25, "iou": 0.7, "imgsz": 640, "max_det": 300}
+
+DETECTIONS_SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["class", "confidence", "bbox"],
+        "properties": {
+            "class": {"type": "string"},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "bbox": {
+                "type": "object",
+                "required": ["x", "y", "w", "h"],
+                "properties": {k: {"type": "number"} for k in ("x", "y", "w", "h")},
+            },
+        },
+    },
+}
+
+
+def yolo_spec(version: str, detection_dim: int, image_dim: int) -> ExtractorSpec:
+    """The spec of one registered YOLO version (dims depend on the model's neck widths)."""
+    return parse_spec({
+        "feature_extractor_name": NAME,
+        "version": version,
+        "description": "Ultralytics YOLO detection with per-detection neck embeddings",
+        "dependencies": ["ultralytics", "torch", "torchvision"],
+        "features": [
+            {"feature_type": "json", "feature_name": "detections"},
+            {"feature_type": "embedding", "feature_name": "detection_embedding",
+             "embedding_dim": detection_dim, "distance_metric": "cosine",
+             "granularity": "detection"},
+            {"feature_type": "embedding", "feature_name": "image_embedding",
+             "embedding_dim": image_dim, "distance_metric": "cosine", "granularity": "image"},
+        ],
+        "output_schema": {"detections": DETECTIONS_SCHEMA},
+        "input_mappings": {"image": "image"},
+        "compute_profile": {"resource_type": "gpu", "fallback": "cpu"},
+    })
+
+
+class YoloDetector(Extractor):
+    def __init__(self, spec: ExtractorSpec | None = None):
+        if spec is not None:
+            self.spec = spec
+        self._captured: dict[str, Any] = {}
+
+    def load(self, context: LoadContext) -> None:
+        import numpy as np
+
+        from workbench.registry import open_yolo
+
+        self.spec = context.spec
+        self.params = {**DEFAULT_PARAMS, **context.params}
+        self.device = context.device
+        self.model = open_yolo(context.weights)
+        self.names = dict(self.model.names)
+        # The predictor runs a (fused, device-placed) copy of the network: set it up with one
+        # tiny warm-up image, then hook the copy that will really run.
+        self._predict([np.zeros((32, 32, 3), dtype=np.uint8)])
+        network = self.model.predictor.model.model
+        detect = network.model[-1]
+        self.strides = [float(s) for s in detect.stride]
+        detect.register_forward_pre_hook(self._keep_features)
+        network.register_forward_pre_hook(self._keep_input)
+
+    def _predict(self, bgr_images):
+        return self.model.predict(
+            bgr_images, conf=self.params["conf"], iou=self.params["iou"],
+            imgsz=self.params["imgsz"], max_det=self.params["max_det"], device=self.device,
+            batch=len(bgr_images), verbose=False,
+        )
+
+    def _keep_features(self, _module, args) -> None:
+        self._captured["features"] = [t.detach() for t in args[0]]
+
+    def _keep_input(self, _module, args) -> None:
+        self._captured["input_shape"] = tuple(args[0].shape)
+
+    def process(self, images: list[Any]) -> list[dict[str, Any]]:
+        import numpy as np
+        import torch
+
+        if not images:
+            return []
+        # ultralytics reads numpy images as BGR (OpenCV's order).
+        bgr = [np.ascontiguousarray(image[..., ::-1]) for image in images]
+        self._captured.clear()
+        with torch.inference_mode():
+            results = self._predict(bgr)
+            features = self._captured["features"]
+            if features[0].shape[0] != len(images):
+                raise RuntimeError("ultralytics split the batch; embeddings would be misaligned")
+            _, _, in_h, in_w = self._captured["input_shape"]
+            boxes = [r.boxes.xyxy.float() for r in results]
+            rois = _letterbox_rois(boxes, [r.orig_shape for r in results], (in_h, in_w))
+            det_embeddings = _pool_boxes(features, self.strides, rois)
+            image_embeddings = _pool_images(features)
+        outputs = []
+        start = 0
+        for i, result in enumerate(results):
+            n = len(result.boxes)
+            xyxy = result.boxes.xyxy.cpu().numpy()
+            conf = result.boxes.conf.cpu().numpy()
+            cls = result.boxes.cls.cpu().numpy().astype(int)
+            detections = [
+                {
+                    "class": self.names[int(c)],
+                    "confidence": float(p),
+                    "bbox": {"x": float((b[0] + b[2]) / 2), "y": float((b[1] + b[3]) / 2),
+                             "w": float(b[2] - b[0]), "h": float(b[3] - b[1])},
+                }
+                for b, p, c in zip(xyxy, conf, cls, strict=True)
+            ]
+            outputs.append({
+                "detections": detections,
+                "detection_embedding": det_embeddings[start : start + n],
+                "image_embedding": image_embeddings[i],
+            })
+            start += n
+        return outputs
+
+
+def _letterbox_rois(boxes, orig_shapes, input_shape):
+    """Boxes in original pixels → ``(batch_index, x1, y1, x2, y2)`` in the network input.
+
+    The inverse of ultralytics' ``scale_boxes``: the same gain and rounded padding.
+    """
+    import torch
+
+    in_h, in_w = input_shape
+    rows = []
+    for index, (xyxy, (h0, w0)) in enumerate(zip(boxes, orig_shapes, strict=True)):
+        gain = min(in_h / h0, in_w / w0)
+        pad_x = round((in_w - w0 * gain) / 2 - 0.1)
+        pad_y = round((in_h - h0 * gain) / 2 - 0.1)
+        scaled = xyxy * gain + xyxy.new_tensor([pad_x, pad_y, pad_x, pad_y])
+        rows.append(torch.cat([scaled.new_full((len(scaled), 1), index), scaled], dim=1))
+    return torch.cat(rows) if rows else torch.zeros((0, 5))
+
+
+def _normalise(x):
+    import torch
+
+    return torch.nn.functional.normalize(x, dim=1, eps=1e-12)
+
+
+def _pool_boxes(features, strides, rois):
+    import torch
+    from torchvision.ops import roi_align
+
+    if len(rois) == 0:
+        return __import__("numpy").zeros((0, sum(f.shape[1] for f in features)), "float32")
+    pooled = []
+    for level, stride in zip(features, strides, strict=True):
+        region = roi_align(level.float(), rois.to(level.device, torch.float32), output_size=(2, 2),
+                           spatial_scale=1.0 / stride, sampling_ratio=2, aligned=True)
+        pooled.append(_normalise(region.mean(dim=(2, 3))))
+    return _normalise(torch.cat(pooled, dim=1)).cpu().numpy()
+
+
+def _pool_images(features):
+    import torch
+
+    pooled = [_normalise(level.float().mean(dim=(2, 3))) for level in features]
+    return _normalise(torch.cat(pooled, dim=1)).cpu().numpy()
+
+
+def embedding_dims(weights: Path | str) -> tuple[int, int]:
+    """(detection, image) embedding widths of a YOLO model: the sum of its neck channels."""
+    import numpy as np
+
+    probe = YoloDetector()
+    probe.load(LoadContext(spec=yolo_spec("0.0.0", 1, 1), weights=Path(weights), device="cpu",
+                           params={"imgsz": 64}))
+    out = probe.process([np.zeros((64, 64, 3), dtype=np.uint8)])[0]
+    width = int(out["image_embedding"].shape[0])
+    if width <= 0:
+        raise ValidationError(f"{weights}: the model produced no neck features")
+    return width, width

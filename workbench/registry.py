@@ -1,0 +1,338 @@
+"""The model registry: extractor versions, each with its spec and, for models, weights.
+
+``yolo_detector@1.0.0`` and ``yolo_detector@2.0.0`` are two versions of one extractor with
+their own weights and their own feature URIs; they coexist. A weights file is loaded and
+checked before it is accepted, then copied into the workspace (``models/``) so that the
+registry never depends on where the file was uploaded from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import sys
+import tempfile
+import traceback
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from workbench.domain import ExtractorVersion
+from workbench.events import record_event
+from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.extractors.spec import bump_version, parse_spec
+from workbench.store import tables as t
+from workbench.store.metadata import as_utc, new_id, utcnow
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+    from workbench.extractors.base import Extractor
+
+MANIFEST = "extractor.json"
+
+
+def open_yolo(weights: Path | str | None):
+    """Load a YOLO detection model and explain every way that can fail."""
+    from ultralytics import YOLO
+
+    if weights is None:
+        raise ValidationError("a YOLO extractor version needs a weights file")
+    text = str(weights)
+    path = Path(text)
+    if not path.exists():
+        if path.parent == Path(".") and path.suffix == ".pt":
+            return _fetch_hub_model(text)
+        raise ValidationError(f"weights file {text} does not exist")
+    if path.stat().st_size == 0:
+        raise ValidationError(f"{path.name} is empty (0 bytes); it is not a model")
+    try:
+        model = YOLO(str(path))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValidationError(
+            f"{path.name} is not a loadable ultralytics checkpoint ({reason}); export a .pt "
+            "from ultralytics (model.save or a training run's weights/best.pt)"
+        ) from None
+    _check_detect(model, path.name)
+    return model
+
+
+def _fetch_hub_model(name: str):
+    from ultralytics import YOLO
+
+    try:
+        model = YOLO(name)
+    except Exception as exc:
+        raise ValidationError(
+            f"could not fetch {name!r} ({str(exc).splitlines()[0] if str(exc) else exc}). "
+            "This machine is offline or cannot reach the model hub: download the .pt "
+            "elsewhere and register the local file with `workbench models add PATH/TO/"
+            f"{name}` (or upload it on the Detect page)"
+        ) from None
+    _check_detect(model, name)
+    return model
+
+
+def _check_detect(model, label: str) -> None:
+    task = getattr(model, "task", None)
+    if task != "detect":
+        raise ValidationError(
+            f"{label} is a {task or 'unknown'} model; the workbench needs an object detection "
+            "(task 'detect') model"
+        )
+    if not getattr(model, "names", None):
+        raise ValidationError(f"{label} has no class names")
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ModelRegistry:
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+        self.db = wb.db
+        self.models_dir = wb.home / "models"
+
+    # -- registering -------------------------------------------------------------------
+    def register_yolo(
+        self,
+        weights: str | Path,
+        version: str | None = None,
+        name: str = "yolo_detector",
+        base_model: str | None = None,
+        parent_version: str | None = None,
+        lineage: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+        notes: str = "",
+    ) -> ExtractorVersion:
+        """Check a YOLO weights file (or hub name), copy it in and register the next version."""
+        from workbench.extractors.yolo import embedding_dims, yolo_spec
+
+        model = open_yolo(weights)
+        source = Path(str(model.ckpt_path or weights))
+        version = version or self.next_version(name)
+        if name != "yolo_detector":
+            raise ValidationError("YOLO weights register as versions of 'yolo_detector'")
+        self._ensure_new(name, version)
+        sha = _sha256_file(source)
+        target = self.models_dir / name / version / "weights.pt"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        det_dim, img_dim = embedding_dims(target)
+        spec = yolo_spec(version, det_dim, img_dim)
+        classes = tuple(model.names[i] for i in sorted(model.names))
+        return self._insert(
+            name=name, version=version, kind="yolo", spec=spec.to_dict(),
+            weights_path=str(target.relative_to(self.wb.home)), weights_sha256=sha,
+            classes=list(classes), base_model=base_model or Path(str(weights)).name,
+            parent_version=parent_version, lineage=lineage or {}, metrics=metrics or {},
+            notes=notes,
+        )
+
+    def register_custom(self, path: str | Path) -> ExtractorVersion:
+        """Register a custom extractor from a folder or zip holding ``extractor.json`` + code.
+
+        The extractor is imported, loaded and run on a small test image first; if any of that
+        fails the traceback is in the error and nothing is registered.
+        """
+        source = Path(path)
+        if not source.exists():
+            raise ValidationError(f"{source} does not exist")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = self._unpack(source, Path(tmp))
+            manifest = self._read_manifest(folder)
+            spec = parse_spec(manifest["spec"])
+            entrypoint = manifest.get("entrypoint", "")
+            if ":" not in entrypoint:
+                raise ValidationError(f"{MANIFEST}: 'entrypoint' must look like 'module:Class', "
+                                      f"got {entrypoint!r}")
+            self._ensure_new(spec.name, spec.version)
+            target = self.models_dir / spec.name / spec.version / "code"
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(folder, target)
+        try:
+            extractor = load_custom_class(target, entrypoint, spec)
+            self._smoke_test(extractor, spec)
+        except Exception:
+            shutil.rmtree(target.parent, ignore_errors=True)
+            raise ValidationError(
+                f"custom extractor {spec.key} failed its test run and was not registered:\n"
+                + traceback.format_exc(limit=8)
+            ) from None
+        return self._insert(
+            name=spec.name, version=spec.version, kind="custom", spec=spec.to_dict(),
+            code_path=str(target.relative_to(self.wb.home)), entrypoint=entrypoint,
+            classes=[], lineage={"source": str(source)}, metrics={}, notes=manifest.get(
+                "notes", ""),
+        )
+
+    def _unpack(self, source: Path, tmp: Path) -> Path:
+        if source.is_dir():
+            return source
+        if not zipfile.is_zipfile(source):
+            raise ValidationError(f"{source.name} is neither a folder nor a zip archive")
+        with zipfile.ZipFile(source) as archive:
+            for info in archive.infolist():
+                parts = Path(info.filename.replace("\\", "/")).parts
+                if info.filename.startswith("/") or ".." in parts:
+                    raise ValidationError(f"{source.name}: unsafe path {info.filename!r} in zip")
+            archive.extractall(tmp)
+        manifests = list(tmp.rglob(MANIFEST))
+        if len(manifests) != 1:
+            raise ValidationError(f"{source.name} must hold exactly one {MANIFEST}, found "
+                                  f"{len(manifests)}")
+        return manifests[0].parent
+
+    def _read_manifest(self, folder: Path) -> dict[str, Any]:
+        path = folder / MANIFEST
+        if not path.exists():
+            raise ValidationError(f"{folder} has no {MANIFEST} (a JSON file with 'spec' and "
+                                  "'entrypoint')")
+        try:
+            manifest = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"{MANIFEST} is not valid JSON: {exc}") from None
+        unknown = set(manifest) - {"spec", "entrypoint", "notes"}
+        if unknown or "spec" not in manifest:
+            raise ValidationError(f"{MANIFEST} needs keys 'spec' and 'entrypoint' (and "
+                                  f"optionally 'notes'); got {sorted(manifest)}")
+        return manifest
+
+    def _smoke_test(self, extractor: Extractor, spec) -> None:
+        import numpy as np
+
+        from workbench.extractors.base import LoadContext
+        from workbench.extractors.spec import check_outputs
+
+        extractor.load(LoadContext(spec=spec, weights=None, device="cpu"))
+        image = np.full((64, 64, 3), 127, dtype=np.uint8)
+        outputs = extractor.process([image])
+        if len(outputs) != 1:
+            raise ValidationError(f"process() returned {len(outputs)} results for 1 image")
+        n = len(outputs[0].get("detections", [])) if "detections" in outputs[0] else None
+        check_outputs(spec, outputs[0], n)
+
+    def _ensure_new(self, name: str, version: str) -> None:
+        with self.db.read() as conn:
+            exists = conn.execute(sa.select(t.extractor_versions.c.id).where(
+                t.extractor_versions.c.name == name, t.extractor_versions.c.version == version
+            )).first()
+        if exists:
+            raise AlreadyExistsError(f"{name}@{version} is registered already; pick another "
+                                     f"version (next free: {self.next_version(name)})")
+
+    def _insert(self, **values: Any) -> ExtractorVersion:
+        with self.db.write() as conn:
+            conn.execute(t.extractor_versions.insert().values(
+                id=new_id("ext"), created_at=utcnow(),
+                **{"weights_path": None, "weights_sha256": None, "code_path": None,
+                   "entrypoint": None, "base_model": None, "parent_version": None,
+                   **values},
+            ))
+            record_event(conn, "model.registered", {"extractor": values["name"],
+                                                    "version": values["version"]})
+        return self.get(values["name"], values["version"])
+
+    # -- reading -----------------------------------------------------------------------
+    def get(self, name: str, version: str | None = None) -> ExtractorVersion:
+        """A version, or the newest one of ``name`` when ``version`` is None."""
+        if "@" in name and version is None:
+            name, version = name.split("@", 1)
+        versions = self.list(name)
+        if version is None and versions:
+            return versions[-1]
+        for item in versions:
+            if item.version == version:
+                return item
+        known = ", ".join(v.key for v in self.list()) or "none registered yet"
+        raise NotFoundError(
+            f"no extractor {name}{'@' + version if version else ''} (registered: {known}); "
+            "register weights with `workbench models add FILE.pt`"
+        )
+
+    def list(self, name: str | None = None) -> list[ExtractorVersion]:
+        import semver
+
+        query = sa.select(t.extractor_versions)
+        if name:
+            query = query.where(t.extractor_versions.c.name == name)
+        with self.db.read() as conn:
+            rows = conn.execute(query).all()
+        items = [_version(r) for r in rows]
+        return sorted(items, key=lambda v: (v.name, semver.Version.parse(v.version)))
+
+    def next_version(self, name: str) -> str:
+        existing = self.list(name)
+        return bump_version(existing[-1].version) if existing else "1.0.0"
+
+    def update_metrics(self, name: str, version: str, metrics: dict[str, Any]) -> None:
+        current = self.get(name, version)
+        with self.db.write() as conn:
+            conn.execute(t.extractor_versions.update().where(
+                t.extractor_versions.c.id == current.id).values(
+                    metrics={**current.metrics, **metrics}))
+
+    def weights_file(self, version: ExtractorVersion) -> Path | None:
+        return self.wb.home / version.weights_path if version.weights_path else None
+
+    def load_extractor(self, version: ExtractorVersion, params: dict[str, Any] | None = None,
+                       device: str | None = None) -> Extractor:
+        """Instantiate and load the extractor of a version, ready for ``process``."""
+        from workbench.config import resolve_device
+        from workbench.extractors.base import LoadContext
+
+        if version.kind == "yolo":
+            from workbench.extractors.yolo import YoloDetector
+
+            extractor: Extractor = YoloDetector(version.spec)
+        else:
+            with self.db.read() as conn:
+                row = conn.execute(sa.select(t.extractor_versions).where(
+                    t.extractor_versions.c.id == version.id)).one()
+            extractor = load_custom_class(self.wb.home / row.code_path, row.entrypoint,
+                                          version.spec)
+        extractor.load(LoadContext(
+            spec=version.spec, weights=self.weights_file(version),
+            device=resolve_device(device or self.wb.settings.device), params=params or {},
+        ))
+        return extractor
+
+
+def load_custom_class(folder: Path, entrypoint: str, spec) -> Extractor:
+    """Import ``module:Class`` from a custom extractor's folder and instantiate it."""
+    module_name, _, class_name = entrypoint.partition(":")
+    file = folder / (module_name.replace(".", "/") + ".py")
+    if not file.exists():
+        raise ValidationError(f"entrypoint module {module_name!r} not found ({file.name} is "
+                              f"missing from {folder.name})")
+    unique = f"workbench_custom_{spec.name}_{spec.version.replace('.', '_')}_{module_name}"
+    module_spec = importlib.util.spec_from_file_location(unique, file)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[unique] = module
+    module_spec.loader.exec_module(module)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise ValidationError(f"{file.name} defines no class {class_name!r}")
+    extractor = cls()
+    extractor.spec = spec
+    return extractor
+
+
+def _version(row) -> ExtractorVersion:
+    return ExtractorVersion(
+        id=row.id, name=row.name, version=row.version, kind=row.kind,
+        spec=parse_spec(row.spec), weights_path=row.weights_path,
+        weights_sha256=row.weights_sha256, classes=tuple(row.classes),
+        base_model=row.base_model, parent_version=row.parent_version, lineage=row.lineage,
+        metrics=row.metrics, notes=row.notes, created_at=as_utc(row.created_at),
+    )

@@ -1,0 +1,151 @@
+"""Widgets of the Detect page: registering models, collections, runs, results."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from workbench import Workbench
+from workbench.detection import DetectParams, default_params
+from workbench.domain import Collection, ExtractorVersion
+from workbench.ui import show_errors
+from workbench.ui.render import boxes_of, draw_boxes
+
+
+def register_model_form(wb: Workbench) -> None:
+    """Upload YOLO weights (checked before they are accepted) or a custom extractor zip."""
+    weights_tab, custom_tab = st.tabs(["YOLO weights (.pt)", "Custom extractor (.zip)"])
+    with weights_tab:
+        upload = st.file_uploader("Weights", type=["pt"], key="weights_upload")
+        notes = st.text_input("Notes", key="weights_notes")
+        if st.button("Register weights", disabled=upload is None, key="register_weights"):
+            with show_errors(), tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / Path(upload.name).name
+                path.write_bytes(upload.getbuffer())
+                with st.spinner("Loading and checking the model…"):
+                    version = wb.registry.register_yolo(path, notes=notes)
+                st.success(f"Registered {version.key} ({', '.join(version.classes)}).")
+    with custom_tab:
+        st.caption("A zip with `extractor.json` (`spec`, `entrypoint: module:Class`) and its "
+                   "Python code. **It runs with your permissions**: register only code you trust.")
+        archive = st.file_uploader("Extractor zip", type=["zip"], key="extractor_upload")
+        if st.button("Register extractor", disabled=archive is None, key="register_custom"):
+            with show_errors(), tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / Path(archive.name).name
+                path.write_bytes(archive.getbuffer())
+                version = wb.registry.register_custom(path)
+                st.success(f"Registered {version.key}.")
+    versions = wb.registry.list()
+    if versions:
+        st.dataframe(
+            [{"version": v.key, "kind": v.kind, "classes": ", ".join(v.classes),
+              "parent": v.parent_version or "", "base model": v.base_model or "",
+              **{k: v.metrics[k] for k in sorted(v.metrics)}} for v in versions],
+            hide_index=True, width="stretch",
+        )
+
+
+def collection_form(wb: Workbench) -> None:
+    buckets = [b.name for b in wb.buckets.list()]
+    extractors = sorted({v.name for v in wb.registry.list()})
+    if not buckets or not extractors:
+        st.caption("A collection needs a bucket (Ingest page) and a registered extractor.")
+        return
+    with st.form("create_collection", clear_on_submit=True):
+        name = st.text_input("Collection name", key="collection_name")
+        chosen_buckets = st.multiselect("Source buckets", buckets, key="collection_buckets")
+        extractor = st.selectbox("Extractor", extractors, key="collection_extractor")
+        if st.form_submit_button("Create collection"):
+            with show_errors():
+                wb.collections.create(name, chosen_buckets, extractor)
+                st.success(f"Created collection {name!r}.")
+
+
+def run_controls(wb: Workbench, collection: Collection, version: ExtractorVersion) -> None:
+    total = wb.collections.count_objects(collection)
+    done = wb.detection.count_documents(collection, version.key)
+    active = [j for j in wb.jobs.active() if j.kind == "detect"
+              and j.params.get("collection_id") == collection.id]
+    st.progress(done / total if total else 0.0,
+                text=f"{version.key}: {done} of {total} images processed")
+    defaults = default_params(version)
+    with st.expander("Run settings"):
+        cols = st.columns(4)
+        conf = cols[0].slider("Min confidence", 0.0, 1.0, defaults.conf, 0.05, key="run_conf")
+        iou = cols[1].slider("NMS IoU", 0.1, 1.0, defaults.iou, 0.05, key="run_iou")
+        imgsz = cols[2].number_input("Image size", 64, 2048, defaults.imgsz, 32, key="run_imgsz")
+        batch = cols[3].number_input("Batch size", 1, 128, defaults.batch_size, key="run_batch")
+    label = "Resume run" if 0 < done < total else "Run detection"
+    if st.button(label, type="primary", disabled=bool(active) or done >= total, key="run"):
+        params = DetectParams(conf=conf, iou=iou, imgsz=int(imgsz), batch_size=int(batch))
+        job = wb.detection.submit(collection.name, version.version, params)
+        st.toast(f"Started {job.id}")
+        st.rerun()
+    if done >= total and total:
+        st.caption("Every image has been processed by this version.")
+
+
+def results_grid(wb: Workbench, collection: Collection, version: ExtractorVersion) -> str | None:
+    """Filterable, paginated grid of images with their boxes; returns the chosen image id."""
+    counts = wb.detection.class_counts(collection, version.key)
+    if not counts:
+        st.caption("No detections yet for this version.")
+        return None
+    st.subheader("Results")
+    classes = list(version.classes) or sorted(counts)
+    cols = st.columns([3, 2, 1])
+    picked = cols[0].multiselect("Classes", sorted(counts), key="filter_classes",
+                                 format_func=lambda c: f"{c} ({counts[c]})")
+    low, high = cols[1].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="filter_conf")
+    per_page = 12
+    ids, total = wb.detection.images_with_detections(collection, version.key, picked, low, high,
+                                                     limit=10**9)
+    pages = max(1, (total + per_page - 1) // per_page)
+    page = cols[2].number_input("Page", 1, pages, 1, key="results_page")
+    st.caption(f"{total} images with matching detections · page {page} of {pages}")
+    page_ids = ids[(page - 1) * per_page : page * per_page]
+    found = wb.detection.detections(collection, version.key, picked, low, high, page_ids)
+    by_image: dict[str, list] = {}
+    for det in found:
+        by_image.setdefault(det.object_id, []).append(det)
+    grid = st.columns(4)
+    for index, object_id in enumerate(page_ids):
+        obj = wb.buckets.get_object(object_id)
+        with grid[index % 4]:
+            st.image(draw_boxes(str(wb.image_path(obj)), boxes_of(by_image[object_id]),
+                                tuple(classes), 480), width="stretch")
+            st.caption(f"{Path(obj.source).name} · {len(by_image[object_id])} boxes")
+    if not page_ids:
+        return None
+    return st.selectbox("Inspect an image", page_ids, key="detail_image",
+                        format_func=lambda i: Path(wb.buckets.get_object(i).source).name)
+
+
+def detail_view(wb: Workbench, collection: Collection, version: ExtractorVersion,
+                object_id: str) -> None:
+    """One image large, every detection listed, and another version beside it if one ran."""
+    obj = wb.buckets.get_object(object_id)
+    classes = tuple(version.classes)
+    others = [k for k in wb.collections.versions_run(collection) if k != version.key]
+    compare = None
+    if others:
+        compare = st.selectbox("Compare with", ["(none)", *others], key="compare_version")
+        compare = None if compare == "(none)" else compare
+    columns = st.columns(2 if compare else 1)
+    for column, key in zip(columns, [version.key, compare], strict=False):
+        detections = wb.detection.detections(collection, key, object_ids=[object_id])
+        with column:
+            st.markdown(f"**{key}** — {len(detections)} detections")
+            st.image(draw_boxes(str(wb.image_path(obj)), boxes_of(detections), classes, 960),
+                     width="stretch")
+            st.dataframe(
+                [{"#": d.index, "class": d.class_name, "confidence": round(d.confidence, 3),
+                  "x1": round(d.xyxy[0], 1), "y1": round(d.xyxy[1], 1),
+                  "x2": round(d.xyxy[2], 1), "y2": round(d.xyxy[3], 1)} for d in detections],
+                hide_index=True, width="stretch",
+                column_config={"class": st.column_config.TextColumn("class")},
+            )
+    st.caption(" · ".join([f"{obj.width}×{obj.height}", *(f"{k}: {v}" for k, v in
+                                                         obj.metadata.items())]))
