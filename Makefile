@@ -30,6 +30,7 @@ demo: install
 
 bench: install
 	$(PY) bench/ingest.py
+	$(PY) bench/detect.py
 
 clean-workspace:
 	rm -rf data/workspace

@@ -9,7 +9,9 @@ HEAVY = ("torch", "ultralytics", "chromadb", "fiftyone", "umap", "hdbscan", "str
 def test_importing_the_core_loads_no_heavy_library():
     code = (
         "import sys, workbench, workbench.cli, workbench.ingest, workbench.jobs, "
-        "workbench.buckets, workbench.demo, workbench.store.vectors\n"
+        "workbench.buckets, workbench.demo, workbench.store.vectors, workbench.detection, "
+        "workbench.registry, workbench.extractors.yolo, workbench.extractors.clip, "
+        "workbench.extractors.spec, workbench.demo.train_starter\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

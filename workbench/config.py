@@ -74,6 +74,15 @@ class Settings(BaseSettings):
         "taken over by another worker (a dead worker on this host is detected at once).",
     )
     worker_poll_s: float = Field(0.5, gt=0, description="How often an idle worker looks for jobs.")
+    clip_model: str = Field("ViT-B-32", description="open_clip architecture of the optional "
+                            "CLIP embedder.")
+    clip_weights: Path | None = Field(
+        None, description="Local open_clip checkpoint for the CLIP embedder (adds text search)."
+    )
+    clip_pretrained: str | None = Field(
+        None, description="open_clip pretrained tag to load from the Hugging Face cache "
+        "instead of a file (never downloaded while offline)."
+    )
     autostart_worker: bool = Field(
         True, description="The app starts a background worker when one is not running."
     )

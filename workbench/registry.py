@@ -138,6 +138,31 @@ class ModelRegistry:
             notes=notes,
         )
 
+    def register_clip(self, version: str | None = None, notes: str = "") -> ExtractorVersion:
+        """Register the optional CLIP embedder from the weights the settings point to."""
+        from workbench.extractors.clip import NAME, clip_spec, open_clip_model
+
+        settings = self.wb.settings
+        weights = settings.clip_weights or settings.clip_pretrained
+        model, _, _ = open_clip_model(settings.clip_model, weights)
+        dim = int(model.text_projection.shape[1]) if hasattr(model, "text_projection") \
+            and model.text_projection is not None else int(model.visual.output_dim)
+        version = version or self.next_version(NAME)
+        self._ensure_new(NAME, version)
+        values: dict[str, Any] = {"lineage": {"model": settings.clip_model}}
+        if settings.clip_weights:
+            target = self.models_dir / NAME / version / Path(settings.clip_weights).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(settings.clip_weights, target)
+            values.update(weights_path=str(target.relative_to(self.wb.home)),
+                          weights_sha256=_sha256_file(target))
+        else:
+            values["lineage"]["pretrained"] = settings.clip_pretrained
+        return self._insert(name=NAME, version=version, kind="clip",
+                            spec=clip_spec(version, dim, settings.clip_model).to_dict(),
+                            classes=[], base_model=settings.clip_model, metrics={},
+                            notes=notes, **values)
+
     def register_custom(self, path: str | Path) -> ExtractorVersion:
         """Register a custom extractor from a folder or zip holding ``extractor.json`` + code.
 
@@ -291,10 +316,17 @@ class ModelRegistry:
         from workbench.config import resolve_device
         from workbench.extractors.base import LoadContext
 
+        params = dict(params or {})
         if version.kind == "yolo":
             from workbench.extractors.yolo import YoloDetector
 
             extractor: Extractor = YoloDetector(version.spec)
+        elif version.kind == "clip":
+            from workbench.extractors.clip import ClipEmbedder
+
+            extractor = ClipEmbedder(version.spec)
+            params.setdefault("model", version.lineage.get("model", "ViT-B-32"))
+            params.setdefault("pretrained", version.lineage.get("pretrained"))
         else:
             with self.db.read() as conn:
                 row = conn.execute(sa.select(t.extractor_versions).where(
@@ -303,7 +335,7 @@ class ModelRegistry:
                                           version.spec)
         extractor.load(LoadContext(
             spec=version.spec, weights=self.weights_file(version),
-            device=resolve_device(device or self.wb.settings.device), params=params or {},
+            device=resolve_device(device or self.wb.settings.device), params=params,
         ))
         return extractor
 
