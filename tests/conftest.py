@@ -78,3 +78,57 @@ def shapeworld_images(tmp_path) -> Path:
 
     root = write_dataset(tmp_path / "scenes", SceneConfig(width=320, height=240), 6, seed=11)
     return root / "images"
+
+
+# A collection "x" with hand-made detections (exact values) and unit vectors, for retriever,
+# annotation and review tests that need no model.
+KEY = "yolo_detector@1.0.0"
+URI = f"workbench://{KEY}/detection_embedding"
+# (object, camera, detections as (class, confidence)), images ingested in this order
+IMAGES = [
+    ("obj_a", "cam_1", [("circle", 0.95), ("square", 0.40)]),
+    ("obj_b", "cam_2", [("triangle", 0.55), ("circle", 0.30)]),
+    ("obj_c", "cam_1", [("square", 0.65)]),
+    ("obj_d", "cam_3", []),
+]
+
+
+@pytest.fixture
+def review_wb(wb):
+    """A workspace with hand-made detections (exact values) and their vectors."""
+    from datetime import timedelta
+
+    from workbench.extractors.yolo import yolo_spec
+    from workbench.store import tables as t
+    from workbench.store.metadata import utcnow
+
+    now = utcnow()
+    with wb.db.write() as conn:
+        conn.execute(t.buckets.insert().values(id="bkt_x", name="x", schema={"properties": {
+            "image": {"type": "image"}, "camera_id": {"type": "text"},
+            "frame": {"type": "integer"}}}, description="", created_at=now))
+        conn.execute(t.extractor_versions.insert().values(
+            id="ext_1", name="yolo_detector", version="1.0.0", kind="yolo",
+            spec=yolo_spec("1.0.0", 4, 4).to_dict(), classes=["circle", "square", "triangle"],
+            lineage={}, metrics={}, notes="", created_at=now))
+        conn.execute(t.collections.insert().values(
+            id="col_x", name="x", extractor_name="yolo_detector", active_version="1.0.0",
+            bucket_ids=["bkt_x"], created_at=now))
+        for n, (obj, camera, dets) in enumerate(IMAGES):
+            conn.execute(t.objects.insert().values(
+                id=obj, bucket_id="bkt_x", sha256=obj * 8, width=100, height=100, format="PNG",
+                size_bytes=1, source=f"{obj}.png", metadata={"camera_id": camera, "frame": n},
+                created_at=now + timedelta(seconds=n)))
+            conn.execute(t.documents.insert().values(
+                id=f"doc_{obj}", collection_id="col_x", object_id=obj, extractor_key=KEY,
+                features={}, n_detections=len(dets), created_at=now))
+            for i, (cls, conf) in enumerate(dets):
+                conn.execute(t.detections.insert().values(
+                    id=f"{obj}_{i}", document_id=f"doc_{obj}", collection_id="col_x",
+                    object_id=obj, extractor_key=KEY, idx=i, class_name=cls, confidence=conf,
+                    x1=10 * i, y1=0, x2=10 * i + 20 + 10 * n, y2=30, embedding_id=f"{obj}_{i}"))
+    ids = ["obj_a_0", "obj_a_1", "obj_b_0", "obj_b_1", "obj_c_0"]
+    vectors = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0.99, 0.1, 0, 0],
+                        [0, 0.98, 0.2, 0]], dtype="float32")
+    wb.vectors.upsert(URI, ids, vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    return wb

@@ -94,6 +94,18 @@ class Workbench:
 
         return DetectionService(self)
 
+    @cached_property
+    def annotations(self):
+        from workbench.annotations import AnnotationService
+
+        return AnnotationService(self.db, self.settings.author)
+
+    @cached_property
+    def retrievers(self):
+        from workbench.retrievers import RetrieverService
+
+        return RetrieverService(self)
+
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
         from workbench.ingest import FORMAT_EXTENSIONS

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
         None, description="open_clip pretrained tag to load from the Hugging Face cache "
         "instead of a file (never downloaded while offline)."
     )
+    author: str | None = Field(
+        None, description="Name recorded on annotations made from this machine (default: the "
+        "login name)."
+    )
     autostart_worker: bool = Field(
         True, description="The app starts a background worker when one is not running."
     )

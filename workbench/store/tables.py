@@ -162,3 +162,63 @@ events = Table(
     Column("created_at", DateTime, nullable=False),
     Index("ix_events_type_created", "type", "created_at"),
 )
+
+retrievers = Table(
+    "retrievers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text, nullable=False),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("stages", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+retriever_executions = Table(
+    "retriever_executions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("retriever_id", String(64), ForeignKey("retrievers.id"), nullable=False),
+    Column("inputs", JSON, nullable=False),
+    Column("result_ids", JSON, nullable=False),
+    Column("stage_ms", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_retriever_executions_retriever", "retriever_id", "created_at"),
+)
+
+annotations = Table(
+    "annotations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("document_id", String(80), nullable=False),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("object_id", String(64), nullable=False),
+    Column("extractor_key", String(140)),
+    Column("label", String(100), nullable=False),
+    Column("confidence", Float),
+    Column("reasoning", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("retriever_id", String(64)),
+    Column("execution_id", String(64)),
+    Column("author", String(200), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("deleted_at", DateTime),
+    Index("ix_annotations_collection_label", "collection_id", "label", "created_at"),
+    Index("ix_annotations_document", "document_id"),
+    Index("ix_annotations_execution", "execution_id"),
+)
+
+annotation_history = Table(
+    "annotation_history",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("annotation_id", String(64), ForeignKey("annotations.id"), nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("snapshot", JSON, nullable=False),
+    Column("changed_at", DateTime, nullable=False),
+    Column("changed_by", String(200), nullable=False),
+    Index("ix_annotation_history_annotation", "annotation_id", "revision"),
+)

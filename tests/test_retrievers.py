@@ -1,0 +1,180 @@
+"""Retrievers: filters (every operator, dotted paths, AND/OR/NOT), sorts, diversity, search."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.errors import NotFoundError, ValidationError
+from workbench.retrievers import default_review_stages, render
+from tests.conftest import URI
+
+@pytest.fixture
+def rwb(review_wb):
+    return review_wb
+
+
+def run(wb, filters=None, stages=None, inputs=None):
+    stages = stages or [{"stage_type": "filter", "config": {"filters": filters}}]
+    wb.retrievers.save("r", "x", stages, replace=True)
+    return [h.detection_id for h in wb.retrievers.execute("r", inputs).hits]
+
+
+F = lambda field, op, value: {"field": field, "operator": op, "value": value}  # noqa: E731
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        (F("confidence", "lt", 0.5), {"obj_a_1", "obj_b_1"}),
+        (F("confidence", "lte", 0.55), {"obj_a_1", "obj_b_0", "obj_b_1"}),
+        (F("confidence", "gt", 0.6), {"obj_a_0", "obj_c_0"}),
+        (F("confidence", "gte", 0.65), {"obj_a_0", "obj_c_0"}),
+        (F("class", "eq", "circle"), {"obj_a_0", "obj_b_1"}),
+        (F("class", "ne", "circle"), {"obj_a_1", "obj_b_0", "obj_c_0"}),
+        (F("class", "in", ["square", "triangle"]), {"obj_a_1", "obj_b_0", "obj_c_0"}),
+        (F("class", "nin", ["square", "triangle"]), {"obj_a_0", "obj_b_1"}),
+        (F("class", "contains", "ircl"), {"obj_a_0", "obj_b_1"}),
+        (F("camera_id", "eq", "cam_1"), {"obj_a_0", "obj_a_1", "obj_c_0"}),
+        (F("metadata.camera_id", "eq", "cam_2"), {"obj_b_0", "obj_b_1"}),
+        (F("metadata.frame", "gte", 1), {"obj_b_0", "obj_b_1", "obj_c_0"}),
+        (F("camera_id", "exists", True), {"obj_a_0", "obj_a_1", "obj_b_0", "obj_b_1",
+                                          "obj_c_0"}),
+        (F("nickname", "exists", True), set()),
+        (F("detections.0.confidence", "lt", 0.7), {"obj_b_0", "obj_b_1", "obj_c_0"}),
+        (F("detections.1.class", "eq", "circle"), {"obj_b_0", "obj_b_1"}),
+        (F("bbox.w", "gt", 25), {"obj_b_0", "obj_b_1", "obj_c_0"}),
+        ({"AND": [F("confidence", "lt", 0.7), F("camera_id", "eq", "cam_1")]},
+         {"obj_a_1", "obj_c_0"}),
+        ({"OR": [F("class", "eq", "triangle"), F("confidence", "gt", 0.9)]},
+         {"obj_a_0", "obj_b_0"}),
+        ({"NOT": F("class", "eq", "circle")}, {"obj_a_1", "obj_b_0", "obj_c_0"}),
+        ({"AND": [{"OR": [F("class", "eq", "square"), F("class", "eq", "circle")]},
+                  {"NOT": F("camera_id", "eq", "cam_2")}]}, {"obj_a_0", "obj_a_1", "obj_c_0"}),
+        ([F("confidence", "lt", 0.7), F("class", "eq", "square")], {"obj_a_1", "obj_c_0"}),
+    ],
+)
+def test_filters(rwb, filters, expected):
+    assert set(run(rwb, filters)) == expected
+
+
+def test_annotation_label_filters_reviewed_items(rwb):
+    rwb.annotations.create(document_id="obj_a_1", collection_id="col_x", label="confirmed")
+    unreviewed = F("annotation.label", "exists", False)
+    assert "obj_a_1" not in run(rwb, unreviewed)
+    assert run(rwb, F("annotation.label", "eq", "confirmed")) == ["obj_a_1"]
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ({"by": "confidence"}, ["obj_b_1", "obj_a_1", "obj_b_0", "obj_c_0", "obj_a_0"]),
+        ({"by": "confidence", "order": "desc"},
+         ["obj_a_0", "obj_c_0", "obj_b_0", "obj_a_1", "obj_b_1"]),
+        ({"by": "uncertainty"}, ["obj_b_0", "obj_a_1", "obj_c_0", "obj_b_1", "obj_a_0"]),
+        ({"by": "newest"}, ["obj_c_0", "obj_b_0", "obj_b_1", "obj_a_0", "obj_a_1"]),
+    ],
+)
+def test_sorts(rwb, sort, expected):
+    assert run(rwb, stages=[{"stage_type": "sort", "config": sort}]) == expected
+
+
+def test_random_sort_is_seeded(rwb):
+    stages = [{"stage_type": "sort", "config": {"by": "random", "seed": 3}}]
+    first = run(rwb, stages=stages)
+    assert first == run(rwb, stages=stages) and sorted(first) == sorted(run(rwb, stages=[
+        {"stage_type": "sort", "config": {"by": "random", "seed": 4}}]))
+
+
+def test_limit_offset_and_sample(rwb):
+    sort = {"stage_type": "sort", "config": {"by": "confidence"}}
+    assert run(rwb, stages=[sort, {"stage_type": "limit", "config": {"limit": 2, "offset": 1}}]
+               ) == ["obj_a_1", "obj_b_0"]
+    sampled = run(rwb, stages=[sort, {"stage_type": "sample", "config": {"n": 3, "seed": 1}}])
+    assert len(sampled) == 3 and len(set(sampled)) == 3
+
+
+def test_diversity_drops_near_duplicates(rwb):
+    sort = {"stage_type": "sort", "config": {"by": "confidence", "order": "desc"}}
+    plain = run(rwb, stages=[sort])
+    diverse = run(rwb, stages=[sort, {"stage_type": "diversity",
+                                      "config": {"max_similarity": 0.9}}])
+    # obj_b_1 is nearly obj_a_0 and obj_c_0 nearly obj_a_1: the later of each pair goes.
+    assert plain == ["obj_a_0", "obj_c_0", "obj_b_0", "obj_a_1", "obj_b_1"]
+    assert diverse == ["obj_a_0", "obj_c_0", "obj_b_0"]
+    per_image = run(rwb, stages=[sort, {"stage_type": "diversity", "config": {
+        "max_similarity": 1.0, "max_per_image": 1}}])
+    assert per_image == ["obj_a_0", "obj_c_0", "obj_b_0"]
+
+
+def test_feature_search_by_example_detection_with_a_filter(rwb):
+    stages = [
+        {"stage_type": "feature_search", "config": {
+            "feature_uri": URI, "query": {"detection_id": "{{INPUT.query}}"}, "top_k": 2}},
+        {"stage_type": "filter", "config": {"filters": F("confidence", "lt", 0.7)}},
+    ]
+    rwb.retrievers.save("similar", "x", stages)
+    result = rwb.retrievers.execute("similar", {"query": "obj_a_0"})
+    # Nearest to obj_a_0 among the low-confidence ones: obj_b_1 (0.99 cos), then obj_a_1.
+    assert [h.detection_id for h in result.hits] == ["obj_b_1", "obj_a_1"]
+    assert result.hits[0].score == pytest.approx(0.995, abs=0.01)
+    logged = rwb.retrievers.execution(result.id)
+    assert logged["result_ids"] == ["obj_b_1", "obj_a_1"]
+    assert logged["inputs"] == {"query": "obj_a_0"}
+    assert "total" in logged["stage_ms"] and result.id.startswith("exec_")
+
+
+def test_default_review_queue(rwb):
+    queue = rwb.retrievers.review_queue("x")
+    first = rwb.retrievers.execute(queue.name, count=True)
+    # obj_c_0's vector is nearly obj_a_1's (cosine 0.98 > 0.97): the diversity step skips it.
+    assert [h.detection_id for h in first.hits] == ["obj_b_0", "obj_a_1", "obj_b_1"]
+    assert first.matched == 4
+    rwb.annotations.create(document_id="obj_b_0", collection_id="col_x", label="confirmed",
+                           retriever_id=queue.id, execution_id=first.id)
+    second = rwb.retrievers.execute(queue.name)
+    assert [h.detection_id for h in second.hits] == ["obj_a_1", "obj_b_1"]
+    assert default_review_stages(5)[-1]["config"]["limit"] == 5
+
+
+@pytest.mark.parametrize(
+    ("stages", "error"),
+    [
+        ([], "non-empty list of stages"),
+        ([{"stage_type": "filtr", "config": {}}], "stage 0 (filtr): stage_type 'filtr'"),
+        ([{"stage_type": "filter", "config": {}}], "config.filters is required"),
+        ([{"stage_type": "filter", "config": {"filters": F("confidence", "less", 1)}}],
+         "operator 'less' is not one of"),
+        ([{"stage_name": "low", "stage_type": "filter",
+           "config": {"filters": {"AND": [{"operator": "lt", "value": 1}]}}}],
+         "stage 0 (low): filters.AND[0]: 'field' is required"),
+        ([{"stage_type": "filter", "config": {"filters": F("class", "in", "circle")}}],
+         "needs a list value"),
+        ([{"stage_type": "sort", "config": {"by": "size"}}], "sort by 'size'"),
+        ([{"stage_type": "limit", "config": {"limit": 0}}], "limit must be a positive"),
+        ([{"stage_type": "feature_search", "config": {"feature_uri": "mixpeek://x@1/y",
+                                                      "query": "q"}}], "is not valid"),
+        ([{"stage_type": "feature_search", "config": {"query": "q"}}], "needs config.feature_uri"),
+        ([{"stage_type": "diversity", "config": {"max_similarity": 2}}], "max_similarity"),
+        ([{"stage_type": "sort", "config": {"by": "confidence", "extra": 1}}],
+         "unknown config key"),
+    ],
+)
+def test_bad_stages_are_rejected_when_saved(rwb, stages, error):
+    with pytest.raises(ValidationError) as info:
+        rwb.retrievers.save("bad", "x", stages)
+    assert error in str(info.value)
+    with pytest.raises(NotFoundError):
+        rwb.retrievers.get("bad")
+
+
+def test_templating_keeps_types_and_requires_inputs():
+    assert render({"a": "{{INPUT.k}}", "b": "top {{INPUT.k}}"}, {"k": 5}) == {"a": 5,
+                                                                           "b": "top 5"}
+    with pytest.raises(ValidationError, match="input 'query' is required"):
+        render("{{INPUT.query}}", {})
+
+
+def test_an_unknown_field_is_explained(rwb):
+    with pytest.raises(ValidationError, match="field 'bad-field' is not known"):
+        run(rwb, F("bad-field", "eq", 1))

@@ -1,0 +1,382 @@
+"""Annotations: a reviewer's verdict on a detection (or an image), with provenance and history.
+
+Fields follow the seed: ``document_id`` (a detection id, or an image document id for a
+missed object), ``collection_id``, ``label`` (``confirmed``, ``corrected``,
+``false_positive``, ``missed`` or any other string up to 100 characters), ``confidence``,
+``reasoning``, ``payload`` (``predicted_class``, ``true_class``, ``bbox`` as a pixel centre box
+``{x, y, w, h}``, ``image_width``, ``image_height`` and free extra keys), ``retriever_id``,
+``execution_id`` and ``author``. Updates keep the previous revision in
+``annotation_history``; deletes are soft. Every accepted write — with its
+``annotation.*`` event — is committed before the call returns.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from workbench.boxes import center_to_xyxy
+from workbench.errors import NotFoundError, ValidationError
+from workbench.events import record_event
+from workbench.store import tables as t
+from workbench.store.metadata import MetadataStore, as_utc, new_id, utcnow
+
+VERDICTS = ("confirmed", "corrected", "false_positive", "missed")
+MAX_BULK = 1000
+BOX_TOLERANCE_PX = 1.0  # rounding in a browser canvas may put an edge a pixel outside
+
+
+@dataclass(frozen=True)
+class Annotation:
+    id: str
+    document_id: str
+    collection_id: str
+    object_id: str
+    extractor_key: str | None
+    label: str
+    confidence: float | None
+    reasoning: str
+    payload: dict[str, Any]
+    retriever_id: str | None
+    execution_id: str | None
+    author: str
+    revision: int
+    created_at: datetime
+    updated_at: datetime
+    deleted_at: datetime | None = None
+
+    @property
+    def box_xyxy(self) -> tuple[float, float, float, float] | None:
+        bbox = self.payload.get("bbox")
+        return center_to_xyxy(bbox) if bbox else None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Annotation]
+    total: int
+    next_offset: int | None
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    index: int
+    ok: bool
+    annotation_id: str | None = None
+    error: str | None = None
+
+
+class _Input(BaseModel):
+    """The shape of a write; the domain rules (boxes, verdicts) are checked after it."""
+
+    model_config = ConfigDict(extra="forbid")
+    document_id: str = Field(min_length=1)
+    collection_id: str = Field(min_length=1)
+    label: str = Field(min_length=1, max_length=100)
+    confidence: float | None = Field(None, ge=0, le=1)
+    reasoning: str = ""
+    payload: dict[str, Any] = Field(default_factory=dict)
+    retriever_id: str | None = None
+    execution_id: str | None = None
+    author: str | None = None
+
+
+def _explain(exc: PydanticValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field {field!r} (allowed: {', '.join(_Input.model_fields)})")
+        elif err["type"] == "missing":
+            parts.append(f"{field} is required")
+        else:
+            parts.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(parts)
+
+
+class AnnotationService:
+    def __init__(self, db: MetadataStore, default_author: str | None = None):
+        self.db = db
+        self.default_author = default_author or getpass.getuser()
+
+    # -- writes --------------------------------------------------------------------------
+    def create(self, **fields: Any) -> Annotation:
+        """Validate and store one annotation; returns it once committed."""
+        with self.db.write() as conn:
+            annotation_id = self._create(conn, fields)
+        return self.get(annotation_id)
+
+    def update(self, annotation_id: str, author: str | None = None, **changes: Any
+               ) -> Annotation:
+        """Change an annotation; the previous revision is kept in its history."""
+        with self.db.write() as conn:
+            self._update(conn, annotation_id, author, changes)
+        return self.get(annotation_id)
+
+    def delete(self, annotation_id: str, author: str | None = None) -> Annotation:
+        """Soft-delete (the row and its history stay; lists leave it out)."""
+        with self.db.write() as conn:
+            self._delete(conn, annotation_id, author)
+        return self.get(annotation_id, include_deleted=True)
+
+    def bulk(self, operations: list[dict[str, Any]]) -> list[BulkResult]:
+        """Up to 1,000 ``{"op": "create"|"update"|"delete", ...}``; each stands on its own."""
+        if len(operations) > MAX_BULK:
+            raise ValidationError(f"a bulk request holds at most {MAX_BULK} operations, got "
+                                  f"{len(operations)}; split it")
+        results = []
+        with self.db.write() as conn:
+            for index, operation in enumerate(operations):
+                savepoint = conn.begin_nested()
+                try:
+                    op = dict(operation)
+                    kind = op.pop("op", "create")
+                    if kind == "create":
+                        annotation_id = self._create(conn, op)
+                    elif kind == "update":
+                        annotation_id = op.pop("id", None) or op.pop("annotation_id", None)
+                        if not annotation_id:
+                            raise ValidationError("update needs 'id'")
+                        self._update(conn, annotation_id, op.pop("author", None), op)
+                    elif kind == "delete":
+                        annotation_id = op.get("id") or op.get("annotation_id")
+                        if not annotation_id:
+                            raise ValidationError("delete needs 'id'")
+                        self._delete(conn, annotation_id, op.get("author"))
+                    else:
+                        raise ValidationError(f"unknown op {kind!r}; use create, update or "
+                                              "delete")
+                    savepoint.commit()
+                    results.append(BulkResult(index, True, annotation_id))
+                except (ValidationError, NotFoundError) as exc:
+                    savepoint.rollback()
+                    results.append(BulkResult(index, False, error=str(exc)))
+        return results
+
+    def _create(self, conn, fields: dict[str, Any]) -> str:
+        try:
+            data = _Input(**fields)
+        except PydanticValidationError as exc:
+            raise ValidationError(_explain(exc)) from None
+        target = _resolve(conn, data.document_id)
+        if target["collection_id"] != data.collection_id:
+            raise ValidationError(
+                f"document {data.document_id} belongs to collection {target['collection_id']}, "
+                f"not {data.collection_id}")
+        payload = _check_payload(data.label, data.payload, target)
+        now = utcnow()
+        annotation_id = new_id("ann")
+        row = {
+            "id": annotation_id, "document_id": data.document_id,
+            "collection_id": data.collection_id, "object_id": target["object_id"],
+            "extractor_key": target["extractor_key"], "label": data.label,
+            "confidence": data.confidence, "reasoning": data.reasoning, "payload": payload,
+            "retriever_id": data.retriever_id, "execution_id": data.execution_id,
+            "author": data.author or self.default_author, "revision": 1, "created_at": now,
+            "updated_at": now,
+        }
+        conn.execute(t.annotations.insert().values(**row))
+        record_event(conn, "annotation.created", _event_payload(row))
+        return annotation_id
+
+    def _update(self, conn, annotation_id: str, author: str | None, changes: dict[str, Any]):
+        current = self._row(conn, annotation_id)
+        allowed = {"label", "confidence", "reasoning", "payload", "retriever_id",
+                   "execution_id"}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise ValidationError(f"cannot update {sorted(unknown)}; updatable: "
+                                  f"{', '.join(sorted(allowed))}")
+        merged = {key: current[key] for key in ("document_id", "collection_id", "label",
+                                                "confidence", "reasoning", "payload",
+                                                "retriever_id", "execution_id")}
+        merged.update(changes)
+        try:
+            data = _Input(**merged)
+        except PydanticValidationError as exc:
+            raise ValidationError(_explain(exc)) from None
+        target = _resolve(conn, current["document_id"])
+        payload = _check_payload(data.label, data.payload, target)
+        who = author or self.default_author
+        conn.execute(t.annotation_history.insert().values(
+            id=new_id("anh"), annotation_id=annotation_id, revision=current["revision"],
+            snapshot=_snapshot(current), changed_at=utcnow(), changed_by=who))
+        values = {"label": data.label, "confidence": data.confidence,
+                  "reasoning": data.reasoning, "payload": payload,
+                  "retriever_id": data.retriever_id, "execution_id": data.execution_id,
+                  "revision": current["revision"] + 1, "updated_at": utcnow(), "author": who}
+        conn.execute(t.annotations.update().where(t.annotations.c.id == annotation_id)
+                     .values(**values))
+        record_event(conn, "annotation.updated", _event_payload({**current, **values}))
+
+    def _delete(self, conn, annotation_id: str, author: str | None) -> None:
+        current = self._row(conn, annotation_id)
+        who = author or self.default_author
+        conn.execute(t.annotation_history.insert().values(
+            id=new_id("anh"), annotation_id=annotation_id, revision=current["revision"],
+            snapshot=_snapshot(current), changed_at=utcnow(), changed_by=who))
+        conn.execute(t.annotations.update().where(t.annotations.c.id == annotation_id).values(
+            deleted_at=utcnow(), revision=current["revision"] + 1, author=who))
+        record_event(conn, "annotation.deleted", _event_payload(current))
+
+    def _row(self, conn, annotation_id: str) -> dict[str, Any]:
+        row = conn.execute(sa.select(t.annotations).where(
+            t.annotations.c.id == annotation_id, t.annotations.c.deleted_at.is_(None))).first()
+        if row is None:
+            raise NotFoundError(f"no annotation {annotation_id!r} (or it was deleted)")
+        return dict(row._mapping)
+
+    # -- reads ---------------------------------------------------------------------------
+    def get(self, annotation_id: str, include_deleted: bool = False) -> Annotation:
+        query = sa.select(t.annotations).where(t.annotations.c.id == annotation_id)
+        if not include_deleted:
+            query = query.where(t.annotations.c.deleted_at.is_(None))
+        with self.db.read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"no annotation {annotation_id!r}")
+        return _annotation(row)
+
+    def history(self, annotation_id: str) -> list[dict[str, Any]]:
+        """Earlier revisions, oldest first, each with who changed it and when."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(t.annotation_history).where(
+                t.annotation_history.c.annotation_id == annotation_id).order_by(
+                    t.annotation_history.c.revision)).all()
+        return [{"revision": r.revision, "changed_at": as_utc(r.changed_at),
+                 "changed_by": r.changed_by, **r.snapshot} for r in rows]
+
+    def list(self, collection_id: str | None = None, document_id: str | None = None,
+             label: str | None = None, retriever_id: str | None = None,
+             execution_id: str | None = None, author: str | None = None,
+             since: datetime | None = None, until: datetime | None = None,
+             include_deleted: bool = False, offset: int = 0, limit: int = 100) -> Page:
+        """Annotations matching every given filter, newest first, one page at a time."""
+        if not 1 <= limit <= 1000:
+            raise ValidationError("limit must be between 1 and 1000")
+        c = t.annotations.c
+        conditions = [column == value for column, value in (
+            (c.collection_id, collection_id), (c.document_id, document_id), (c.label, label),
+            (c.retriever_id, retriever_id), (c.execution_id, execution_id),
+            (c.author, author)) if value is not None]
+        if since is not None:
+            conditions.append(c.created_at >= since.replace(tzinfo=None))
+        if until is not None:
+            conditions.append(c.created_at < until.replace(tzinfo=None))
+        if not include_deleted:
+            conditions.append(c.deleted_at.is_(None))
+        with self.db.read() as conn:
+            total = conn.execute(sa.select(sa.func.count()).select_from(t.annotations)
+                                 .where(*conditions)).scalar_one()
+            rows = conn.execute(sa.select(t.annotations).where(*conditions)
+                                .order_by(c.created_at.desc(), c.id).offset(offset)
+                                .limit(limit)).all()
+        items = [_annotation(r) for r in rows]
+        next_offset = offset + len(items) if offset + len(items) < total else None
+        return Page(items, total, next_offset)
+
+    def latest_by_document(self, collection_id: str, document_ids: list[str]
+                           ) -> dict[str, Annotation]:
+        """The newest live annotation of each given document (the review page's state)."""
+        if not document_ids:
+            return {}
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(t.annotations).where(
+                t.annotations.c.collection_id == collection_id,
+                t.annotations.c.document_id.in_(document_ids),
+                t.annotations.c.deleted_at.is_(None)).order_by(t.annotations.c.created_at)).all()
+        return {r.document_id: _annotation(r) for r in rows}
+
+
+def _resolve(conn, document_id: str) -> dict[str, Any]:
+    """A detection or an image document: its collection, image and size."""
+    det = conn.execute(
+        sa.select(t.detections.c.collection_id, t.detections.c.object_id,
+                  t.detections.c.extractor_key, t.detections.c.class_name,
+                  t.detections.c.x1, t.detections.c.y1, t.detections.c.x2, t.detections.c.y2,
+                  t.objects.c.width, t.objects.c.height)
+        .join(t.objects, t.objects.c.id == t.detections.c.object_id)
+        .where(t.detections.c.id == document_id)).first()
+    if det is not None:
+        return {"kind": "detection", **det._mapping}
+    doc = conn.execute(
+        sa.select(t.documents.c.collection_id, t.documents.c.object_id,
+                  t.documents.c.extractor_key, t.objects.c.width, t.objects.c.height)
+        .join(t.objects, t.objects.c.id == t.documents.c.object_id)
+        .where(t.documents.c.id == document_id)).first()
+    if doc is not None:
+        return {"kind": "image", "class_name": None, **doc._mapping}
+    raise NotFoundError(f"no detection or image document {document_id!r}")
+
+
+def _check_payload(label: str, payload: dict[str, Any], target: dict[str, Any]
+                   ) -> dict[str, Any]:
+    payload = dict(payload)
+    width, height = target["width"], target["height"]
+    for key, real in (("image_width", width), ("image_height", height)):
+        if key in payload and payload[key] != real:
+            raise ValidationError(f"payload {key} is {payload[key]} but the image is "
+                                  f"{width}×{height}; leave it out and it is filled in")
+        payload[key] = real
+    if target["kind"] == "detection":
+        payload.setdefault("predicted_class", target["class_name"])
+    if "bbox" in payload:
+        payload["bbox"] = _check_box(payload["bbox"], width, height)
+    if label == "corrected" and not (payload.get("true_class") or "bbox" in payload):
+        raise ValidationError("a 'corrected' annotation needs payload.true_class or a new "
+                              "payload.bbox")
+    if label == "missed" and not ("bbox" in payload and payload.get("true_class")):
+        raise ValidationError("a 'missed' annotation needs payload.bbox and "
+                              "payload.true_class (the object that was not detected)")
+    if "true_class" in payload and not (isinstance(payload["true_class"], str)
+                                        and payload["true_class"].strip()):
+        raise ValidationError("payload.true_class must be a non-empty class name")
+    return payload
+
+
+def _check_box(bbox: Any, width: int, height: int) -> dict[str, float]:
+    if not isinstance(bbox, dict) or not {"x", "y", "w", "h"} <= set(bbox):
+        raise ValidationError("payload.bbox must be a centre box {x, y, w, h} in pixels, got "
+                              f"{bbox!r}")
+    try:
+        box = {k: float(bbox[k]) for k in ("x", "y", "w", "h")}
+    except (TypeError, ValueError):
+        raise ValidationError(f"payload.bbox values must be numbers, got {bbox!r}") from None
+    if box["w"] <= 0 or box["h"] <= 0:
+        raise ValidationError(f"payload.bbox must have a positive size, got w={box['w']}, "
+                              f"h={box['h']}")
+    x1, y1, x2, y2 = center_to_xyxy(box)
+    tol = BOX_TOLERANCE_PX
+    if x1 < -tol or y1 < -tol or x2 > width + tol or y2 > height + tol:
+        raise ValidationError(f"payload.bbox ({x1:.0f}, {y1:.0f})–({x2:.0f}, {y2:.0f}) lies "
+                              f"outside the {width}×{height} image")
+    return box
+
+
+def _snapshot(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: row[key] for key in ("label", "confidence", "reasoning", "payload",
+                                       "retriever_id", "execution_id", "author")}
+
+
+def _event_payload(row: dict[str, Any]) -> dict[str, Any]:
+    return {"annotation_id": row["id"], "document_id": row["document_id"],
+            "collection_id": row["collection_id"], "label": row["label"],
+            "author": row["author"], "retriever_id": row.get("retriever_id"),
+            "execution_id": row.get("execution_id")}
+
+
+def _annotation(row) -> Annotation:
+    return Annotation(
+        id=row.id, document_id=row.document_id, collection_id=row.collection_id,
+        object_id=row.object_id, extractor_key=row.extractor_key, label=row.label,
+        confidence=row.confidence, reasoning=row.reasoning, payload=row.payload,
+        retriever_id=row.retriever_id, execution_id=row.execution_id, author=row.author,
+        revision=row.revision, created_at=as_utc(row.created_at),
+        updated_at=as_utc(row.updated_at), deleted_at=as_utc(row.deleted_at),
+    )

@@ -1,0 +1,619 @@
+"""Retrievers: named, stored pipelines of stages that pick detections to look at.
+
+A retriever belongs to a collection and runs over the detections of one extractor version
+(the collection's active version unless pinned). Stages, seed-style::
+
+    {"stage_name": "low_confidence", "stage_type": "filter",
+     "config": {"filters": {"AND": [{"field": "confidence", "operator": "lt", "value": 0.7}]}}}
+    {"stage_type": "feature_search", "config": {"feature_uri": "workbench://…/detection_embedding",
+                                                 "query": "{{INPUT.query}}", "top_k": 50}}
+    {"stage_type": "sort", "config": {"by": "uncertainty"}}        # confidence|newest|random
+    {"stage_type": "diversity", "config": {"max_similarity": 0.95}}
+    {"stage_type": "sample", "config": {"n": 100, "seed": 0}}
+    {"stage_type": "limit", "config": {"limit": 20, "offset": 0}}
+
+Filters are AND/OR/NOT trees of ``{field, operator, value}`` and compile to SQL: they apply to
+the whole candidate set, so a feature search returns its ``top_k`` nearest *among the items
+that pass the filters* (it asks the vector index for more until it has enough). Chroma's own
+``where`` filter is slow at scale, so it is never used. Fields: ``confidence``, ``class``,
+``object_id``, ``document_id``, ``bbox.w|h|x|y``, ``image.width|height``, ``metadata.<name>``
+(or just ``<name>`` for a bucket field), ``detections.<n>.<field>`` (the image's n-th most
+confident detection) and ``annotation.label`` (the newest verdict; ``exists`` false means
+"not reviewed yet"). Every execution gets an ``execution_id`` and is logged with its inputs,
+result ids and time per stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from workbench.domain import Collection, ExtractorVersion
+from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.extractors.spec import parse_feature_uri
+from workbench.store import tables as t
+from workbench.store.metadata import as_utc, new_id, utcnow
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+
+STAGE_TYPES = ("feature_search", "filter", "sort", "diversity", "sample", "limit")
+OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "contains", "exists")
+SORTS = ("confidence", "uncertainty", "newest", "random")
+TEMPLATE = re.compile(r"\{\{\s*INPUT\.([A-Za-z0-9_]+)\s*\}\}")
+MAX_FETCH = 5000  # rows a pipeline materialises at most before its Python stages
+
+
+@dataclass(frozen=True)
+class Retriever:
+    id: str
+    name: str
+    collection_id: str
+    description: str
+    stages: tuple[dict[str, Any], ...]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Hit:
+    detection_id: str
+    document_id: str
+    object_id: str
+    class_name: str
+    confidence: float
+    xyxy: tuple[float, float, float, float]
+    score: float | None = None  # similarity of a feature search
+
+
+@dataclass(frozen=True)
+class Execution:
+    id: str
+    retriever_id: str
+    extractor_key: str
+    hits: list[Hit]
+    matched: int | None  # candidates that passed the filters (when counted)
+    stage_ms: dict[str, float]
+
+
+def default_review_stages(limit: int = 20) -> list[dict[str, Any]]:
+    """The review queue: unreviewed detections under 0.7, most uncertain first, diverse."""
+    return [
+        {"stage_name": "low_confidence", "stage_type": "filter", "config": {"filters": {"AND": [
+            {"field": "confidence", "operator": "lt", "value": 0.7},
+            {"field": "annotation.label", "operator": "exists", "value": False}]}}},
+        {"stage_name": "most_uncertain", "stage_type": "sort", "config": {"by": "uncertainty"}},
+        {"stage_name": "diverse", "stage_type": "diversity", "config": {"max_similarity": 0.97}},
+        {"stage_name": "page", "stage_type": "limit", "config": {"limit": limit}},
+    ]
+
+
+# -- validation -------------------------------------------------------------------------------
+def validate_stages(stages: Any) -> list[dict[str, Any]]:
+    """Check a stage list when a retriever is saved; errors name the stage and the field."""
+    if not isinstance(stages, list) or not stages:
+        raise ValidationError("a retriever needs a non-empty list of stages")
+    checked = []
+    for index, stage in enumerate(stages):
+        where = f"stage {index}"
+        if not isinstance(stage, dict):
+            raise ValidationError(f"{where}: must be a mapping with stage_type and config")
+        where = f"stage {index} ({stage.get('stage_name') or stage.get('stage_type')})"
+        unknown = set(stage) - {"stage_name", "stage_type", "config"}
+        if unknown:
+            raise ValidationError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: "
+                                  "stage_name, stage_type, config")
+        kind = stage.get("stage_type")
+        if kind not in STAGE_TYPES:
+            raise ValidationError(f"{where}: stage_type {kind!r} is not one of "
+                                  f"{', '.join(STAGE_TYPES)}")
+        config = stage.get("config", {})
+        if not isinstance(config, dict):
+            raise ValidationError(f"{where}: config must be a mapping")
+        _CHECKS[kind](config, where)
+        checked.append({"stage_name": stage.get("stage_name") or f"{kind}_{index}",
+                        "stage_type": kind, "config": config})
+    return checked
+
+
+def _allowed(config: dict, keys: set[str], where: str) -> None:
+    unknown = set(config) - keys
+    if unknown:
+        raise ValidationError(f"{where}: unknown config key(s) {sorted(unknown)}; allowed: "
+                              f"{', '.join(sorted(keys))}")
+
+
+def _check_filter_stage(config: dict, where: str) -> None:
+    _allowed(config, {"filters"}, where)
+    if "filters" not in config:
+        raise ValidationError(f"{where}: config.filters is required")
+    _check_condition(config["filters"], f"{where}: filters")
+
+
+def _check_condition(node: Any, where: str) -> None:
+    if isinstance(node, list):
+        for i, child in enumerate(node):
+            _check_condition(child, f"{where}[{i}]")
+        return
+    if not isinstance(node, dict):
+        raise ValidationError(f"{where}: a condition must be a mapping")
+    logic = [k for k in ("AND", "OR", "NOT") if k in node]
+    if logic:
+        if len(node) != 1:
+            raise ValidationError(f"{where}: {logic[0]} must stand alone in its mapping")
+        children = node[logic[0]]
+        if logic[0] == "NOT":
+            _check_condition(children, f"{where}.NOT")
+        elif not isinstance(children, list) or not children:
+            raise ValidationError(f"{where}.{logic[0]}: needs a non-empty list")
+        else:
+            for i, child in enumerate(children):
+                _check_condition(child, f"{where}.{logic[0]}[{i}]")
+        return
+    _allowed(node, {"field", "operator", "value"}, where)
+    if not isinstance(node.get("field"), str) or not node["field"]:
+        raise ValidationError(f"{where}: 'field' is required (e.g. 'confidence')")
+    if node.get("operator") not in OPERATORS:
+        raise ValidationError(f"{where}: operator {node.get('operator')!r} is not one of "
+                              f"{', '.join(OPERATORS)}")
+    if "value" not in node:
+        raise ValidationError(f"{where}: 'value' is required")
+    value = node["value"]
+    if node["operator"] in ("in", "nin") and not (isinstance(value, list) or _is_template(value)):
+        raise ValidationError(f"{where}: operator {node['operator']} needs a list value")
+
+
+def _check_search(config: dict, where: str) -> None:
+    _allowed(config, {"feature_uri", "query", "query_type", "top_k"}, where)
+    if "feature_uri" not in config or "query" not in config:
+        raise ValidationError(f"{where}: feature_search needs config.feature_uri and "
+                              "config.query")
+    if not _is_template(config["feature_uri"]):
+        try:
+            parse_feature_uri(config["feature_uri"])
+        except ValidationError as exc:
+            raise ValidationError(f"{where}: {exc}") from None
+    if config.get("query_type", "detection") not in ("detection", "image", "text", "vector"):
+        raise ValidationError(f"{where}: query_type must be detection, image, text or vector")
+    top_k = config.get("top_k", 50)
+    if not (_is_template(top_k) or (isinstance(top_k, int) and top_k > 0)):
+        raise ValidationError(f"{where}: top_k must be a positive integer")
+
+
+def _check_sort(config: dict, where: str) -> None:
+    _allowed(config, {"by", "order", "seed"}, where)
+    if config.get("by") not in SORTS:
+        raise ValidationError(f"{where}: sort by {config.get('by')!r} is not one of "
+                              f"{', '.join(SORTS)}")
+    if config.get("order", "asc") not in ("asc", "desc"):
+        raise ValidationError(f"{where}: order must be asc or desc")
+
+
+def _check_diversity(config: dict, where: str) -> None:
+    _allowed(config, {"feature_uri", "max_similarity", "max_per_image"}, where)
+    similarity = config.get("max_similarity", 0.95)
+    if not (isinstance(similarity, int | float) and 0 < similarity <= 1):
+        raise ValidationError(f"{where}: max_similarity must be in (0, 1]")
+
+
+def _check_sample(config: dict, where: str) -> None:
+    _allowed(config, {"n", "seed"}, where)
+    if not (isinstance(config.get("n"), int) and config["n"] > 0):
+        raise ValidationError(f"{where}: sample needs a positive integer n")
+
+
+def _check_limit(config: dict, where: str) -> None:
+    _allowed(config, {"limit", "offset"}, where)
+    for key in ("limit", "offset"):
+        value = config.get(key, 0 if key == "offset" else None)
+        if not (_is_template(value) or (isinstance(value, int) and value >= (key == "limit"))):
+            raise ValidationError(f"{where}: {key} must be a{' positive' if key == 'limit' else ' non-negative'} integer")
+
+
+_CHECKS = {"filter": _check_filter_stage, "feature_search": _check_search, "sort": _check_sort,
+           "diversity": _check_diversity, "sample": _check_sample, "limit": _check_limit}
+
+
+def _is_template(value: Any) -> bool:
+    return isinstance(value, str) and bool(TEMPLATE.search(value))
+
+
+def render(value: Any, inputs: dict[str, Any]) -> Any:
+    """Replace ``{{INPUT.name}}``; a string that is only a template keeps the input's type."""
+    if isinstance(value, dict):
+        return {k: render(v, inputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, inputs) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def lookup(name: str) -> Any:
+        if name not in inputs:
+            raise ValidationError(f"input {name!r} is required by this retriever (given: "
+                                  f"{', '.join(sorted(inputs)) or 'none'})")
+        return inputs[name]
+
+    whole = TEMPLATE.fullmatch(value.strip())
+    if whole:
+        return lookup(whole.group(1))
+    return TEMPLATE.sub(lambda m: str(lookup(m.group(1))), value)
+
+
+# -- compiling filters to SQL ---------------------------------------------------------------
+_D = t.detections.alias("d")
+_O = t.objects.alias("o")
+
+
+def _field(path: str, value: Any) -> sa.ColumnElement:
+    numeric = isinstance(value, int | float) and not isinstance(value, bool)
+    if isinstance(value, list) and value:
+        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    direct = {
+        "confidence": _D.c.confidence, "class": _D.c.class_name, "class_name": _D.c.class_name,
+        "object_id": _D.c.object_id, "document_id": _D.c.document_id, "id": _D.c.id,
+        "detection_id": _D.c.id, "image.width": _O.c.width, "image.height": _O.c.height,
+        "bbox.w": _D.c.x2 - _D.c.x1, "bbox.h": _D.c.y2 - _D.c.y1,
+        "bbox.x": (_D.c.x1 + _D.c.x2) / 2, "bbox.y": (_D.c.y1 + _D.c.y2) / 2,
+        "area": (_D.c.x2 - _D.c.x1) * (_D.c.y2 - _D.c.y1),
+    }
+    if path in direct:
+        return direct[path]
+    if path == "annotation.label":
+        a = t.annotations.alias("a")
+        return (sa.select(a.c.label).where(a.c.document_id == _D.c.id, a.c.deleted_at.is_(None))
+                .order_by(a.c.created_at.desc()).limit(1).scalar_subquery())
+    match = re.fullmatch(r"detections\.(\d+)\.(confidence|class|class_name)", path)
+    if match:
+        d2 = t.detections.alias("d2")
+        column = d2.c.confidence if match.group(2) == "confidence" else d2.c.class_name
+        return (sa.select(column).where(d2.c.document_id == _D.c.document_id)
+                .order_by(d2.c.confidence.desc(), d2.c.idx).offset(int(match.group(1)))
+                .limit(1).scalar_subquery())
+    name = path.removeprefix("metadata.")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValidationError(f"field {path!r} is not known; use confidence, class, bbox.w, "
+                              "metadata.<field>, detections.<n>.confidence, annotation.label, …")
+    element = _O.c.metadata[name]
+    return element.as_float() if numeric else element.as_string()
+
+
+def compile_condition(node: Any) -> sa.ColumnElement:
+    if isinstance(node, list):
+        return sa.and_(*(compile_condition(child) for child in node))
+    if "AND" in node:
+        return sa.and_(*(compile_condition(child) for child in node["AND"]))
+    if "OR" in node:
+        return sa.or_(*(compile_condition(child) for child in node["OR"]))
+    if "NOT" in node:
+        return sa.not_(compile_condition(node["NOT"]))
+    operator, value = node["operator"], node["value"]
+    column = _field(node["field"], value)
+    if operator == "exists":
+        return column.is_not(None) if value else column.is_(None)
+    if operator == "contains":
+        return column.contains(str(value), autoescape=True)
+    if operator in ("in", "nin"):
+        clause = column.in_(list(value))
+        return clause if operator == "in" else sa.or_(sa.not_(clause), column.is_(None))
+    return {"eq": column == value, "ne": sa.or_(column != value, column.is_(None)),
+            "lt": column < value, "lte": column <= value, "gt": column > value,
+            "gte": column >= value}[operator]
+
+
+# -- the service ------------------------------------------------------------------------------
+class RetrieverService:
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+        self.db = wb.db
+
+    def save(self, name: str, collection: str, stages: list[dict[str, Any]],
+             description: str = "", replace: bool = False) -> Retriever:
+        """Validate and store a retriever (``replace`` overwrites one of the same name)."""
+        if not name or len(name) > 200:
+            raise ValidationError("a retriever needs a name of 1-200 characters")
+        target = self.wb.collections.get(collection)
+        checked = validate_stages(copy.deepcopy(stages))
+        now = utcnow()
+        with self.db.write() as conn:
+            existing = conn.execute(sa.select(t.retrievers.c.id).where(
+                t.retrievers.c.name == name)).scalar()
+            if existing and not replace:
+                raise AlreadyExistsError(f"retriever {name!r} exists already")
+            if existing:
+                conn.execute(t.retrievers.update().where(t.retrievers.c.id == existing).values(
+                    collection_id=target.id, stages=checked, description=description,
+                    updated_at=now))
+            else:
+                conn.execute(t.retrievers.insert().values(
+                    id=new_id("ret"), name=name, collection_id=target.id, stages=checked,
+                    description=description, created_at=now, updated_at=now))
+        return self.get(name)
+
+    def get(self, name_or_id: str) -> Retriever:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t.retrievers).where(sa.or_(
+                t.retrievers.c.name == name_or_id, t.retrievers.c.id == name_or_id))).first()
+        if row is None:
+            raise NotFoundError(f"no retriever {name_or_id!r}; list them with "
+                                "`workbench retrievers`")
+        return _retriever(row)
+
+    def list(self, collection: str | None = None) -> list[Retriever]:
+        query = sa.select(t.retrievers).order_by(t.retrievers.c.created_at)
+        if collection:
+            query = query.where(t.retrievers.c.collection_id == self.wb.collections.get(
+                collection).id)
+        with self.db.read() as conn:
+            return [_retriever(r) for r in conn.execute(query)]
+
+    def review_queue(self, collection: str, limit: int = 20) -> Retriever:
+        """The collection's default review retriever (created on first use)."""
+        target = self.wb.collections.get(collection)
+        name = f"{target.name}:review"
+        try:
+            return self.get(name)
+        except NotFoundError:
+            return self.save(name, target.name, default_review_stages(limit),
+                             "Unreviewed detections under 0.7, most uncertain first, diverse")
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t.retriever_executions).where(
+                t.retriever_executions.c.id == execution_id)).first()
+        if row is None:
+            raise NotFoundError(f"no retriever execution {execution_id!r}")
+        return {"id": row.id, "retriever_id": row.retriever_id, "inputs": row.inputs,
+                "result_ids": row.result_ids, "stage_ms": row.stage_ms,
+                "created_at": as_utc(row.created_at)}
+
+    # -- running -----------------------------------------------------------------------
+    def execute(self, name: str, inputs: dict[str, Any] | None = None,
+                version: str | None = None, count: bool = False) -> Execution:
+        """Run a retriever by name with its ``{{INPUT.*}}`` values; the run is logged.
+
+        ``count`` also counts every candidate that passes the filters (``matched``), which
+        costs a full scan; a queue page does not need it.
+        """
+        inputs = dict(inputs or {})
+        retriever = self.get(name)
+        collection = self.wb.collections.get(retriever.collection_id)
+        chosen = self.wb.registry.get(collection.extractor_name,
+                                      version or inputs.get("version") or
+                                      collection.active_version)
+        stages = [{**s, "config": render(s["config"], inputs)} for s in retriever.stages]
+        timings: dict[str, float] = {}
+        hits, matched = self._run(collection, chosen, stages, timings, count)
+        execution_id = new_id("exec")
+        with self.db.write() as conn:
+            conn.execute(t.retriever_executions.insert().values(
+                id=execution_id, retriever_id=retriever.id,
+                inputs={k: v for k, v in inputs.items() if _jsonable(v)},
+                result_ids=[h.detection_id for h in hits], stage_ms=timings,
+                created_at=utcnow()))
+        return Execution(execution_id, retriever.id, chosen.key, hits, matched, timings)
+
+    def _run(self, collection: Collection, version: ExtractorVersion,
+             stages: list[dict[str, Any]], timings: dict[str, float], count: bool):
+        started = time.perf_counter()
+        conditions = [_D.c.collection_id == collection.id, _D.c.extractor_key == version.key]
+        for stage in stages:
+            if stage["stage_type"] == "filter":
+                conditions.append(compile_condition(stage["config"]["filters"]))
+        timings["compile"] = _ms(started)
+        scores: dict[str, float] | None = None
+        for stage in stages:
+            if stage["stage_type"] == "feature_search":
+                begun = time.perf_counter()
+                scores = self._search(collection, version, stage["config"], conditions, scores)
+                timings[stage["stage_name"]] = _ms(begun)
+        if scores is not None:
+            conditions.append(_D.c.id.in_(list(scores)))
+
+        post = [s for s in stages if s["stage_type"] in ("sort", "diversity", "sample", "limit")]
+        begun = time.perf_counter()
+        rows, matched = self._fetch(conditions, post, scores, count)
+        timings["fetch"] = _ms(begun)
+        hits = [Hit(r.id, r.document_id, r.object_id, r.class_name, r.confidence,
+                    (r.x1, r.y1, r.x2, r.y2), scores.get(r.id) if scores else None)
+                for r in rows]
+        for stage in post:
+            begun = time.perf_counter()
+            hits = self._post(stage, hits, version, scores)
+            timings[stage["stage_name"]] = _ms(begun)
+        timings["total"] = _ms(started)
+        return hits, matched
+
+    def _fetch(self, conditions, post, scores, count):
+        """Rows for the Python stages: SQL does the first sort and, when it can, the limit."""
+        columns = (_D.c.id, _D.c.document_id, _D.c.object_id, _D.c.class_name, _D.c.confidence,
+                   _D.c.x1, _D.c.y1, _D.c.x2, _D.c.y2)
+        base = sa.select(*columns).select_from(_D.join(_O, _O.c.id == _D.c.object_id)).where(
+            *conditions)
+        first = post[0] if post else None
+        # How many rows the Python stages can need: up to the first limit, with headroom for
+        # a diversity step that drops near-duplicates.
+        need = MAX_FETCH
+        for stage in post:
+            if stage["stage_type"] == "limit":
+                wanted = stage["config"]["limit"] + stage["config"].get("offset", 0)
+                spare = any(s["stage_type"] in ("diversity", "sample") for s in post[
+                    :post.index(stage)])
+                need = min(MAX_FETCH, wanted * 5 if spare else wanted)
+                break
+        with self.db.read() as conn:
+            matched = conn.execute(sa.select(sa.func.count()).select_from(
+                _D.join(_O, _O.c.id == _D.c.object_id)).where(*conditions)).scalar_one() \
+                if count else None
+            if first is not None and first["stage_type"] == "sort" and (
+                    first["config"]["by"] != "random"):
+                rows = self._sorted(conn, base, first["config"], need, scores)
+                post.remove(first)
+            elif scores is not None:
+                rows = sorted(conn.execute(base).all(), key=lambda r: -scores[r.id])[:need]
+            else:
+                rows = conn.execute(base.order_by(_D.c.id).limit(
+                    need if not post or post[0]["stage_type"] == "limit" else MAX_FETCH)).all()
+        return rows, matched
+
+    def _sorted(self, conn, base, config, need, scores):
+        by, order = config["by"], config.get("order", "asc")
+        if by == "confidence":
+            column = _D.c.confidence.desc() if order == "desc" else _D.c.confidence.asc()
+            return conn.execute(base.order_by(column, _D.c.id).limit(need)).all()
+        if by == "newest":
+            column = _D.c.document_id  # ids carry no time: newest by image ingestion time
+            return conn.execute(base.order_by(_O.c.created_at.desc(), column, _D.c.idx)
+                                .limit(need)).all()
+        # Uncertainty: closest to 0.5 first. Two index-ordered scans (up from 0.5, down from
+        # 0.5) merged, instead of sorting every candidate by |confidence - 0.5|.
+        upper = conn.execute(base.where(_D.c.confidence >= 0.5).order_by(
+            _D.c.confidence.asc(), _D.c.id).limit(need)).all()
+        lower = conn.execute(base.where(_D.c.confidence < 0.5).order_by(
+            _D.c.confidence.desc(), _D.c.id).limit(need)).all()
+        merged = sorted(upper + lower, key=lambda r: (abs(r.confidence - 0.5), r.id))
+        if order == "desc":
+            merged.reverse()
+        return merged[:need]
+
+    def _search(self, collection, version, config, conditions, previous):
+        """Nearest neighbours among the items that pass the filters, over-fetching as needed."""
+        import numpy as np
+
+        uri = config["feature_uri"]
+        name, number, feature_name = parse_feature_uri(uri)
+        searched = self.wb.registry.get(name, number)
+        feature = searched.spec.feature(feature_name)
+        vector = self._query_vector(config, searched, feature_name)
+        top_k = int(config.get("top_k", 50))
+        total = self.wb.vectors.count(uri)
+        k = min(total, max(top_k * 4, 100))
+        found: dict[str, float] = {}
+        while k > 0:
+            neighbours = self.wb.vectors.query(uri, np.asarray(vector, dtype="float32"), k)
+            similarity = {i: _similarity(d, feature.distance_metric) for i, d in neighbours}
+            ids = self._passing(conditions, similarity, feature.granularity)
+            found = {i: s for i, s in ids.items() if previous is None or i in previous}
+            if len(found) >= top_k or k >= total:
+                break
+            k = min(total, k * 4)
+        best = sorted(found.items(), key=lambda item: -item[1])[:top_k]
+        return dict(best)
+
+    def _passing(self, conditions, similarity, granularity):
+        """Map neighbour ids to detections that pass the filters (image hits → their boxes)."""
+        if not similarity:
+            return {}
+        with self.db.read() as conn:
+            if granularity == "detection":
+                rows = conn.execute(sa.select(_D.c.id).select_from(
+                    _D.join(_O, _O.c.id == _D.c.object_id)).where(
+                        *conditions, _D.c.id.in_(list(similarity)))).scalars().all()
+                return {i: similarity[i] for i in rows}
+            rows = conn.execute(sa.select(_D.c.id, _D.c.document_id).select_from(
+                _D.join(_O, _O.c.id == _D.c.object_id)).where(
+                    *conditions, _D.c.document_id.in_(list(similarity)))).all()
+            return {r.id: similarity[r.document_id] for r in rows}
+
+    def _query_vector(self, config, searched: ExtractorVersion, feature_name: str):
+        query = config["query"]
+        kind = config.get("query_type", "detection")
+        uri = searched.feature_uri(feature_name)
+        if kind == "vector":
+            return query
+        if kind == "text":
+            if searched.kind != "clip":
+                raise ValidationError(f"text queries need a CLIP feature URI; {uri} is not one "
+                                      "(register clip_embedder with WORKBENCH_CLIP_WEIGHTS)")
+            return self.wb.registry.load_extractor(searched).embed_text([str(query)])[0]
+        key = str(query.get("detection_id") or query.get("object_id") if isinstance(
+            query, dict) else query)
+        if kind == "image":
+            with self.db.read() as conn:
+                doc = conn.execute(sa.select(t.documents.c.id).where(
+                    t.documents.c.object_id == key,
+                    t.documents.c.extractor_key == searched.key)).scalar()
+            key = doc or key
+            uri = searched.feature_uri("image_embedding") if any(
+                f.feature_name == "image_embedding" for f in searched.spec.features) else uri
+        vectors = self.wb.vectors.get(uri, [key])
+        if len(vectors) == 0:
+            raise NotFoundError(f"no {kind} embedding {key!r} under {uri}")
+        return vectors[0]
+
+    def _post(self, stage, hits: list[Hit], version: ExtractorVersion, scores) -> list[Hit]:
+        config = stage["config"]
+        kind = stage["stage_type"]
+        if kind == "limit":
+            offset = int(config.get("offset", 0))
+            return hits[offset: offset + int(config["limit"])]
+        if kind == "sample":
+            if len(hits) <= config["n"]:
+                return hits
+            picked = random.Random(config.get("seed", 0)).sample(range(len(hits)), config["n"])
+            return [hits[i] for i in sorted(picked)]
+        if kind == "sort":
+            by, reverse = config["by"], config.get("order", "asc") == "desc"
+            if by == "random":
+                shuffled = list(hits)
+                random.Random(config.get("seed", 0)).shuffle(shuffled)
+                return shuffled
+            if by == "uncertainty":
+                return sorted(hits, key=lambda h: abs(h.confidence - 0.5), reverse=reverse)
+            if by == "confidence":
+                return sorted(hits, key=lambda h: h.confidence, reverse=reverse)
+            return hits
+        return self._diverse(hits, version, config)
+
+    def _diverse(self, hits: list[Hit], version: ExtractorVersion, config) -> list[Hit]:
+        """Greedy: keep an item unless it is nearly identical to one already kept."""
+        import numpy as np
+
+        if not hits:
+            return hits
+        uri = config.get("feature_uri") or version.feature_uri("detection_embedding")
+        limit = config.get("max_similarity", 0.95)
+        per_image = config.get("max_per_image")
+        vectors = self.wb.vectors.get(uri, [h.detection_id for h in hits])
+        if len(vectors) != len(hits):
+            return hits  # some boxes have no vector (a custom extractor): nothing to compare
+        vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        kept: list[int] = []
+        per_object: dict[str, int] = {}
+        for i, hit in enumerate(hits):
+            if per_image and per_object.get(hit.object_id, 0) >= per_image:
+                continue
+            if kept and float(np.max(vectors[kept] @ vectors[i])) > limit:
+                continue
+            kept.append(i)
+            per_object[hit.object_id] = per_object.get(hit.object_id, 0) + 1
+        return [hits[i] for i in kept]
+
+
+def _similarity(distance: float, metric: str) -> float:
+    """Chroma distances → a similarity where larger is nearer."""
+    if metric == "cosine":
+        return 1.0 - float(distance)
+    if metric == "dot":
+        return 1.0 - float(distance)  # chroma's "ip" distance is 1 - dot
+    return -float(distance)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool | type(None) | list | dict)
+
+
+def _retriever(row) -> Retriever:
+    return Retriever(id=row.id, name=row.name, collection_id=row.collection_id,
+                     description=row.description, stages=tuple(row.stages),
+                     created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))
