@@ -2,48 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
+from tests.app.conftest import populate, run_page
 from tests.conftest import REPO, write_images
-from workbench import Workbench
 from workbench.jobs import Worker
 
 PAGES = ["app.py", *sorted(str(p.relative_to(REPO)) for p in (REPO / "pages").glob("*.py"))]
-
-
-@pytest.fixture
-def workspace(home, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(home))
-    wb = Workbench.open(home)
-    yield wb
-    wb.close()
-
-
-def populate(wb: Workbench, tmp_path: Path) -> None:
-    """A bucket of ShapeWorld scenes detected by the starter, and a job waiting in the queue."""
-    from tests.conftest import STARTER
-    from workbench.demo.shapeworld import SceneConfig, write_dataset
-    from workbench.detection import DetectParams
-
-    wb.buckets.create("cams", {"properties": {"image": {"type": "image"},
-                                              "camera_id": {"type": "text"}}})
-    scenes = write_dataset(tmp_path / "scenes", SceneConfig(width=320, height=240), 8, seed=3)
-    wb.ingest.run("cams", [scenes / "images"], metadata={"camera_id": "c1"})
-    wb.registry.register_yolo(STARTER, lineage={"imgsz": 320})
-    wb.collections.create("cams", ["cams"])
-    wb.detection.run("cams", params=DetectParams(imgsz=320))
-    wb.jobs.submit("ingest", wb.ingest._params("cams", [tmp_path / "imgs"], None, None))
-
-
-def run_page(page: str) -> AppTest:
-    """Run a page the way the app does: through the entry point, so navigation resolves."""
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
-    if page != "app.py":
-        at.switch_page(page)
-    return at.run()
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -25,6 +25,8 @@ NAVIGATION = (
     ("app.py", "Home", ":material/home:"),
     ("pages/1_Ingest.py", "Ingest", ":material/upload:"),
     ("pages/2_Detect.py", "Detect", ":material/center_focus_strong:"),
+    ("pages/3_Review.py", "Review", ":material/rate_review:"),
+    ("pages/4_Stats.py", "Stats", ":material/monitoring:"),
 )
 
 

@@ -1,0 +1,61 @@
+"""Review: work through the detections the model is least sure of, from the keyboard."""
+
+import streamlit as st
+
+from workbench.ui import page_setup
+from workbench.ui.review import (
+    burn_down,
+    correct_panel,
+    current_view,
+    load_queue,
+    missed_panel,
+    next_strip,
+    progress_header,
+    state,
+    verdict_buttons,
+)
+
+wb = page_setup("Review")
+st.title("Review")
+
+collections = wb.collections.list()
+if not collections:
+    st.info("Nothing to review yet: run a detector on the Detect page (or load the demo).")
+    st.stop()
+left, middle, right = st.columns(3)
+collection = wb.collections.get(left.selectbox("Collection", [c.name for c in collections],
+                                               key="review_collection"))
+default_queue = wb.retrievers.review_queue(collection.name)
+retrievers = [r.name for r in wb.retrievers.list(collection.name)]
+retriever = middle.selectbox("Queue (retriever)", retrievers,
+                             index=retrievers.index(default_queue.name), key="review_retriever")
+versions = wb.collections.versions_run(collection) or [collection.active_key]
+key = right.selectbox("Model version", versions, key="review_version",
+                      index=versions.index(collection.active_key)
+                      if collection.active_key in versions else 0)
+version = wb.registry.get(key)
+
+s = load_queue(wb, collection, version, retriever)
+progress_header(wb, collection, s)
+if s.current is None:
+    st.success("The queue is empty: every item it selects has a verdict."
+               + (f" ({len(s.skipped)} skipped in this session.)" if s.skipped else ""))
+    if s.skipped and st.button("Bring back skipped items", key="unskip"):
+        s.skipped.clear()
+        load_queue(wb, collection, version, retriever, force=True)
+        st.rerun()
+    burn_down(wb, collection, s)
+    st.stop()
+
+hit, obj, detections = current_view(wb, collection, version, s)
+reasoning = st.text_input("Reasoning (optional)", key=f"reasoning_{s.canvas_round}")
+if s.mode == "correct":
+    correct_panel(wb, collection, version, hit, obj, detections, s, reasoning)
+elif s.mode == "missed":
+    missed_panel(wb, collection, version, hit, obj, detections, s, reasoning)
+else:
+    verdict_buttons(wb, collection, hit, s, reasoning)
+st.caption("Keys: **A** confirm (accept) · **E** correct · **F** false positive · **M** missed · "
+           "**S** skip · **U** undo · **Enter** save · **Esc** cancel")
+next_strip(wb, s)
+burn_down(wb, collection, s)

@@ -1,0 +1,62 @@
+"""The Review page: verdicts are stored at once, with provenance; skip and undo work."""
+
+import pytest
+
+from tests.app.conftest import populate, run_page
+
+
+@pytest.fixture
+def reviewing(workspace, tmp_path):
+    populate(workspace, tmp_path)
+    return workspace
+
+
+def _current(at):
+    return at.session_state["review"].current
+
+
+def test_confirm_false_positive_skip_and_undo(reviewing):
+    wb = reviewing
+    at = run_page("pages/3_Review.py")
+    assert not at.exception, [e.message for e in at.exception]
+    first = _current(at)
+    assert first is not None and first.confidence < 0.7
+    at.button(key="confirm").click().run()
+    (confirmed,) = wb.annotations.list(label="confirmed").items
+    assert confirmed.document_id == first.detection_id
+    queue = wb.retrievers.review_queue("cams")
+    assert confirmed.retriever_id == queue.id and confirmed.execution_id.startswith("exec_")
+    second = _current(at)
+    assert second.detection_id != first.detection_id
+    at.button(key="false_positive").click().run()
+    assert wb.annotations.list(label="false_positive").items[0].document_id == \
+        second.detection_id
+    third = _current(at)
+    at.button(key="skip").click().run()
+    assert _current(at) is None or _current(at).detection_id != third.detection_id
+    assert wb.annotations.list(document_id=third.detection_id).total == 0
+    at.button(key="undo").click().run()  # takes back the false positive
+    assert wb.annotations.list(label="false_positive").total == 0
+    assert _current(at).detection_id == second.detection_id
+
+
+def test_correct_with_a_new_class(reviewing):
+    wb = reviewing
+    at = run_page("pages/3_Review.py")
+    target = _current(at)
+    at.button(key="correct").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.selectbox(key="correct_class").select("new class…").run()
+    at.text_input(key="correct_new_class").input("star").run()
+    at.button(key="save_correct").click().run()
+    assert not at.exception
+    (corrected,) = wb.annotations.list(label="corrected").items
+    assert corrected.document_id == target.detection_id
+    assert corrected.payload["true_class"] == "star"
+    assert corrected.payload["predicted_class"] == target.class_name
+
+
+def test_an_empty_workspace_explains_what_to_do(workspace):
+    at = run_page("pages/3_Review.py")
+    assert not at.exception
+    assert any("Nothing to review yet" in i.value for i in at.info)

@@ -1,0 +1,87 @@
+"""In a real browser: review three detections with the keyboard, the class picker and the
+canvas, then check what was stored."""
+
+import pytest
+
+from tests.conftest import STARTER
+from workbench import Workbench
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _reviewed(page) -> int:
+    card = page.locator("[data-testid='stMetric']").filter(has_text="Reviewed in this session")
+    return int(card.locator("[data-testid='stMetricValue']").inner_text())
+
+
+def _wait_reviewed(page, n: int) -> None:
+    page.wait_for_function(
+        """n => [...document.querySelectorAll("[data-testid='stMetric']")]
+              .some(m => m.innerText.includes('Reviewed in this session')
+                         && m.innerText.trim().endsWith(String(n)))""", arg=n)
+
+
+def test_review_three_detections(app_server, page, home, tmp_path):
+    from workbench.demo.shapeworld import SceneConfig, write_dataset
+    from workbench.detection import DetectParams
+
+    wb = Workbench.open(home)
+    wb.buckets.create("scenes")
+    scenes = write_dataset(tmp_path / "scenes", SceneConfig(lighting="night", clutter=3,
+                                                            min_objects=3), 8, seed=4)
+    wb.ingest.run("scenes", [scenes / "images"])
+    wb.registry.register_yolo(STARTER, lineage={"imgsz": 320})
+    wb.collections.create("scenes", ["scenes"])
+    wb.detection.run("scenes", params=DetectParams(imgsz=320, conf=0.1))
+
+    page.goto(f"{app_server}/Review")
+    page.get_by_role("button", name="Confirm (A)").wait_for()
+    assert _reviewed(page) == 0
+
+    # 1. Confirm from the keyboard.
+    page.locator("h1").click()  # focus the page, not an input
+    page.keyboard.press("a")
+    _wait_reviewed(page, 1)
+
+    # 2. Correct with a new class.
+    page.get_by_role("button", name="Correct (E)").click()
+    page.get_by_text("Pick the right class").wait_for()
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Class").last.click()
+    page.get_by_role("option", name="new class…").click()
+    name = page.get_by_label("New class name")
+    name.fill("star")
+    name.press("Enter")
+    save = page.get_by_role("button", name="Save correction")
+    page.wait_for_function("() => [...document.querySelectorAll('button')].some("
+                           "b => b.innerText.includes('Save correction') && !b.disabled)")
+    save.click()
+    _wait_reviewed(page, 2)
+
+    # 3. Draw a missed box on the canvas with the mouse.
+    page.locator("h1").click()
+    page.keyboard.press("m")
+    page.get_by_text("Draw a box around each missed object").wait_for()
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    x, y = box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + box["width"] * 0.2, y + box["height"] * 0.25, steps=8)
+    page.mouse.up()
+    page.get_by_text("1 box(es) drawn").wait_for()
+    page.get_by_role("button", name="Save missed").click()
+    _wait_reviewed(page, 3)
+
+    labels = sorted(a.label for a in wb.annotations.list(limit=10).items)
+    assert labels == ["confirmed", "corrected", "missed"]
+    (corrected,) = wb.annotations.list(label="corrected").items
+    assert corrected.payload["true_class"] == "star"
+    (missed,) = wb.annotations.list(label="missed").items
+    x1, y1, x2, y2 = missed.box_xyxy
+    assert missed.payload["true_class"] == "circle"
+    assert x2 - x1 > 50 and y2 - y1 > 50  # a real box, in image pixels (640×480 scene)
+    assert 0 <= x1 < x2 <= 640 and 0 <= y1 < y2 <= 480
+    assert missed.document_id.startswith("doc_")  # a missed object belongs to the image
+    queue = wb.retrievers.review_queue("scenes")
+    assert {a.retriever_id for a in wb.annotations.list(limit=10).items} == {queue.id}

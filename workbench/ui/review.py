@@ -1,0 +1,292 @@
+"""Widgets of the Review page: the queue, the current detection, the verdict buttons.
+
+Every verdict is written the moment its button is pressed (with the retriever and execution
+it came from), so closing the tab loses nothing. Keyboard shortcuts are Streamlit's own
+button shortcuts and are printed on the buttons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from workbench import Workbench
+from workbench.boxes import xyxy_to_center
+from workbench.domain import Collection, ExtractorVersion
+from workbench.retrievers import Hit
+from workbench.ui import show_errors
+from workbench.ui.render import boxes_of, draw_boxes
+
+NEW_CLASS = "new class…"
+CANVAS_WIDTH = 720
+
+
+@dataclass
+class ReviewState:
+    """What one reviewer's tab remembers between reruns."""
+
+    key: str = ""  # collection + version + retriever the queue belongs to
+    retriever_id: str = ""
+    execution_id: str = ""
+    hits: list[Hit] = field(default_factory=list)
+    position: int = 0
+    matched: int | None = None
+    skipped: set[str] = field(default_factory=set)
+    done: list[tuple[list[str], int]] = field(default_factory=list)  # (annotation ids, position)
+    mode: str = "review"  # review | correct | missed
+    reviewed_here: int = 0
+    canvas_round: int = 0  # bumps to give the canvas a fresh key after each save
+
+    @property
+    def current(self) -> Hit | None:
+        return self.hits[self.position] if self.position < len(self.hits) else None
+
+
+def state() -> ReviewState:
+    if "review" not in st.session_state:
+        st.session_state["review"] = ReviewState()
+    return st.session_state["review"]
+
+
+def load_queue(wb: Workbench, collection: Collection, version: ExtractorVersion,
+               retriever_name: str, force: bool = False) -> ReviewState:
+    s = state()
+    key = f"{collection.id}|{version.key}|{retriever_name}"
+    if force or s.key != key or s.current is None:
+        execution = wb.retrievers.execute(retriever_name, version=version.version, count=True)
+        s.key, s.retriever_id, s.execution_id = key, execution.retriever_id, execution.id
+        s.hits = [h for h in execution.hits if h.detection_id not in s.skipped]
+        s.matched, s.position, s.mode = execution.matched, 0, "review"
+        if s.key != key:
+            s.done, s.skipped = [], set()
+    return s
+
+
+def _save(wb: Workbench, collection: Collection, operations: list[dict], reasoning: str) -> None:
+    """Write verdicts for the current hit now, then move on."""
+    s = state()
+    ids = []
+    for fields in operations:
+        annotation = wb.annotations.create(
+            collection_id=collection.id, reasoning=reasoning, retriever_id=s.retriever_id,
+            execution_id=s.execution_id, **fields)
+        ids.append(annotation.id)
+    s.done.append((ids, s.position))
+    s.reviewed_here += 1
+    s.position += 1
+    s.mode = "review"
+    s.canvas_round += 1  # fresh canvas and reasoning box for the next item
+
+
+def progress_header(wb: Workbench, collection: Collection, s: ReviewState) -> None:
+    remaining = s.matched or 0
+    total_reviewed = wb.annotations.list(collection_id=collection.id, limit=1).total
+    cols = st.columns(3)
+    cols[0].metric("Reviewed in this session", s.reviewed_here)
+    cols[1].metric("Left in the queue", max(0, remaining - s.position))
+    cols[2].metric("Annotations in collection", total_reviewed)
+
+
+def current_view(wb: Workbench, collection: Collection, version: ExtractorVersion,
+                 s: ReviewState):
+    """The image with every box, the current one highlighted; returns (hit, object)."""
+    hit = s.current
+    obj = wb.buckets.get_object(hit.object_id)
+    detections = wb.detection.detections(collection, version.key, object_ids=[obj.id])
+    highlight = next((i for i, d in enumerate(detections) if d.id == hit.detection_id), None)
+    st.markdown(f"**{hit.class_name}** at confidence **{hit.confidence:.2f}** — "
+                f"{Path(obj.source).name} ({obj.width}×{obj.height}), item {s.position + 1} "
+                f"of {len(s.hits)} on this page")
+    if s.mode == "review":
+        st.image(draw_boxes(str(wb.image_path(obj)), boxes_of(detections),
+                            tuple(version.classes), 960, highlight), width="stretch")
+    return hit, obj, detections
+
+
+def next_strip(wb: Workbench, s: ReviewState) -> None:
+    upcoming = s.hits[s.position + 1 : s.position + 7]
+    if not upcoming:
+        return
+    st.caption("Next")
+    cols = st.columns(6)
+    for col, hit in zip(cols, upcoming, strict=False):
+        obj = wb.buckets.get_object(hit.object_id)
+        col.image(_crop(str(wb.image_path(obj)), hit.xyxy), width="stretch",
+                  caption=f"{hit.class_name} {hit.confidence:.2f}")
+
+
+@st.cache_data(show_spinner=False, max_entries=500)
+def _crop(path: str, xyxy: tuple) -> bytes:
+    import io
+
+    from workbench.ingest import load_image
+
+    image = load_image(Path(path))
+    x1, y1, x2, y2 = xyxy
+    pad = 0.25 * max(x2 - x1, y2 - y1)
+    box = (max(0, x1 - pad), max(0, y1 - pad), min(image.width, x2 + pad),
+           min(image.height, y2 + pad))
+    crop = image.crop(tuple(round(v) for v in box))
+    crop.thumbnail((160, 160))
+    buffer = io.BytesIO()
+    crop.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def verdict_buttons(wb: Workbench, collection: Collection, hit: Hit, s: ReviewState,
+                    reasoning: str) -> None:
+    cols = st.columns(6)
+    if cols[0].button("Confirm (A)", shortcut="a", key="confirm", type="primary",
+                      width="stretch"):
+        with show_errors():
+            _save(wb, collection, [{"document_id": hit.detection_id, "label": "confirmed",
+                                    "payload": {"true_class": hit.class_name}}], reasoning)
+            st.rerun()
+    if cols[1].button("Correct (E)", shortcut="e", key="correct", width="stretch"):
+        s.mode = "correct"
+        st.rerun()
+    if cols[2].button("False positive (F)", shortcut="f", key="false_positive",
+                      width="stretch"):
+        with show_errors():
+            _save(wb, collection, [{"document_id": hit.detection_id,
+                                    "label": "false_positive"}], reasoning)
+            st.rerun()
+    if cols[3].button("Missed (M)", shortcut="m", key="missed", width="stretch"):
+        s.mode = "missed"
+        st.rerun()
+    if cols[4].button("Skip (S)", shortcut="s", key="skip", width="stretch"):
+        s.skipped.add(hit.detection_id)
+        s.position += 1
+        s.mode = "review"
+        st.rerun()
+    if cols[5].button("Undo (U)", shortcut="u", key="undo", width="stretch",
+                      disabled=not s.done):
+        undo(wb)
+        st.rerun()
+
+
+def undo(wb: Workbench) -> None:
+    s = state()
+    ids, position = s.done.pop()
+    for annotation_id in ids:
+        wb.annotations.delete(annotation_id)
+    s.position = position
+    s.reviewed_here = max(0, s.reviewed_here - 1)
+    s.mode = "review"
+
+
+def class_picker(version: ExtractorVersion, key: str, default: str | None = None) -> str | None:
+    options = [*version.classes, NEW_CLASS]
+    index = options.index(default) if default in options else 0
+    chosen = st.selectbox("Class", options, index=index, key=f"{key}_class")
+    if chosen == NEW_CLASS:
+        typed = st.text_input("New class name", key=f"{key}_new_class").strip()
+        return typed or None
+    return chosen
+
+
+def _canvas_background(wb: Workbench, obj, detections, version, skip_id: str | None):
+    others = [d for d in detections if d.id != skip_id]
+    return draw_boxes(str(wb.image_path(obj)), boxes_of(others), tuple(version.classes),
+                      max(obj.width, obj.height))
+
+
+def correct_panel(wb, collection, version, hit, obj, detections, s, reasoning) -> None:
+    """Pick the right class and, if needed, move or redraw the box on the canvas."""
+    from streamlit_drawable_canvas import st_canvas
+
+    st.info("Pick the right class. To fix the box, draw the right one on the image (the last "
+            "box drawn counts), then press **Save correction** (Enter).")
+    true_class = class_picker(version, "correct", hit.class_name)
+    scale = CANVAS_WIDTH / obj.width
+    result = st_canvas(
+        background_image=_canvas_background(wb, obj, detections, version, hit.detection_id),
+        drawing_mode="labeled_rect", label=true_class or "", stroke_width=2,
+        stroke_color="#facc15", fill_color="rgba(250, 204, 21, 0.15)",
+        width=CANVAS_WIDTH, height=round(obj.height * scale), background_image_fit="stretch",
+        key=f"correct_canvas_{s.canvas_round}", font_size=14,
+    )
+    boxes = _image_boxes(result, scale)
+    payload: dict = {"true_class": true_class} if true_class else {}
+    if boxes:
+        b = boxes[-1]
+        payload["bbox"] = xyxy_to_center(_clip((b["left"], b["top"], b["left"] + b["width"],
+                                                 b["top"] + b["height"]), obj))
+    cols = st.columns([1, 1, 4])
+    if cols[0].button("Save correction", shortcut="enter", type="primary", key="save_correct",
+                      disabled=not payload):
+        with show_errors():
+            _save(wb, collection, [{"document_id": hit.detection_id, "label": "corrected",
+                                    "payload": payload}], reasoning)
+            st.rerun()
+    if cols[1].button("Cancel", shortcut="escape", key="cancel_correct"):
+        s.mode = "review"
+        st.rerun()
+
+
+def missed_panel(wb, collection, version, hit, obj, detections, s, reasoning) -> None:
+    """Draw every object the model missed on this image; each box gets the chosen class."""
+    from streamlit_drawable_canvas import st_canvas
+
+    st.info("Draw a box around each missed object (pick its class first), then press "
+            "**Save missed** (Enter).")
+    true_class = class_picker(version, "missed")
+    scale = CANVAS_WIDTH / obj.width
+    result = st_canvas(
+        background_image=_canvas_background(wb, obj, detections, version, None),
+        drawing_mode="labeled_rect", label=true_class or "?", stroke_width=2,
+        stroke_color="#22d3ee", fill_color="rgba(34, 211, 238, 0.15)",
+        width=CANVAS_WIDTH, height=round(obj.height * scale), background_image_fit="stretch",
+        key=f"missed_canvas_{s.canvas_round}", font_size=14,
+    )
+    boxes = [b for b in _image_boxes(result, scale) if b["width"] > 1 and b["height"] > 1]
+    document_id = hit.document_id  # a missed object belongs to the image, not a box
+    operations = [{"document_id": document_id, "label": "missed",
+                   "payload": {"true_class": b["label"] if b["label"] not in ("", "?")
+                               else true_class,
+                               "bbox": xyxy_to_center(_clip((b["left"], b["top"],
+                                                             b["left"] + b["width"],
+                                                             b["top"] + b["height"]), obj))}}
+                  for b in boxes]
+    st.caption(f"{len(operations)} box(es) drawn")
+    cols = st.columns([1, 1, 4])
+    if cols[0].button("Save missed", shortcut="enter", type="primary", key="save_missed",
+                      disabled=not operations or not true_class):
+        with show_errors():
+            _save(wb, collection, operations, reasoning)
+            st.rerun()
+    if cols[1].button("Cancel", shortcut="escape", key="cancel_missed"):
+        s.mode = "review"
+        st.rerun()
+
+
+def _image_boxes(result, scale: float) -> list[dict]:
+    """Canvas boxes in image pixels (the background is stretched by ``scale`` on both axes)."""
+    return [{**b, "left": b["left"] / scale, "top": b["top"] / scale,
+             "width": b["width"] / scale, "height": b["height"] / scale}
+            for b in result.boxes]
+
+
+def _clip(xyxy, obj):
+    x1, y1, x2, y2 = xyxy
+    return (max(0.0, x1), max(0.0, y1), min(float(obj.width), x2), min(float(obj.height), y2))
+
+
+def burn_down(wb: Workbench, collection: Collection, s: ReviewState) -> None:
+    """Verdicts over time against what is left in the queue."""
+    import plotly.graph_objects as go
+
+    page = wb.annotations.list(collection_id=collection.id, limit=1000)
+    if not page.items:
+        return
+    times = sorted(a.created_at for a in page.items)
+    left_now = max(0, (s.matched or 0) - s.position)
+    start = left_now + len(times)
+    remaining = [start - i - 1 for i in range(len(times))]
+    figure = go.Figure(go.Scatter(x=times, y=remaining, mode="lines+markers",
+                                  line={"shape": "hv"}))
+    figure.update_layout(height=220, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         title="Burn-down: left to review", yaxis_title="items left")
+    st.plotly_chart(figure, width="stretch")
