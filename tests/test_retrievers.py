@@ -134,7 +134,8 @@ def test_default_review_queue(rwb):
                            retriever_id=queue.id, execution_id=first.id)
     second = rwb.retrievers.execute(queue.name)
     assert [h.detection_id for h in second.hits] == ["obj_a_1", "obj_b_1"]
-    assert default_review_stages(5)[-1]["config"]["limit"] == 5
+    assert render(default_review_stages(5)[-1]["config"], {}) == {"limit": 5}
+    assert len(rwb.retrievers.execute(queue.name, {"limit": 1}).hits) == 1
 
 
 @pytest.mark.parametrize(
@@ -171,6 +172,8 @@ def test_bad_stages_are_rejected_when_saved(rwb, stages, error):
 def test_templating_keeps_types_and_requires_inputs():
     assert render({"a": "{{INPUT.k}}", "b": "top {{INPUT.k}}"}, {"k": 5}) == {"a": 5,
                                                                            "b": "top 5"}
+    assert render({"a": "{{INPUT.k|20}}", "b": "{{ INPUT.s | near }}"}, {}) == {"a": 20,
+                                                                             "b": "near"}
     with pytest.raises(ValidationError, match="input 'query' is required"):
         render("{{INPUT.query}}", {})
 

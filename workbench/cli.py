@@ -32,11 +32,13 @@ extractors_app = typer.Typer(help="List extractors; register a custom one.",
 models_app = typer.Typer(help="The model registry: list versions, add weights.",
                          invoke_without_command=True)
 collections_app = typer.Typer(help="List and create collections.", invoke_without_command=True)
+retrievers_app = typer.Typer(help="List, save and run retrievers.", invoke_without_command=True)
 app.add_typer(buckets_app, name="buckets")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(extractors_app, name="extractors")
 app.add_typer(models_app, name="models")
 app.add_typer(collections_app, name="collections")
+app.add_typer(retrievers_app, name="retrievers")
 
 
 class _State:
@@ -376,6 +378,148 @@ def detect(
     _emit(job.result, f"{job.result['documents']} images processed by {chosen.key} "
                       f"({job.result['detections_now']} new detections, "
                       f"{job.result['seconds']} s)")
+
+
+def _hit_line(hit) -> str:
+    score = f"  score {hit.score:.3f}" if hit.score is not None else ""
+    return f"{hit.detection_id:28} {hit.class_name:12} conf {hit.confidence:.3f}{score}"
+
+
+@retrievers_app.callback()
+def retrievers_list(ctx: typer.Context, collection: Annotated[str | None, typer.Option()] = None
+                    ) -> None:
+    """List retrievers with their stages."""
+    if ctx.invoked_subcommand is not None:
+        return
+    items = _open().retrievers.list(collection)
+    human = "\n".join(f"{r.name:30} {' → '.join(s['stage_type'] for s in r.stages)}"
+                      for r in items)
+    _emit(items, human or "no retrievers yet (each collection's review queue is created when "
+                          "first used)")
+
+
+@retrievers_app.command("save")
+def retrievers_save(
+    name: str,
+    collection: Annotated[str, typer.Option("--collection", "-c")],
+    stages: Annotated[Path, typer.Option(help="JSON file with the list of stages.")],
+    description: str = "",
+    replace: Annotated[bool, typer.Option(help="Overwrite a retriever of that name.")] = False,
+) -> None:
+    """Validate and save a retriever (a bad stage is named with its field)."""
+    try:
+        parsed = json.loads(stages.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WorkbenchError(f"cannot read stages from {stages}: {exc}") from None
+    saved = _open().retrievers.save(name, collection, parsed, description, replace)
+    _emit(saved, f"saved retriever {saved.name!r} ({len(saved.stages)} stages)")
+
+
+@retrievers_app.command("run")
+def retrievers_run(
+    name: str,
+    inputs: Annotated[list[str], typer.Option("--input", "-i", help="key=value for {{INPUT.key}}.")] = [],  # noqa: B006
+    version: Annotated[str | None, typer.Option(help="Extractor version to search.")] = None,
+) -> None:
+    """Run a retriever and print its hits with the execution id."""
+    execution = _open().retrievers.execute(name, _parse_meta(inputs), version)
+    _emit(execution, "\n".join([f"execution {execution.id} on {execution.extractor_key} "
+                                f"({execution.stage_ms.get('total', 0):.1f} ms)",
+                                *(_hit_line(h) for h in execution.hits)]))
+
+
+@app.command("review-queue")
+def review_queue(
+    collection: str,
+    limit: Annotated[int, typer.Option(help="Items in the page.")] = 20,
+    version: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """The next page of the collection's review queue (unreviewed, uncertain, diverse)."""
+    wb = _open()
+    queue = wb.retrievers.review_queue(collection, limit)
+    execution = wb.retrievers.execute(queue.name, {"limit": limit}, version, count=True)
+    hits = execution.hits
+    _emit({"retriever_id": execution.retriever_id, "execution_id": execution.id,
+           "remaining": execution.matched, "hits": hits},
+          "\n".join([f"{execution.matched} left to review; retriever {execution.retriever_id}, "
+                     f"execution {execution.id}", *(_hit_line(h) for h in hits)]))
+
+
+@app.command()
+def annotate(
+    document_id: Annotated[str | None, typer.Argument(help="Detection or image document id.")] = None,
+    collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
+    label: Annotated[str | None, typer.Option("--label", "-l", help="confirmed, corrected, false_positive, missed, …")] = None,
+    true_class: Annotated[str | None, typer.Option(help="The right class (corrected, missed).")] = None,
+    bbox: Annotated[str | None, typer.Option(help="Centre box x,y,w,h in pixels.")] = None,
+    reasoning: str = "",
+    confidence: Annotated[float | None, typer.Option()] = None,
+    retriever: Annotated[str | None, typer.Option(help="Retriever id (provenance).")] = None,
+    execution: Annotated[str | None, typer.Option(help="Execution id (provenance).")] = None,
+    bulk: Annotated[Path | None, typer.Option(help="JSONL file of operations (max 1,000).")] = None,
+) -> None:
+    """Record one verdict, or many from a JSONL file (each line succeeds or fails alone)."""
+    wb = _open()
+    if bulk is not None:
+        try:
+            operations = [json.loads(line) for line in bulk.read_text().splitlines()
+                          if line.strip()]
+        except (OSError, json.JSONDecodeError) as exc:
+            raise WorkbenchError(f"cannot read {bulk}: {exc}") from None
+        for op in operations:
+            if "collection_id" in op and not op["collection_id"].startswith("col_"):
+                op["collection_id"] = wb.collections.get(op["collection_id"]).id
+        results = wb.annotations.bulk(operations)
+        failed = [r for r in results if not r.ok]
+        _emit(results, "\n".join([*(f"line {r.index + 1}: {r.error}" for r in failed),
+                                  f"{len(results) - len(failed)} saved, {len(failed)} failed"]))
+        if failed and len(failed) == len(results):
+            raise typer.Exit(1)
+        return
+    if not (document_id and collection and label):
+        raise WorkbenchError("give DOCUMENT_ID, --collection and --label (or --bulk FILE.jsonl)")
+    payload: dict[str, Any] = {}
+    if true_class:
+        payload["true_class"] = true_class
+    if bbox:
+        try:
+            x, y, w, h = (float(v) for v in bbox.split(","))
+        except ValueError:
+            raise WorkbenchError(f"--bbox {bbox!r} should be x,y,w,h (centre, pixels)") from None
+        payload["bbox"] = {"x": x, "y": y, "w": w, "h": h}
+    saved = wb.annotations.create(
+        document_id=document_id, collection_id=wb.collections.get(collection).id, label=label,
+        confidence=confidence, reasoning=reasoning, payload=payload, retriever_id=retriever,
+        execution_id=execution)
+    _emit(saved, f"saved {saved.id}: {saved.label} on {saved.document_id}")
+
+
+@app.command()
+def stats(
+    collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
+    version: Annotated[str | None, typer.Option(help="e.g. yolo_detector@1.0.0")] = None,
+    window: Annotated[str, typer.Option(help="1d or 1w")] = "1d",
+) -> None:
+    """Verdict counts and rates, the health table and estimated precision/recall."""
+    from workbench import stats as quality
+
+    wb = _open()
+    collection_id = wb.collections.get(collection).id if collection else None
+    report = quality.compute_all(wb.db, collection_id, version, window)
+    labels = report["labels"].to_dicts()
+    pr = report["precision_recall"]
+    lines = [f"{report['total']} annotations"]
+    lines += [f"  {r['label']:16} {r['count']:6}  {r['rate']:6.1%}" for r in labels]
+    lines.append("health:")
+    for row in report["health"]:
+        value = "n/a" if row["value"] is None else f"{row['value']:.1%}"
+        lines.append(f"  {row['metric']:22} {value:>7}  {row['status']:14} {row['action']}")
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    lines.append(f"precision ≈ {fmt(pr['precision'])}, recall ≈ {fmt(pr['recall'])} "
+                 f"(TP {pr['tp']}, FP {pr['fp']}, FN {pr['fn']}; {pr['assumptions']})")
+    data = {"total": report["total"], "labels": labels, "health": report["health"],
+            "precision_recall": pr, "confusion": report["confusion"].to_dicts()}
+    _emit(data, "\n".join(lines))
 
 
 @app.command(name="app")

@@ -94,6 +94,9 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise Rejected(f"decompression bomb refused by the decoder: {exc}") from None
     except Exception as exc:  # a broken header surfaces as many exception types
+        reason = _unidentified_reason(data)
+        if reason.startswith("not an image"):  # e.g. a plugin that failed to import
+            raise Rejected(reason) from None
         raise Rejected(f"truncated or corrupt image: its header cannot be read ({exc})") from None
     if fmt not in FORMAT_EXTENSIONS:
         raise Rejected(

@@ -26,6 +26,7 @@ result ids and time per stage.
 from __future__ import annotations
 
 import copy
+import json
 import random
 import re
 import time
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
 STAGE_TYPES = ("feature_search", "filter", "sort", "diversity", "sample", "limit")
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "contains", "exists")
 SORTS = ("confidence", "uncertainty", "newest", "random")
-TEMPLATE = re.compile(r"\{\{\s*INPUT\.([A-Za-z0-9_]+)\s*\}\}")
+# {{INPUT.name}} or {{INPUT.name|default}} (the default read as JSON when it parses).
+TEMPLATE = re.compile(r"\{\{\s*INPUT\.([A-Za-z0-9_]+)\s*(?:\|\s*([^}]*?))?\s*\}\}")
 MAX_FETCH = 5000  # rows a pipeline materialises at most before its Python stages
 
 
@@ -91,7 +93,8 @@ def default_review_stages(limit: int = 20) -> list[dict[str, Any]]:
             {"field": "annotation.label", "operator": "exists", "value": False}]}}},
         {"stage_name": "most_uncertain", "stage_type": "sort", "config": {"by": "uncertainty"}},
         {"stage_name": "diverse", "stage_type": "diversity", "config": {"max_similarity": 0.97}},
-        {"stage_name": "page", "stage_type": "limit", "config": {"limit": limit}},
+        {"stage_name": "page", "stage_type": "limit",
+         "config": {"limit": f"{{{{INPUT.limit|{limit}}}}}"}},
     ]
 
 
@@ -234,16 +237,22 @@ def render(value: Any, inputs: dict[str, Any]) -> Any:
     if not isinstance(value, str):
         return value
 
-    def lookup(name: str) -> Any:
-        if name not in inputs:
-            raise ValidationError(f"input {name!r} is required by this retriever (given: "
-                                  f"{', '.join(sorted(inputs)) or 'none'})")
-        return inputs[name]
+    def lookup(match: re.Match) -> Any:
+        name, default = match.group(1), match.group(2)
+        if name in inputs:
+            return inputs[name]
+        if default is not None:
+            try:
+                return json.loads(default)
+            except json.JSONDecodeError:
+                return default
+        raise ValidationError(f"input {name!r} is required by this retriever (given: "
+                              f"{', '.join(sorted(inputs)) or 'none'})")
 
     whole = TEMPLATE.fullmatch(value.strip())
     if whole:
-        return lookup(whole.group(1))
-    return TEMPLATE.sub(lambda m: str(lookup(m.group(1))), value)
+        return lookup(whole)
+    return TEMPLATE.sub(lambda m: str(lookup(m)), value)
 
 
 # -- compiling filters to SQL ---------------------------------------------------------------
@@ -442,7 +451,7 @@ class RetrieverService:
         need = MAX_FETCH
         for stage in post:
             if stage["stage_type"] == "limit":
-                wanted = stage["config"]["limit"] + stage["config"].get("offset", 0)
+                wanted = int(stage["config"]["limit"]) + int(stage["config"].get("offset", 0))
                 spare = any(s["stage_type"] in ("diversity", "sample") for s in post[
                     :post.index(stage)])
                 need = min(MAX_FETCH, wanted * 5 if spare else wanted)

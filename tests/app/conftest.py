@@ -27,11 +27,13 @@ def populate(wb: Workbench, tmp_path: Path) -> None:
 
     wb.buckets.create("cams", {"properties": {"image": {"type": "image"},
                                               "camera_id": {"type": "text"}}})
-    scenes = write_dataset(tmp_path / "scenes", SceneConfig(width=320, height=240), 8, seed=3)
+    # Mixed light and clutter, so that the starter is unsure of some boxes (a review queue).
+    config = SceneConfig(width=320, height=240, lighting="mixed", clutter=3, min_objects=3)
+    scenes = write_dataset(tmp_path / "scenes", config, 8, seed=3)
     wb.ingest.run("cams", [scenes / "images"], metadata={"camera_id": "c1"})
     wb.registry.register_yolo(STARTER, lineage={"imgsz": 320})
     wb.collections.create("cams", ["cams"])
-    wb.detection.run("cams", params=DetectParams(imgsz=320))
+    wb.detection.run("cams", params=DetectParams(imgsz=320, conf=0.1))
     wb.jobs.submit("ingest", wb.ingest._params("cams", [tmp_path / "imgs"], None, None))
 
 

@@ -1,0 +1,61 @@
+"""The review commands: retrievers, review-queue, annotate (single and bulk), stats."""
+
+import json
+
+from typer.testing import CliRunner
+
+from workbench.cli import app
+
+
+def invoke(wb, *args):
+    return CliRunner().invoke(app, ["--home", str(wb.home), *map(str, args)])
+
+
+def test_review_queue_annotate_and_stats(review_wb, tmp_path):
+    wb = review_wb
+    queue = json.loads(invoke(wb, "--json", "review-queue", "x", "--limit", "2").output)
+    assert queue["remaining"] == 4 and len(queue["hits"]) == 2
+    first = queue["hits"][0]["detection_id"]
+    done = invoke(wb, "annotate", first, "-c", "x", "-l", "confirmed",
+                  "--retriever", queue["retriever_id"], "--execution", queue["execution_id"])
+    assert done.exit_code == 0, done.output
+    bulk = tmp_path / "verdicts.jsonl"
+    bulk.write_text("\n".join(json.dumps(op) for op in [
+        {"document_id": "obj_a_1", "collection_id": "x", "label": "corrected",
+         "payload": {"true_class": "hexagon"}},
+        {"document_id": "obj_c_0", "collection_id": "x", "label": "corrected"},
+        {"document_id": "doc_obj_d", "collection_id": "x", "label": "missed",
+         "payload": {"true_class": "star", "bbox": {"x": 40, "y": 40, "w": 10, "h": 10}}},
+    ]))
+    result = invoke(wb, "annotate", "--bulk", bulk)
+    assert "2 saved, 1 failed" in result.output and "line 2:" in result.output
+    (saved,) = wb.annotations.list(label="confirmed").items
+    assert saved.execution_id == queue["execution_id"]
+    report = json.loads(invoke(wb, "--json", "stats", "-c", "x").output)
+    assert report["total"] == 3
+    assert report["precision_recall"]["tp"] == 1
+    assert {row["label"] for row in report["labels"]} == {"confirmed", "corrected", "missed"}
+    again = json.loads(invoke(wb, "--json", "review-queue", "x").output)
+    assert first not in [h["detection_id"] for h in again["hits"]]
+
+
+def test_annotate_errors_are_one_line(review_wb):
+    result = invoke(review_wb, "annotate", "obj_a_0", "-c", "x", "-l", "corrected")
+    assert result.exit_code != 0
+    assert "needs payload.true_class" in str(result.exception or result.output)
+
+
+def test_save_and_run_a_retriever(review_wb, tmp_path):
+    stages = tmp_path / "stages.json"
+    stages.write_text(json.dumps([
+        {"stage_type": "filter", "config": {"filters": {"field": "class", "operator": "eq",
+                                                         "value": "{{INPUT.cls}}"}}},
+        {"stage_type": "sort", "config": {"by": "confidence", "order": "desc"}}]))
+    assert invoke(review_wb, "retrievers", "save", "by-class", "-c", "x", "--stages",
+                  stages).exit_code == 0
+    out = json.loads(invoke(review_wb, "--json", "retrievers", "run", "by-class", "-i",
+                            "cls=circle").output)
+    assert [h["detection_id"] for h in out["hits"]] == ["obj_a_0", "obj_b_1"]
+    stages.write_text(json.dumps([{"stage_type": "sort", "config": {"by": "size"}}]))
+    bad = invoke(review_wb, "retrievers", "save", "bad", "-c", "x", "--stages", stages)
+    assert bad.exit_code != 0 and "sort by 'size'" in str(bad.exception)
