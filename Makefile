@@ -31,6 +31,7 @@ demo: install
 bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/detect.py
+	$(PY) bench/review.py
 
 clean-workspace:
 	rm -rf data/workspace
