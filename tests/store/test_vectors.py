@@ -35,3 +35,11 @@ def test_upsert_query_and_get_round_trip(tmp_path):
 def test_unknown_metric_is_explained(tmp_path):
     with pytest.raises(ValidationError, match="cosine"):
         VectorStore(tmp_path).collection(URI, metric="manhattan")
+
+
+def test_upserts_larger_than_chromas_batch_limit_are_split(tmp_path):
+    store = VectorStore(tmp_path / "vectors")
+    n = store.client.get_max_batch_size() + 7
+    vectors = np.random.default_rng(1).normal(size=(n, 4)).astype("float32")
+    store.upsert(URI, [f"v{i}" for i in range(n)], vectors)
+    assert store.count(URI) == n

@@ -68,9 +68,14 @@ class VectorStore:
         """Add or replace vectors by id: re-running a batch never duplicates them."""
         if len(ids) == 0:
             return
-        self.collection(feature_uri, metric).upsert(
-            ids=list(ids), embeddings=embeddings, metadatas=list(metadatas) if metadatas else None
-        )
+        collection = self.collection(feature_uri, metric)
+        step = self.client.get_max_batch_size()  # Chroma refuses larger batches
+        for start in range(0, len(ids), step):
+            end = start + step
+            collection.upsert(
+                ids=list(ids[start:end]), embeddings=embeddings[start:end],
+                metadatas=list(metadatas[start:end]) if metadatas else None,
+            )
 
     def query(self, feature_uri: str, embedding, k: int = 10) -> list[tuple[str, float]]:
         """Nearest ids to one vector, with distances in the collection's metric."""
