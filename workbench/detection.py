@@ -292,7 +292,7 @@ class DetectionService:
         with self.db.read() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(ids)).scalar_one()
             page = conn.execute(sa.select(ids.c.object_id).order_by(ids.c.object_id)
-                                .offset(offset).limit(limit)).scalars().all()
+                                .offset(offset).limit(limit)).scalars().all() if limit else []
         return list(page), total
 
     def class_counts(self, collection: Collection, extractor_key: str) -> dict[str, int]:

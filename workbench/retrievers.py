@@ -411,23 +411,24 @@ class RetrieverService:
     def _run(self, collection: Collection, version: ExtractorVersion,
              stages: list[dict[str, Any]], timings: dict[str, float], count: bool):
         started = time.perf_counter()
-        conditions = [_D.c.collection_id == collection.id, _D.c.extractor_key == version.key]
-        for stage in stages:
-            if stage["stage_type"] == "filter":
-                conditions.append(compile_condition(stage["config"]["filters"]))
+        filters = [compile_condition(stage["config"]["filters"]) for stage in stages
+                   if stage["stage_type"] == "filter"]
+        conditions = _scope(collection, version, indexed=True) + filters
+        # Queries that start from a list of neighbour ids must not use the (collection,
+        # version, confidence) index: SQLite would scan half the table through it instead of
+        # looking a hundred ids up by key. The same scope, written so it cannot use it:
+        by_ids = _scope(collection, version, indexed=False) + filters
         timings["compile"] = _ms(started)
         scores: dict[str, float] | None = None
         for stage in stages:
             if stage["stage_type"] == "feature_search":
                 begun = time.perf_counter()
-                scores = self._search(collection, version, stage["config"], conditions, scores)
+                scores = self._search(collection, version, stage["config"], by_ids, scores)
                 timings[stage["stage_name"]] = _ms(begun)
-        if scores is not None:
-            conditions.append(_D.c.id.in_(list(scores)))
-
         post = [s for s in stages if s["stage_type"] in ("sort", "diversity", "sample", "limit")]
         begun = time.perf_counter()
-        rows, matched = self._fetch(conditions, post, scores, count)
+        rows, matched = self._fetch(by_ids if scores is not None else conditions, post, scores,
+                                    count)
         timings["fetch"] = _ms(begun)
         hits = [Hit(r.id, r.document_id, r.object_id, r.class_name, r.confidence,
                     (r.x1, r.y1, r.x2, r.y2), scores.get(r.id) if scores else None)
@@ -445,6 +446,11 @@ class RetrieverService:
                    _D.c.x1, _D.c.y1, _D.c.x2, _D.c.y2)
         base = sa.select(*columns).select_from(_D.join(_O, _O.c.id == _D.c.object_id)).where(
             *conditions)
+        counted = sa.select(sa.func.count()).select_from(
+            _D.join(_O, _O.c.id == _D.c.object_id)).where(*conditions)
+        if scores is not None:
+            base = _only(base, _D.c.id, list(scores))
+            counted = _only(counted, _D.c.id, list(scores))
         first = post[0] if post else None
         # How many rows the Python stages can need: up to the first limit, with headroom for
         # a diversity step that drops near-duplicates.
@@ -457,9 +463,7 @@ class RetrieverService:
                 need = min(MAX_FETCH, wanted * 5 if spare else wanted)
                 break
         with self.db.read() as conn:
-            matched = conn.execute(sa.select(sa.func.count()).select_from(
-                _D.join(_O, _O.c.id == _D.c.object_id)).where(*conditions)).scalar_one() \
-                if count else None
+            matched = conn.execute(counted).scalar_one() if count else None
             if first is not None and first["stage_type"] == "sort" and (
                     first["config"]["by"] != "random"):
                 rows = self._sorted(conn, base, first["config"], need, scores)
@@ -501,17 +505,16 @@ class RetrieverService:
         feature = searched.spec.feature(feature_name)
         vector = self._query_vector(config, searched, feature_name)
         top_k = int(config.get("top_k", 50))
-        total = self.wb.vectors.count(uri)
-        k = min(total, max(top_k * 4, 100))
+        k = max(top_k * 4, 100)
         found: dict[str, float] = {}
-        while k > 0:
+        while True:
             neighbours = self.wb.vectors.query(uri, np.asarray(vector, dtype="float32"), k)
             similarity = {i: _similarity(d, feature.distance_metric) for i, d in neighbours}
             ids = self._passing(conditions, similarity, feature.granularity)
             found = {i: s for i, s in ids.items() if previous is None or i in previous}
-            if len(found) >= top_k or k >= total:
+            if len(found) >= top_k or len(neighbours) < k:  # enough, or the index is exhausted
                 break
-            k = min(total, k * 4)
+            k *= 4
         best = sorted(found.items(), key=lambda item: -item[1])[:top_k]
         return dict(best)
 
@@ -520,14 +523,13 @@ class RetrieverService:
         if not similarity:
             return {}
         with self.db.read() as conn:
+            joined = _D.join(_O, _O.c.id == _D.c.object_id)
             if granularity == "detection":
-                rows = conn.execute(sa.select(_D.c.id).select_from(
-                    _D.join(_O, _O.c.id == _D.c.object_id)).where(
-                        *conditions, _D.c.id.in_(list(similarity)))).scalars().all()
+                query = sa.select(_D.c.id).select_from(joined).where(*conditions)
+                rows = conn.execute(_only(query, _D.c.id, list(similarity))).scalars().all()
                 return {i: similarity[i] for i in rows}
-            rows = conn.execute(sa.select(_D.c.id, _D.c.document_id).select_from(
-                _D.join(_O, _O.c.id == _D.c.object_id)).where(
-                    *conditions, _D.c.document_id.in_(list(similarity)))).all()
+            query = sa.select(_D.c.id, _D.c.document_id).select_from(joined).where(*conditions)
+            rows = conn.execute(_only(query, _D.c.document_id, list(similarity))).all()
             return {r.id: similarity[r.document_id] for r in rows}
 
     def _query_vector(self, config, searched: ExtractorVersion, feature_name: str):
@@ -603,6 +605,19 @@ class RetrieverService:
             kept.append(i)
             per_object[hit.object_id] = per_object.get(hit.object_id, 0) + 1
         return [hits[i] for i in kept]
+
+
+def _scope(collection: Collection, version: ExtractorVersion, indexed: bool) -> list:
+    """Detections of one collection and version; ``indexed=False`` hides the columns from
+    the query planner (the same test, through coalesce) so that an id list drives the plan."""
+    columns = (_D.c.collection_id, _D.c.extractor_key)
+    if not indexed:
+        columns = tuple(sa.func.coalesce(column, "") for column in columns)
+    return [columns[0] == collection.id, columns[1] == version.key]
+
+
+def _only(query: sa.Select, column, values: list[str]) -> sa.Select:
+    return query.where(column.in_(values))
 
 
 def _similarity(distance: float, metric: str) -> float:

@@ -111,11 +111,10 @@ def image_grid(wb: Workbench, objects: Sequence[ImageObject], columns: int = 6) 
 
 def _job_row(job: Job, cancellable: bool) -> None:
     label = f"**{job.kind}** `{job.id}` — {job.status}: {job.message}"
+    left, right = st.columns([5, 1])
     if job.status == "running" and job.progress_total:
-        left, right = st.columns([5, 1])
         left.progress(min(1.0, job.fraction), text=label)
     else:
-        left, right = st.columns([5, 1])
         left.markdown(label)
     if cancellable and not job.finished and not job.cancel_requested:
         right.button("Cancel", key=f"cancel-{job.id}", on_click=_cancel, args=(job.id,))

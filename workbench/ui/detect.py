@@ -100,12 +100,13 @@ def results_grid(wb: Workbench, collection: Collection, version: ExtractorVersio
                                  format_func=lambda c: f"{c} ({counts[c]})")
     low, high = cols[1].slider("Confidence", 0.0, 1.0, (0.0, 1.0), 0.05, key="filter_conf")
     per_page = 12
-    ids, total = wb.detection.images_with_detections(collection, version.key, picked, low, high,
-                                                     limit=10**9)
+    _, total = wb.detection.images_with_detections(collection, version.key, picked, low, high,
+                                                   limit=0)
     pages = max(1, (total + per_page - 1) // per_page)
     page = cols[2].number_input("Page", 1, pages, 1, key="results_page")
     st.caption(f"{total} images with matching detections · page {page} of {pages}")
-    page_ids = ids[(page - 1) * per_page : page * per_page]
+    page_ids, _ = wb.detection.images_with_detections(
+        collection, version.key, picked, low, high, offset=(page - 1) * per_page, limit=per_page)
     found = wb.detection.detections(collection, version.key, picked, low, high, page_ids)
     by_image: dict[str, list] = {}
     for det in found:
