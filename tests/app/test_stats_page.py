@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.app.test_pages import run_page
+from tests.app.conftest import run_page
 from tests.test_stats import V1, V2, seed_annotations
-from workbench import Workbench
 
 PAGE = "pages/4_Stats.py"
-
-
-@pytest.fixture
-def workspace(home, monkeypatch):
-    monkeypatch.setenv("WORKBENCH_HOME", str(home))
-    wb = Workbench.open(home)
-    yield wb
-    wb.close()
 
 
 def health_table(at):
