@@ -159,21 +159,34 @@ class DetectionService:
         ctx.progress(done, total, f"loading {version.key}")
         extractor = self.wb.registry.load_extractor(version, params.model_params())
         started = time.perf_counter()
+        # What is left is listed once (a resumed job lists it again). Then three stages
+        # overlap: the next batch decodes and the previous one is written while the current
+        # one runs through the model; writes stay in order on their own thread.
+        pending = self._pending(collection, version)
+        batches = [pending[i : i + params.batch_size]
+                   for i in range(0, len(pending), params.batch_size)]
         processed = detections = 0
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            while True:
+        with ThreadPoolExecutor(max_workers=2) as decoder, \
+                ThreadPoolExecutor(max_workers=1) as writer:
+            decoding = decoder.submit(self._decode_batch, decoder, batches[0]) if batches \
+                else None
+            writing = None
+            for index, batch in enumerate(batches):
                 ctx.check_cancelled()
-                batch = self._pending(collection, version, params.batch_size)
-                if not batch:
-                    break
-                images = list(pool.map(self._decode, batch))
+                images = decoding.result()
+                if index + 1 < len(batches):
+                    decoding = decoder.submit(self._decode_batch, decoder, batches[index + 1])
                 outputs = extractor.process(images)
-                detections += self._persist(ctx, collection, version, batch, outputs)
+                if writing is not None:
+                    detections += writing.result()
+                writing = writer.submit(self._persist, ctx, collection, version, batch, outputs)
                 processed += len(batch)
-                done = self.count_documents(collection, version.key)
                 rate = processed / max(time.perf_counter() - started, 1e-9)
-                ctx.progress(done, total, f"{version.key}: {done}/{total} images "
-                                          f"({rate:.1f} img/s)")
+                ctx.progress(done + processed, total,
+                             f"{version.key}: {done + processed}/{total} images "
+                             f"({rate:.1f} img/s)")
+            if writing is not None:
+                detections += writing.result()
         summary = {"collection": collection.name, "version": version.key,
                    "documents": self.count_documents(collection, version.key),
                    "processed_now": processed, "detections_now": detections,
@@ -182,6 +195,10 @@ class DetectionService:
             record_event(conn, "batch.completed", {**summary, "job_id": ctx.job.id})
         return summary
 
+    def _decode_batch(self, pool: ThreadPoolExecutor, batch) -> list:
+        return list(pool.map(self._decode, batch)) if len(batch) > 1 else [
+            self._decode(batch[0])]
+
     def _decode(self, row):
         import numpy as np
 
@@ -189,14 +206,15 @@ class DetectionService:
 
         return np.asarray(load_image(self.wb.image_path(row)))
 
-    def _pending(self, collection: Collection, version: ExtractorVersion, limit: int):
+    def _pending(self, collection: Collection, version: ExtractorVersion):
+        """Objects of the collection that this version has no document for yet, in order."""
         done = sa.select(t.documents.c.object_id).where(
             t.documents.c.collection_id == collection.id,
             t.documents.c.extractor_key == version.key)
         query = (sa.select(t.objects)
                  .where(t.objects.c.bucket_id.in_(collection.bucket_ids),
                         t.objects.c.id.not_in(done))
-                 .order_by(t.objects.c.created_at, t.objects.c.id).limit(limit))
+                 .order_by(t.objects.c.created_at, t.objects.c.id))
         with self.db.read() as conn:
             return conn.execute(query).all()
 

