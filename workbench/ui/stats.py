@@ -128,6 +128,9 @@ def rates_over_time_chart(over_time: pl.DataFrame, window_name: str) -> None:
                      color_discrete_map=LABEL_COLOURS, category_orders=_label_order(over_time),
                      hover_data=["count", "total"],
                      title=f"Share of each label per {window_name.lower()}")
+    # Whole days or weeks on the axis, even when there is only one (plotly would zoom to ms).
+    figure.update_xaxes(tickformat="%b %d", dtick=86_400_000 if window_name == "Day" else
+                        7 * 86_400_000)
     _show(figure.update_yaxes(tickformat=".0%", rangemode="tozero"))
 
 
