@@ -181,3 +181,17 @@ def test_templating_keeps_types_and_requires_inputs():
 def test_an_unknown_field_is_explained(rwb):
     with pytest.raises(ValidationError, match="field 'bad-field' is not known"):
         run(rwb, F("bad-field", "eq", 1))
+
+
+def test_feature_search_by_example_image(rwb):
+    import numpy as np
+
+    image_uri = URI.replace("detection_embedding", "image_embedding")
+    rwb.vectors.upsert(image_uri, ["doc_obj_a", "doc_obj_b", "doc_obj_c"],
+                       np.array([[0, 0, 1, 0], [1, 0, 0, 0], [0, 1, 0, 0]], dtype="float32"))
+    rwb.retrievers.save("like-image", "x", [{"stage_type": "feature_search", "config": {
+        "feature_uri": URI, "query": {"object_id": "{{INPUT.image}}"}, "query_type": "image",
+        "top_k": 1}}])
+    # obj_a's image vector points where obj_b_0's detection vector does.
+    hits = rwb.retrievers.execute("like-image", {"image": "obj_a"}).hits
+    assert [h.detection_id for h in hits] == ["obj_b_0"]
