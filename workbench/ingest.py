@@ -93,11 +93,13 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
         raise Rejected(_unidentified_reason(data)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise Rejected(f"decompression bomb refused by the decoder: {exc}") from None
-    except Exception as exc:  # a broken header surfaces as many exception types
+    except Exception as exc:
+        # A broken header surfaces as many exception types, and an opener that another
+        # library registered (ultralytics adds HEIF) may fail to import while it probes.
         reason = _unidentified_reason(data)
-        if reason.startswith("not an image"):  # e.g. a plugin that failed to import
-            raise Rejected(reason) from None
-        raise Rejected(f"truncated or corrupt image: its header cannot be read ({exc})") from None
+        if reason.startswith("corrupt") and not isinstance(exc, ImportError):
+            reason = f"truncated or corrupt image: its header cannot be read ({exc})"
+        raise Rejected(reason) from None
     if fmt not in FORMAT_EXTENSIONS:
         raise Rejected(
             f"image format {fmt} is not supported; convert it to JPEG or PNG "
