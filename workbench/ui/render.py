@@ -8,6 +8,7 @@ from pathlib import Path
 
 import streamlit as st
 
+HIGHLIGHT = "#facc15"  # the box under review, in a colour no class uses
 PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6",
            "#bfef45", "#9a6324", "#800000", "#469990", "#000075")
 
@@ -32,9 +33,10 @@ def draw_boxes(path: str, boxes: tuple, classes: tuple[str, ...], max_side: int 
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(11, round(image.width / 50)))
     for index, (name, confidence, xyxy) in enumerate(boxes):
-        colour = class_colour(name, classes)
+        current = index == highlight
+        colour = HIGHLIGHT if current else class_colour(name, classes)
         x1, y1, x2, y2 = (v * scale for v in xyxy)
-        width = 4 if index == highlight else 2
+        width = 4 if current else 2
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)
         label = f"{name} {confidence:.2f}" if confidence is not None else name
         left, top, right, bottom = draw.textbbox((x1, y1), label, font=font)
