@@ -106,6 +106,12 @@ class Workbench:
 
         return RetrieverService(self)
 
+    @cached_property
+    def training(self):
+        from workbench.training import TrainingService
+
+        return TrainingService(self)
+
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
         from workbench.ingest import FORMAT_EXTENSIONS

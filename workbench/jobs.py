@@ -44,6 +44,7 @@ JOB_KINDS: dict[str, str] = {
     "ingest": "workbench.ingest:run_ingest_job",
     "demo": "workbench.demo:run_demo_job",
     "detect": "workbench.detection:run_detect_job",
+    "train": "workbench.training:run_train_job",
 }
 
 ProgressListener = Callable[[Job], None]
@@ -89,6 +90,12 @@ class JobContext:
         with self._service.db.write() as own:
             own.execute(stmt)
         self.notify()
+
+    def update_result(self, partial: dict[str, Any]) -> None:
+        """Publish intermediate results (training curves) before the job ends."""
+        with self._service.db.write() as conn:
+            conn.execute(t.jobs.update().where(t.jobs.c.id == self.job.id)
+                         .values(result=partial, heartbeat_at=utcnow()))
 
     def notify(self) -> None:
         """Tell the listener (a progress bar) the job's current state."""

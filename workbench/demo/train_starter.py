@@ -25,24 +25,6 @@ WEIGHTS_NAME = "shapeworld_starter.pt"
 CARD_NAME = "starter.json"
 
 
-def prepare_ultralytics(config_dir: Path) -> None:
-    """Offline ultralytics: its own config dir, a local font, no sync."""
-    import os
-
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
-    font_dir = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics"
-    font_dir.mkdir(parents=True, exist_ok=True)
-    if not (font_dir / "Arial.ttf").exists():
-        import matplotlib
-
-        dejavu = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
-        shutil.copy(dejavu, font_dir / "Arial.ttf")
-    from ultralytics import settings
-
-    settings.update({"sync": False})
-
-
 def _data_yaml(root: Path, train: str, val: str) -> Path:
     names = "\n".join(f"  {i}: {name}" for i, name in enumerate(STARTER_CLASSES))
     path = root / f"{train}.yaml"
@@ -59,6 +41,8 @@ def train_starter(out: Path = DEFAULT_OUT, epochs: int = 35, n_train: int = 320,
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="starter-") as tmp:
         root = Path(tmp)
+        from workbench.training import prepare_ultralytics
+
         prepare_ultralytics(root / "ultralytics")
         day = SceneConfig(lighting="day", classes=STARTER_CLASSES, max_objects=6)
         write_dataset(root / "train", day, n_train, seed=1000 + seed, split="train")

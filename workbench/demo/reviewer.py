@@ -1,0 +1,334 @@
+"""A simulated reviewer: an oracle that answers the review queue from ShapeWorld ground truth.
+
+Tests and the loop benchmark use it in place of a person; the app never does. It pages through
+a collection's review queue (or through unreviewed detections in random order) and writes the
+verdict a careful annotator would give, with the page's retriever and execution as provenance::
+
+    truth = GroundTruth.for_demo(wb)
+    SimulatedReviewer(wb, truth).review("shapeworld", budget=100)
+
+Images are matched to their ground truth by the sha256 of the image file's bytes, which is
+how ingested objects are identified (``ImageObject.sha256``).
+
+A detection's verdict comes from a greedy one-to-one matching of *all* the image's
+detections (of the reviewed version) to its ground-truth boxes, best IoU first, so that a
+verdict does not depend on which page a detection came up on:
+
+- IoU >= ``iou``, same class: ``confirmed``; other class: ``corrected`` with the true class;
+- ``0.1 <= IoU < iou``: ``corrected`` with the true class and the ground-truth box;
+- no free ground-truth box at IoU >= 0.1: ``false_positive`` (background, or a duplicate of
+  an object another box matches better).
+
+The first time it looks at an image it also records a ``missed`` annotation on the image
+document for each ground-truth box that no detection of that version overlaps at IoU >=
+``iou``, unless a ``missed`` annotation (by anyone) already covers that box.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from workbench.annotations import MAX_BULK
+from workbench.boxes import XYXY, xyxy_to_center
+from workbench.errors import NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+    from workbench.domain import Collection
+    from workbench.retrievers import Execution, Hit, Retriever
+
+GtBox = tuple[str, XYXY]
+PARTIAL_IOU = 0.1  # below this overlap a box is not "the same object, drawn badly"
+STRATEGIES = ("queue", "random")
+COUNTS = ("reviewed", "confirmed", "corrected", "false_positive", "missed", "skipped_unknown")
+
+
+def random_stages() -> list[dict[str, Any]]:
+    """Unreviewed detections of any confidence, uniformly shuffled by ``INPUT.seed``."""
+    return [
+        {"stage_name": "unreviewed", "stage_type": "filter", "config": {"filters": {"AND": [
+            {"field": "annotation.label", "operator": "exists", "value": False}]}}},
+        {"stage_name": "shuffled", "stage_type": "sort",
+         "config": {"by": "random", "seed": "{{INPUT.seed|0}}"}},
+        {"stage_name": "page", "stage_type": "limit", "config": {"limit": "{{INPUT.limit|20}}"}},
+    ]
+
+
+# -- pure matching ---------------------------------------------------------------------------
+def box_iou(boxes_a: Sequence[Sequence[float]], boxes_b: Sequence[Sequence[float]]
+            ) -> np.ndarray:
+    """Pairwise IoU of two lists of pixel ``xyxy`` boxes, shape ``(len(a), len(b))``.
+
+    A pair whose union has no area (two degenerate boxes) has IoU 0.
+    """
+    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the oracle says about one detection."""
+
+    label: str  # confirmed, corrected or false_positive
+    true_class: str | None = None
+    box: XYXY | None = None  # the ground-truth box, when the detection's box is redrawn
+    iou: float = 0.0  # with the matched ground-truth box (the best overlap, when unmatched)
+    truth_index: int | None = None
+
+
+def judge(detections: Sequence[tuple[str, Sequence[float]]], truth: Sequence[GtBox],
+          iou: float = 0.5) -> list[Verdict]:
+    """Verdicts for all the detections ``(class, xyxy)`` of one image, in their order.
+
+    Greedy one-to-one matching, best IoU first (a same-class pair wins a tie), so that a
+    ground-truth box is claimed by at most one detection.
+    """
+    overlaps = box_iou([box for _, box in detections], [box for _, box in truth])
+    pairs = sorted(
+        zip(*np.nonzero(overlaps >= PARTIAL_IOU), strict=True),
+        key=lambda p: (-overlaps[p], detections[p[0]][0] != truth[p[1]][0], p[0], p[1]))
+    verdicts: dict[int, Verdict] = {}
+    claimed: set[int] = set()
+    for i, j in pairs:
+        if i in verdicts or j in claimed:
+            continue
+        claimed.add(j)
+        value = float(overlaps[i, j])
+        true_class, box = truth[j]
+        if value >= iou:
+            label = "confirmed" if detections[i][0] == true_class else "corrected"
+            verdicts[i] = Verdict(label, true_class, None, value, int(j))
+        else:
+            verdicts[i] = Verdict("corrected", true_class, tuple(box), value, int(j))
+    best = overlaps.max(axis=1) if truth else np.zeros(len(detections))
+    return [verdicts.get(i) or Verdict("false_positive", iou=float(best[i]))
+            for i in range(len(detections))]
+
+
+def uncovered(detection_boxes: Sequence[Sequence[float]], truth: Sequence[GtBox],
+              iou: float = 0.5) -> list[int]:
+    """Indexes of the ground-truth boxes that no detection (any class) overlaps at ``iou``."""
+    if not truth:
+        return []
+    if not detection_boxes:
+        return list(range(len(truth)))
+    best = box_iou(detection_boxes, [box for _, box in truth]).max(axis=0)
+    return [j for j in range(len(truth)) if best[j] < iou]
+
+
+# -- ground truth ----------------------------------------------------------------------------
+class GroundTruth:
+    """Ground-truth boxes ``(class, xyxy)`` per image, keyed by the sha256 of its bytes."""
+
+    def __init__(self, images: Mapping[str, Iterable[tuple[str, Sequence[float]]]]):
+        self._images: dict[str, list[GtBox]] = {
+            sha: [(str(cls), tuple(float(v) for v in box)) for cls, box in boxes]
+            for sha, boxes in images.items()}
+
+    @classmethod
+    def from_datasets(cls, folders: Iterable[Path]) -> GroundTruth:
+        """Read the ``annotations.json`` of each ShapeWorld data set folder."""
+        images: dict[str, list[GtBox]] = {}
+        for folder in folders:
+            folder = Path(folder)
+            index = folder / "annotations.json"
+            if not index.is_file():
+                raise NotFoundError(f"{folder} is not a ShapeWorld data set: it has no "
+                                    "annotations.json (write one with shapeworld.write_dataset)")
+            for record in json.loads(index.read_text()):
+                image = folder / record["file"]
+                if not image.is_file():
+                    raise NotFoundError(f"{index} lists {record['file']}, which is not in "
+                                        f"{folder}; regenerate the data set")
+                sha = hashlib.sha256(image.read_bytes()).hexdigest()
+                images[sha] = [(o["class"], tuple(o["xyxy"])) for o in record["objects"]]
+        return cls(images)
+
+    @classmethod
+    def for_demo(cls, wb: Workbench) -> GroundTruth:
+        """Every demo part under ``<workspace>/demo/shapeworld``."""
+        root = wb.home / "demo" / "shapeworld"
+        folders = sorted(p for p in root.iterdir() if (p / "annotations.json").is_file()
+                         ) if root.is_dir() else []
+        if not folders:
+            raise NotFoundError(f"no ShapeWorld ground truth under {root}; load the demo "
+                                "first (`workbench demo`, or Load demo workspace in the app)")
+        return cls.from_datasets(folders)
+
+    def boxes(self, sha256: str) -> list[GtBox] | None:
+        """The image's boxes, or None when the image is not in the ground truth."""
+        found = self._images.get(sha256)
+        return None if found is None else list(found)
+
+    def __len__(self) -> int:
+        return len(self._images)
+
+    def __contains__(self, sha256: object) -> bool:
+        return sha256 in self._images
+
+
+# -- the reviewer ----------------------------------------------------------------------------
+class SimulatedReviewer:
+    """Answers review pages from ground truth, writing annotations as ``author``."""
+
+    def __init__(self, wb: Workbench, truth: GroundTruth, author: str = "oracle",
+                 iou: float = 0.5):
+        if not PARTIAL_IOU < iou <= 1:
+            raise ValidationError(f"iou must be in ({PARTIAL_IOU}, 1], got {iou!r}")
+        self.wb = wb
+        self.truth = truth
+        self.author = author
+        self.iou = iou
+        self._truth_by_object: dict[str, list[GtBox] | None] = {}
+
+    def review(self, collection: str, budget: int, strategy: str = "queue",
+               version: str | None = None, seed: int = 0, page_size: int = 20
+               ) -> dict[str, Any]:
+        """Review up to ``budget`` detections of ``collection`` and annotate them.
+
+        ``strategy``: ``"queue"`` pages through the collection's default review queue,
+        ``"random"`` through its unreviewed detections in an order shuffled by ``seed``
+        (retriever ``<collection>:random``). Verdicts count towards the budget; ``missed``
+        boxes are extra. Detections of images the ground truth does not know are skipped and
+        counted in ``skipped_unknown``. Stops early when the queue runs dry.
+        """
+        if strategy not in STRATEGIES:
+            raise ValidationError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if not isinstance(budget, int) or budget < 0:
+            raise ValidationError(f"budget must be a non-negative integer, got {budget!r}")
+        if not isinstance(page_size, int) or page_size < 1:
+            raise ValidationError(f"page_size must be a positive integer, got {page_size!r}")
+        target = self.wb.collections.get(collection)
+        retriever = self._retriever(target, strategy)
+        counts = dict.fromkeys(COUNTS, 0)
+        executions: list[str] = []
+        skipped: set[str] = set()  # detections of unknown images: they stay in the queue
+        looked_at: set[str] = set()  # image documents whose missed boxes are settled
+        page_number = 0
+        while counts["reviewed"] < budget:
+            wanted = min(page_size, budget - counts["reviewed"])
+            # Skipped detections stay unreviewed, so ask for that many more each page.
+            inputs: dict[str, Any] = {"limit": wanted + len(skipped)}
+            if strategy == "random":
+                inputs["seed"] = f"{seed}/{page_number}"
+            execution = self.wb.retrievers.execute(retriever.name, inputs, version)
+            executions.append(execution.id)
+            fresh = [h for h in execution.hits if h.detection_id not in skipped]
+            if not fresh:
+                break
+            page = []
+            for hit in fresh:
+                if self._truth_of(hit.object_id) is None:
+                    skipped.add(hit.detection_id)
+                else:
+                    page.append(hit)
+            if page:
+                self._answer(target, execution, page[:wanted], looked_at, counts)
+            page_number += 1
+        counts["skipped_unknown"] = len(skipped)
+        return {**counts, "executions": executions}
+
+    def _retriever(self, target: Collection, strategy: str) -> Retriever:
+        if strategy == "queue":
+            return self.wb.retrievers.review_queue(target.name)
+        return self.wb.retrievers.save(
+            f"{target.name}:random", target.name, random_stages(),
+            "Unreviewed detections in seeded random order (simulated reviewer baseline)",
+            replace=True)
+
+    def _truth_of(self, object_id: str) -> list[GtBox] | None:
+        if object_id not in self._truth_by_object:
+            sha = self.wb.buckets.get_object(object_id).sha256
+            self._truth_by_object[object_id] = self.truth.boxes(sha)
+        return self._truth_by_object[object_id]
+
+    def _answer(self, target: Collection, execution: Execution, page: list[Hit],
+                looked_at: set[str], counts: dict[str, int]) -> None:
+        """Judge one page against each image's detections and write it in bulk."""
+        object_ids = sorted({hit.object_id for hit in page})
+        image_detections: dict[str, list] = {object_id: [] for object_id in object_ids}
+        for det in self.wb.detection.detections(target, execution.extractor_key,
+                                                object_ids=object_ids):
+            image_detections[det.object_id].append(det)
+        verdicts: dict[str, Verdict] = {}
+        for object_id, dets in image_detections.items():
+            judged = judge([(d.class_name, d.xyxy) for d in dets], self._truth_of(object_id),
+                           self.iou)
+            verdicts.update(zip((d.id for d in dets), judged, strict=True))
+        provenance = {"collection_id": target.id, "retriever_id": execution.retriever_id,
+                      "execution_id": execution.id, "author": self.author}
+        operations = []
+        for hit in page:
+            verdict = verdicts[hit.detection_id]
+            operations.append({"op": "create", "document_id": hit.detection_id,
+                               **_verdict_fields(hit, verdict), **provenance})
+            counts["reviewed"] += 1
+            counts[verdict.label] += 1
+            if hit.document_id not in looked_at:
+                looked_at.add(hit.document_id)
+                for cls, box in self._missed(target, hit.object_id, hit.document_id,
+                                             image_detections[hit.object_id]):
+                    operations.append({
+                        "op": "create", "document_id": hit.document_id, "label": "missed",
+                        "payload": {"true_class": cls, "bbox": xyxy_to_center(box)},
+                        "reasoning": f"simulated reviewer: this {cls} has no box", **provenance})
+                    counts["missed"] += 1
+        for start in range(0, len(operations), MAX_BULK):
+            chunk = operations[start:start + MAX_BULK]
+            refused = [r for r in self.wb.annotations.bulk(chunk) if not r.ok]
+            if refused:
+                raise ValidationError(
+                    f"the simulated reviewer's annotation for "
+                    f"{chunk[refused[0].index]['document_id']} was refused: {refused[0].error}")
+
+    def _missed(self, target: Collection, object_id: str, image_document_id: str,
+                dets: list) -> list[GtBox]:
+        """Ground-truth boxes no detection covers and no earlier ``missed`` records."""
+        truth = self._truth_of(object_id) or []
+        missing = [truth[j] for j in uncovered([d.xyxy for d in dets], truth, self.iou)]
+        if not missing:
+            return []
+        recorded = [a.box_xyxy for a in self.wb.annotations.list(
+            collection_id=target.id, document_id=image_document_id, label="missed",
+            limit=1000).items if a.box_xyxy]
+        if not recorded:
+            return missing
+        seen = box_iou([box for _, box in missing], recorded).max(axis=1)
+        return [gt for gt, overlap in zip(missing, seen, strict=True) if overlap < self.iou]
+
+
+def _verdict_fields(hit: Hit, verdict: Verdict) -> dict[str, Any]:
+    """Label, payload and a one-line reason for one detection's annotation."""
+    if verdict.label == "false_positive":
+        reason = ("no object here" if verdict.iou < PARTIAL_IOU else
+                  "duplicate: the object it overlaps is matched by a better box")
+        return {"label": "false_positive", "payload": {},
+                "reasoning": f"simulated reviewer: {reason} (best IoU {verdict.iou:.2f})"}
+    payload: dict[str, Any] = {"true_class": verdict.true_class}
+    if verdict.box is not None:
+        payload["bbox"] = xyxy_to_center(verdict.box)
+    what = f"IoU {verdict.iou:.2f} with a {verdict.true_class}"
+    if verdict.label == "corrected" and verdict.box is not None:
+        what += ", box redrawn"
+    elif verdict.label == "corrected":
+        what += f", not a {hit.class_name}"
+    return {"label": verdict.label, "payload": payload,
+            "reasoning": f"simulated reviewer: {what}"}
+
+
+__all__ = ["GroundTruth", "SimulatedReviewer", "Verdict", "box_iou", "judge", "random_stages",
+           "uncovered"]

@@ -1,0 +1,169 @@
+"""Fine-tuning: a training job that exports, trains with ultralytics from the parent version's
+weights, and registers the result as the next version with its lineage.
+
+The job trains in its own run folder; the registry only changes when training has finished,
+so a kill or a cancel leaves every earlier version untouched. Each epoch reports its losses and
+validation mAP as job progress (the app draws them live; the CLI shows a bar).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import ValidationError
+from workbench.events import record_event
+from workbench.export import ExportOptions, export_yolo
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+    from workbench.jobs import JobContext, ProgressListener
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """Run parameters of a fine-tune (machine settings come from Settings)."""
+
+    epochs: int = 10
+    imgsz: int | None = None  # default: the size the parent version was trained at
+    batch: int = 8
+    patience: int = 10  # stop when validation fitness has not improved for this many epochs
+    device: str | None = None  # default: WORKBENCH_DEVICE
+    seed: int = 0
+    workers: int = 2
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch < 1 or self.patience < 1:
+            raise ValidationError("epochs, batch and patience must be at least 1")
+        if self.imgsz is not None and self.imgsz < 32:
+            raise ValidationError("imgsz must be at least 32")
+
+
+def prepare_ultralytics(config_dir: Path | None = None) -> None:
+    """Offline ultralytics: its own config dir, a local font (else it downloads Arial), no
+    sync. Safe to call more than once."""
+    if config_dir is not None:
+        os.environ.setdefault("YOLO_CONFIG_DIR", str(config_dir))
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    font_dir = Path(os.environ.get("YOLO_CONFIG_DIR", Path.home() / ".config")) / "Ultralytics"
+    font_dir.mkdir(parents=True, exist_ok=True)
+    if not (font_dir / "Arial.ttf").exists():
+        import matplotlib
+
+        dejavu = Path(matplotlib.__file__).parent / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+        shutil.copy(dejavu, font_dir / "Arial.ttf")
+    from ultralytics import settings
+
+    settings.update({"sync": False})
+
+
+class TrainingService:
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+
+    def _params(self, collection: str, base_version: str | None,
+                export: ExportOptions | None, params: TrainParams | None) -> dict[str, Any]:
+        target = self.wb.collections.get(collection)
+        parent = self.wb.registry.get(target.extractor_name,
+                                      base_version or target.active_version)
+        if parent.kind != "yolo":
+            raise ValidationError(f"{parent.key} is not a YOLO model; only YOLO versions can "
+                                  "be fine-tuned")
+        return {"collection_id": target.id, "parent_version": parent.version,
+                "export": asdict(export or ExportOptions()),
+                "train": asdict(params or TrainParams())}
+
+    def submit(self, collection: str, base_version: str | None = None,
+               export: ExportOptions | None = None, params: TrainParams | None = None):
+        """Queue export + fine-tune + registration for the worker."""
+        return self.wb.jobs.submit("train", self._params(collection, base_version, export,
+                                                         params))
+
+    def run(self, collection: str, base_version: str | None = None,
+            export: ExportOptions | None = None, params: TrainParams | None = None,
+            listener: ProgressListener | None = None):
+        """The same job in this process (the CLI)."""
+        job = self.wb.jobs.run_inline("train", self._params(collection, base_version, export,
+                                                            params), listener)
+        if job.status == "failed":
+            raise RuntimeError(f"training job {job.id} failed: {job.message}\n{job.error}")
+        return job
+
+    def execute(self, ctx: JobContext) -> dict[str, Any]:
+        from workbench.config import resolve_device
+
+        wb = self.wb
+        collection = wb.collections.get(ctx.params["collection_id"])
+        parent = wb.registry.get(collection.extractor_name, ctx.params["parent_version"])
+        params = TrainParams(**ctx.params["train"])
+        options = ExportOptions(**ctx.params["export"])
+        ctx.progress(0, params.epochs, "exporting reviewed data")
+        export = export_yolo(wb, collection.name, wb.home / "exports" / ctx.job.id,
+                             parent.version, options)
+        if export.images.get("train", 0) == 0:
+            raise ValidationError("the export has no training images; review more images")
+        prepare_ultralytics(wb.home / "ultralytics")
+        from ultralytics import YOLO
+
+        run_dir = wb.home / "runs" / ctx.job.id
+        imgsz = params.imgsz or int(parent.lineage.get("imgsz", 640))
+        device = resolve_device(params.device or wb.settings.device)
+        history: list[dict[str, Any]] = []
+        best_metrics: dict[str, float] = {}
+
+        def on_epoch_end(trainer) -> None:
+            metrics = {k.split("/")[-1]: round(float(v), 5) for k, v in trainer.metrics.items()}
+            if trainer.epoch >= trainer.epochs:
+                # ultralytics' final evaluation of best.pt reports as one epoch more
+                best_metrics.update(metrics)
+                return
+            losses = trainer.label_loss_items(trainer.tloss, prefix="train")
+            row = {"epoch": trainer.epoch + 1,
+                   **{k.split("/")[-1]: round(float(v), 5) for k, v in losses.items()},
+                   **metrics}
+            history.append(row)
+            ctx.update_result({"epochs": history})
+            ctx.progress(trainer.epoch + 1, params.epochs,
+                         f"epoch {trainer.epoch + 1}/{params.epochs}: mAP50-95 "
+                         f"{metrics.get('mAP50-95(B)', 0):.3f}")
+            ctx.check_cancelled()  # raising here stops ultralytics between epochs
+
+        model = YOLO(str(wb.registry.weights_file(parent)))
+        model.add_callback("on_fit_epoch_end", on_epoch_end)
+        ctx.progress(0, params.epochs, f"training from {parent.key} on {export.images} images")
+        model.train(
+            data=str(export.data_yaml), epochs=params.epochs, imgsz=imgsz, batch=params.batch,
+            patience=params.patience, device="cpu" if device == "cpu" else device.split(":")[1],
+            seed=params.seed, workers=params.workers, project=str(run_dir.parent),
+            name=run_dir.name, exist_ok=True, plots=False, verbose=False,
+            amp=device != "cpu",
+        )
+        best = run_dir / "weights" / "best.pt"
+        if not best.exists():
+            raise RuntimeError(f"ultralytics finished without {best}")
+        final = best_metrics or (history[-1] if history else {})
+        version = wb.registry.register_yolo(
+            best, base_model=parent.base_model, parent_version=parent.version,
+            lineage={"parent": parent.key, "collection": collection.name,
+                     "export_hash": export.content_hash, "export_path": str(export.path),
+                     "annotation_count": export.annotation_count,
+                     "images": export.images, "names": list(export.names),
+                     "params": {**asdict(params), "imgsz": imgsz, "device": device},
+                     "imgsz": imgsz, "epochs_run": len(history), "training_job": ctx.job.id},
+            metrics={"val_mAP50": final.get("mAP50(B)"),
+                     "val_mAP50_95": final.get("mAP50-95(B)")},
+            notes=f"fine-tuned from {parent.key} on {export.annotation_count} annotations")
+        result = {"version": version.key, "parent": parent.key,
+                  "export_hash": export.content_hash, "epochs": history}
+        with wb.db.write() as conn:
+            record_event(conn, "training.completed",
+                         {"job_id": ctx.job.id, "version": version.key, "parent": parent.key,
+                          "export_hash": export.content_hash})
+        return result
+
+
+def run_train_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
+    return wb.training.execute(ctx)
