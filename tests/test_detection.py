@@ -125,3 +125,36 @@ def test_a_detect_job_killed_with_sigkill_resumes_without_duplicates(
     assert distinct == n
     assert wb.vectors.count(version.feature_uri("detection_embedding")) == dets
     assert wb.vectors.count(version.feature_uri("image_embedding")) == n
+
+
+def _det(i, cls, xyxy):
+    from workbench.domain import Detection
+
+    return Detection(f"d{i}", "doc", "obj", "k", i, cls, 0.9, xyxy)
+
+
+def test_diff_between_versions_pairs_boxes_by_iou():
+    from workbench.detection import diff_detections
+
+    base = [_det(0, "circle", (0, 0, 10, 10)), _det(1, "square", (20, 20, 30, 30)),
+            _det(2, "square", (50, 50, 60, 60)), _det(3, "circle", (80, 80, 90, 90))]
+    candidate = [_det(0, "circle", (0, 0, 10, 10)), _det(1, "star", (20, 20, 30, 30)),
+                 _det(2, "square", (51, 50, 61, 60)), _det(4, "triangle", (100, 0, 110, 10))]
+    diff = diff_detections(base, candidate, "obj")
+    assert diff.unchanged == 1
+    assert [(a.class_name, b.class_name) for a, b in diff.class_changed] == [("square", "star")]
+    assert [(a.id, b.id) for a, b, _ in diff.moved] == [("d2", "d2")]
+    assert [d.id for d in diff.removed] == ["d3"] and [d.id for d in diff.added] == ["d4"]
+
+
+def test_diff_over_a_collection(detect_ws, starter_weights):
+    wb = detect_ws
+    wb.detection.run("scenes", params=FAST)
+    wb.registry.register_yolo(starter_weights, parent_version="1.0.0")
+    wb.detection.run("scenes", "2.0.0", params=DetectParams(imgsz=256, batch_size=4))
+    diffs = wb.detection.diff(wb.collections.get("scenes"), "yolo_detector@1.0.0",
+                              "yolo_detector@2.0.0")
+    assert len(diffs) == 7
+    total_base = sum(d.unchanged + len(d.removed) + len(d.class_changed) + len(d.moved)
+                     for d in diffs)
+    assert total_base == _counts(wb, "yolo_detector@1.0.0")[1]

@@ -112,6 +112,12 @@ class Workbench:
 
         return TrainingService(self)
 
+    @cached_property
+    def evaluation(self):
+        from workbench.evaluation import EvaluationService
+
+        return EvaluationService(self)
+
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
         from workbench.ingest import FORMAT_EXTENSIONS

@@ -313,6 +313,29 @@ class DetectionService:
                                 .offset(offset).limit(limit)).scalars().all() if limit else []
         return list(page), total
 
+    def diff(self, collection: Collection, base_key: str, candidate_key: str,
+             object_ids: list[str] | None = None, match_iou: float = 0.5,
+             moved_iou: float = 0.9) -> list[ImageDiff]:
+        """Per image, the detections added, removed, relabelled or moved from base to
+        candidate, over the images both versions have processed."""
+        with self.db.read() as conn:
+            common = set(conn.execute(sa.select(t.documents.c.object_id).where(
+                t.documents.c.collection_id == collection.id,
+                t.documents.c.extractor_key == base_key)).scalars())
+            common &= set(conn.execute(sa.select(t.documents.c.object_id).where(
+                t.documents.c.collection_id == collection.id,
+                t.documents.c.extractor_key == candidate_key)).scalars())
+        if object_ids is not None:
+            common &= set(object_ids)
+        ids = sorted(common)
+        base, candidate = {}, {}
+        for det in self.detections(collection, base_key, object_ids=ids):
+            base.setdefault(det.object_id, []).append(det)
+        for det in self.detections(collection, candidate_key, object_ids=ids):
+            candidate.setdefault(det.object_id, []).append(det)
+        return [diff_detections(base.get(i, []), candidate.get(i, []), i, match_iou, moved_iou)
+                for i in ids]
+
     def class_counts(self, collection: Collection, extractor_key: str) -> dict[str, int]:
         with self.db.read() as conn:
             rows = conn.execute(
@@ -321,6 +344,54 @@ class DetectionService:
                        t.detections.c.extractor_key == extractor_key)
                 .group_by(t.detections.c.class_name)).all()
         return dict(sorted(rows))
+
+
+@dataclass(frozen=True)
+class ImageDiff:
+    """What changed on one image between two versions (boxes matched by IoU)."""
+
+    object_id: str
+    added: tuple[Detection, ...]
+    removed: tuple[Detection, ...]
+    class_changed: tuple[tuple[Detection, Detection], ...]
+    moved: tuple[tuple[Detection, Detection, float], ...]
+    unchanged: int
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.class_changed or self.moved)
+
+
+def diff_detections(base: list[Detection], candidate: list[Detection], object_id: str,
+                    match_iou: float = 0.5, moved_iou: float = 0.9) -> ImageDiff:
+    """Pair the two versions' boxes one-to-one (Hungarian on IoU, class-agnostic); a pair
+    under ``match_iou`` is no pair; a pair under ``moved_iou`` is a moved box."""
+    import torch
+    from scipy.optimize import linear_sum_assignment
+    from torchvision.ops import box_iou
+
+    pairs: list[tuple[int, int, float]] = []
+    if base and candidate:
+        iou = box_iou(torch.tensor([d.xyxy for d in base]),
+                      torch.tensor([d.xyxy for d in candidate])).numpy()
+        rows, cols = linear_sum_assignment(-iou)
+        pairs = [(r, c, float(iou[r, c])) for r, c in zip(rows, cols, strict=True)
+                 if iou[r, c] >= match_iou]
+    matched_base = {r for r, _, _ in pairs}
+    matched_candidate = {c for _, c, _ in pairs}
+    class_changed, moved, unchanged = [], [], 0
+    for r, c, overlap in pairs:
+        if base[r].class_name != candidate[c].class_name:
+            class_changed.append((base[r], candidate[c]))
+        elif overlap < moved_iou:
+            moved.append((base[r], candidate[c], round(overlap, 4)))
+        else:
+            unchanged += 1
+    return ImageDiff(
+        object_id=object_id,
+        added=tuple(d for i, d in enumerate(candidate) if i not in matched_candidate),
+        removed=tuple(d for i, d in enumerate(base) if i not in matched_base),
+        class_changed=tuple(class_changed), moved=tuple(moved), unchanged=unchanged)
 
 
 def _collection(row) -> Collection:

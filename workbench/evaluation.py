@@ -429,7 +429,9 @@ def _run_cocoeval(images, predictions, categories, max_dets) -> COCOeval:
                                "categories": coco_categories}
             results.createIndex()
         coco_eval = COCOeval(truth, results, iouType="bbox")
-        coco_eval.params.maxDets = [1, 10, max_dets]
+        # COCOeval sorts maxDets and caps at the largest, so max_dets must be the largest:
+        # [1, 10, 100] by default, [1, 5] for max_dets=5.
+        coco_eval.params.maxDets = [*(d for d in (1, 10) if d < max_dets), max_dets]
         coco_eval.evaluate()
         coco_eval.accumulate()
     return coco_eval
@@ -549,3 +551,164 @@ def _delta(base: float | None, candidate: float | None) -> Delta:
     if base is None or candidate is None:
         return Delta(base, candidate, None)
     return Delta(base, candidate, candidate - base)
+
+
+# -- the workspace side: truth from annotations, predictions from stored detections ----------
+def held_out_images(wb, collection, candidate) -> tuple[list[str], str]:
+    """Reviewed images that the candidate never trained on: the holdout and validation
+    splits of the export it was trained on (the base model never saw them either when it is
+    the candidate's parent). Without a training lineage, every reviewed image is used."""
+    from workbench.export import ExportOptions, labelled_images, split_of
+
+    options = ExportOptions(**candidate.lineage["export_options"]) if \
+        candidate.lineage.get("export_options") else None
+    images, _ = labelled_images(wb, collection.id, candidate.key, ExportOptions())
+    if options is None:
+        return [i.object_id for i in images], "all reviewed images (no training lineage)"
+    chosen = [i.object_id for i in images if split_of(i.sha256, options) in ("val", "holdout")]
+    return chosen, f"the val and holdout splits of the export (seed {options.seed!r})"
+
+
+class EvaluationService:
+    """v1 against v2 on the same held-out images; results and promotions are kept."""
+
+    def __init__(self, wb):
+        self.wb = wb
+
+    def _truth(self, collection, key: str, object_ids: list[str]) -> list[EvalImage]:
+        from workbench.export import ExportOptions, labelled_images
+
+        images, _ = labelled_images(self.wb, collection.id, key, ExportOptions())
+        wanted = set(object_ids)
+        return [EvalImage(i.object_id, i.width, i.height,
+                          tuple(Box(b.cls, b.xyxy) for b in i.boxes))
+                for i in images if i.object_id in wanted]
+
+    def _predictions(self, collection, key: str, object_ids: list[str]) -> dict[str, list[Box]]:
+        found: dict[str, list[Box]] = {i: [] for i in object_ids}
+        for det in self.wb.detection.detections(collection, key, object_ids=object_ids):
+            found[det.object_id].append(Box(det.class_name, det.xyxy, det.confidence))
+        return found
+
+    def compare_versions(self, collection: str, base: str | None = None,
+                         candidate: str | None = None, gate: Gate | None = None,
+                         object_ids: list[str] | None = None) -> dict[str, Any]:
+        """Evaluate both versions on the same held-out images with pycocotools, compare,
+        apply the gate, store the evaluation and return it."""
+        import sqlalchemy as sa
+
+        from workbench.events import record_event
+        from workbench.store import tables as t
+        from workbench.store.metadata import new_id, utcnow
+
+        wb = self.wb
+        target = wb.collections.get(collection)
+        versions = wb.registry.list(target.extractor_name)
+        cand = wb.registry.get(target.extractor_name, candidate) if candidate else versions[-1]
+        base_version = wb.registry.get(target.extractor_name, base or cand.parent_version or
+                                       target.active_version)
+        if base_version.key == cand.key:
+            raise ValidationError(f"compare two different versions (both are {cand.key})")
+        if object_ids is None:
+            object_ids, chosen_by = held_out_images(wb, target, cand)
+        else:
+            chosen_by = "images given by the caller"
+        for version in (base_version, cand):
+            with wb.db.read() as conn:
+                done = set(conn.execute(sa.select(t.documents.c.object_id).where(
+                    t.documents.c.collection_id == target.id,
+                    t.documents.c.extractor_key == version.key)).scalars())
+            missing = [i for i in object_ids if i not in done]
+            if missing:
+                raise ValidationError(
+                    f"{version.key} has not processed {len(missing)} of the "
+                    f"{len(object_ids)} evaluation images; run `workbench detect "
+                    f"{target.name} --version {version.version}` first")
+        truth = self._truth(target, base_version.key, object_ids)
+        if not truth:
+            raise ValidationError(
+                f"no held-out reviewed images to evaluate on ({chosen_by}); review more "
+                "images, or export with a holdout_fraction before training")
+        ids = [image.image_id for image in truth]
+        classes = list(dict.fromkeys([*base_version.classes, *cand.classes]))
+        base_result = evaluate(truth, self._predictions(target, base_version.key, ids), classes)
+        cand_result = evaluate(truth, self._predictions(target, cand.key, ids), classes)
+        comparison = compare(base_result, cand_result)
+        decision = promotion_decision(comparison, gate or Gate())
+        record = {
+            "id": new_id("eval"), "collection_id": target.id, "base_key": base_version.key,
+            "candidate_key": cand.key, "images": {"ids": ids, "chosen_by": chosen_by},
+            "base": base_result.to_dict(), "candidate": cand_result.to_dict(),
+            "comparison": _comparison_dict(comparison),
+            "decision": {"promote": decision.promote, "reasons": decision.reasons,
+                         "gate": {"min_map50_95_gain": (gate or Gate()).min_map50_95_gain,
+                                  "max_class_drop": (gate or Gate()).max_class_drop}},
+            "created_at": utcnow(),
+        }
+        with wb.db.write() as conn:
+            conn.execute(t.evaluations.insert().values(**record))
+            record_event(conn, "evaluation.completed", {
+                "evaluation_id": record["id"], "base": base_version.key,
+                "candidate": cand.key, "promote": decision.promote,
+                "map50_95": [base_result.map50_95, cand_result.map50_95]})
+        wb.registry.update_metrics(cand.name, cand.version, {
+            f"holdout_mAP50_vs_{base_version.version}": cand_result.map50,
+            f"holdout_mAP50_95_vs_{base_version.version}": cand_result.map50_95})
+        return record
+
+    def latest(self, collection: str) -> dict[str, Any] | None:
+        import sqlalchemy as sa
+
+        from workbench.store import tables as t
+
+        target = self.wb.collections.get(collection)
+        with self.wb.db.read() as conn:
+            row = conn.execute(sa.select(t.evaluations).where(
+                t.evaluations.c.collection_id == target.id).order_by(
+                    t.evaluations.c.created_at.desc()).limit(1)).first()
+        return dict(row._mapping) if row else None
+
+    def promote(self, collection: str, version: str, override_reason: str | None = None,
+                author: str | None = None) -> dict[str, Any]:
+        """Make ``version`` active if its latest evaluation passed the gate, or when a reason
+        for overriding the gate is given (kept with the promotion). Rolling back to an
+        earlier version is a promotion too."""
+        import sqlalchemy as sa
+
+        from workbench.events import record_event
+        from workbench.store import tables as t
+        from workbench.store.metadata import new_id, utcnow
+
+        target = self.wb.collections.get(collection)
+        chosen = self.wb.registry.get(target.extractor_name, version)
+        with self.wb.db.read() as conn:
+            evaluation = conn.execute(sa.select(t.evaluations).where(
+                t.evaluations.c.collection_id == target.id,
+                t.evaluations.c.candidate_key == chosen.key).order_by(
+                    t.evaluations.c.created_at.desc()).limit(1)).first()
+        passed = bool(evaluation and evaluation.decision["promote"])
+        if not passed and not (override_reason and override_reason.strip()):
+            why = "; ".join(evaluation.decision["reasons"]) if evaluation else \
+                "it has not been evaluated (workbench evaluate)"
+            raise ValidationError(f"{chosen.key} did not pass the promotion gate ({why}); "
+                                  "give a reason to override it")
+        promotion = {"id": new_id("prm"), "collection_id": target.id,
+                     "from_version": target.active_version, "to_version": chosen.version,
+                     "evaluation_id": evaluation.id if evaluation else None,
+                     "override_reason": None if passed else override_reason.strip(),
+                     "author": author or self.wb.annotations.default_author,
+                     "created_at": utcnow()}
+        with self.wb.db.write() as conn:
+            conn.execute(t.promotions.insert().values(**promotion))
+            conn.execute(t.collections.update().where(t.collections.c.id == target.id)
+                         .values(active_version=chosen.version))
+            record_event(conn, "model.promoted", {k: v for k, v in promotion.items()
+                                                  if k != "created_at"})
+        return promotion
+
+
+def _comparison_dict(comparison: Comparison) -> dict[str, Any]:
+    return {"map50": comparison.map50._asdict(), "map50_95": comparison.map50_95._asdict(),
+            "per_class": {k: v._asdict() for k, v in comparison.per_class.items()},
+            "regressions": list(comparison.regressions),
+            "improvements": list(comparison.improvements)}

@@ -149,6 +149,7 @@ class TrainingService:
             best, base_model=parent.base_model, parent_version=parent.version,
             lineage={"parent": parent.key, "collection": collection.name,
                      "export_hash": export.content_hash, "export_path": str(export.path),
+                     "export_options": asdict(options),
                      "annotation_count": export.annotation_count,
                      "images": export.images, "names": list(export.names),
                      "params": {**asdict(params), "imgsz": imgsz, "device": device},

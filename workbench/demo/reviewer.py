@@ -299,7 +299,12 @@ class SimulatedReviewer:
                 dets: list) -> list[GtBox]:
         """Ground-truth boxes no detection covers and no earlier ``missed`` records."""
         truth = self._truth_of(object_id) or []
-        missing = [truth[j] for j in uncovered([d.xyxy for d in dets], truth, self.iou)]
+        # A box already given to a detection as its correction is not missed as well: the
+        # export would then hold the object twice.
+        claimed = {v.truth_index for v in judge([(d.class_name, d.xyxy) for d in dets], truth,
+                                                self.iou) if v.truth_index is not None}
+        missing = [truth[j] for j in uncovered([d.xyxy for d in dets], truth, self.iou)
+                   if j not in claimed]
         if not missing:
             return []
         recorded = [a.box_xyxy for a in self.wb.annotations.list(

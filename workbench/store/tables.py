@@ -222,3 +222,32 @@ annotation_history = Table(
     Column("changed_by", String(200), nullable=False),
     Index("ix_annotation_history_annotation", "annotation_id", "revision"),
 )
+
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("base_key", String(140), nullable=False),
+    Column("candidate_key", String(140), nullable=False),
+    Column("images", JSON, nullable=False),
+    Column("base", JSON, nullable=False),
+    Column("candidate", JSON, nullable=False),
+    Column("comparison", JSON, nullable=False),
+    Column("decision", JSON, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_evaluations_collection", "collection_id", "created_at"),
+)
+
+promotions = Table(
+    "promotions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("from_version", String(64), nullable=False),
+    Column("to_version", String(64), nullable=False),
+    Column("evaluation_id", String(64)),
+    Column("override_reason", Text),
+    Column("author", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
