@@ -43,6 +43,7 @@ app.add_typer(retrievers_app, name="retrievers")
 
 class _State:
     json: bool = False
+    out = None  # where JSON goes; with --json, everything else printed goes to stderr
 
 
 state = _State()
@@ -58,6 +59,10 @@ def _global(
     if home is not None:
         os.environ["WORKBENCH_HOME"] = str(home.resolve())
     state.json = as_json
+    state.out = sys.stdout
+    if as_json:
+        # Libraries (ultralytics scanning a dataset, say) print to stdout; keep it pure JSON.
+        sys.stdout = sys.stderr
 
 
 def _open():
@@ -81,7 +86,10 @@ def _jsonable(value: Any) -> Any:
 
 
 def _emit(data: Any, human: str) -> None:
-    typer.echo(json.dumps(_jsonable(data), indent=2) if state.json else human)
+    if state.json:
+        typer.echo(json.dumps(_jsonable(data), indent=2), file=state.out)
+    else:
+        typer.echo(human)
 
 
 @contextmanager
@@ -520,6 +528,110 @@ def stats(
     data = {"total": report["total"], "labels": labels, "health": report["health"],
             "precision_recall": pr, "confusion": report["confusion"].to_dicts()}
     _emit(data, "\n".join(lines))
+
+
+def _export_options(unreviewed: str, fill_threshold: float, val: float, holdout: float,
+                    seed: str):
+    from workbench.export import ExportOptions
+
+    return ExportOptions(unreviewed=unreviewed, fill_threshold=fill_threshold,
+                         val_fraction=val, holdout_fraction=holdout, seed=seed)
+
+
+@app.command()
+def export(
+    collection: str,
+    out: Annotated[Path, typer.Option(help="Folder to write (replaced if it exists).")],
+    version: Annotated[str | None, typer.Option(help="Reviewed version (default: active).")] = None,
+    unreviewed: Annotated[str, typer.Option(help="skip: leave out images with unreviewed boxes; fill: complete them.")] = "skip",
+    fill_threshold: Annotated[float, typer.Option(help="With fill: unreviewed boxes at or above this.")] = 0.5,
+    val: Annotated[float, typer.Option(help="Validation fraction (by image).")] = 0.2,
+    holdout: Annotated[float, typer.Option(help="Fixed holdout fraction, never trained on.")] = 0.0,
+    seed: Annotated[str, typer.Option(help="Split seed.")] = "workbench",
+) -> None:
+    """Write reviewed detections as a YOLO dataset (data.yaml, images, labels) + COCO JSON."""
+    from workbench.export import export_yolo
+
+    result = export_yolo(_open(), collection, out, version,
+                         _export_options(unreviewed, fill_threshold, val, holdout, seed))
+    _emit(result, "\n".join([
+        f"exported {sum(result.images.values())} images ({result.images}) with "
+        f"{sum(result.objects.values())} objects to {result.path}",
+        f"classes: {', '.join(result.names)}; background images: {result.background_images}; "
+        f"skipped: {result.skipped_images}; rejected boxes: {len(result.rejected_boxes)}",
+        f"content hash {result.content_hash}"]))
+
+
+@app.command()
+def train(
+    collection: str,
+    base: Annotated[str | None, typer.Option(help="Version to fine-tune (default: active).")] = None,
+    epochs: int = 10,
+    imgsz: Annotated[int | None, typer.Option(help="Default: the base version's size.")] = None,
+    batch: int = 8,
+    patience: int = 10,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda:N.")] = None,
+    unreviewed: str = "skip",
+    fill_threshold: float = 0.5,
+    val: float = 0.2,
+    holdout: float = 0.0,
+    seed: str = "workbench",
+    queue: Annotated[bool, typer.Option("--queue", help="Hand the run to the worker.")] = False,
+) -> None:
+    """Export, fine-tune and register the result as the next version (with its lineage)."""
+    from workbench.training import TrainParams
+
+    wb = _open()
+    options = _export_options(unreviewed, fill_threshold, val, holdout, seed)
+    params = TrainParams(epochs=epochs, imgsz=imgsz, batch=batch, patience=patience,
+                         device=device)
+    if queue:
+        job = wb.training.submit(collection, base, options, params)
+        _emit(job, f"queued training job {job.id}")
+        return
+    with _job_progress("train") as update:
+        job = wb.training.run(collection, base, options, params, listener=update)
+    last = job.result["epochs"][-1] if job.result["epochs"] else {}
+    _emit(job.result, f"registered {job.result['version']} (from {job.result['parent']}); "
+                      f"last epoch mAP50-95 {last.get('mAP50-95(B)', 0):.3f}")
+
+
+@app.command()
+def evaluate(
+    collection: str,
+    candidate: Annotated[str | None, typer.Option(help="Default: the newest version.")] = None,
+    base: Annotated[str | None, typer.Option(help="Default: the candidate's parent.")] = None,
+    min_gain: Annotated[float, typer.Option(help="mAP50-95 gain needed to promote.")] = 0.0,
+    max_class_drop: Annotated[float, typer.Option(help="Largest AP drop allowed for any class.")] = 0.05,
+) -> None:
+    """Compare two versions on the same held-out images (pycocotools) and apply the gate."""
+    from workbench.evaluation import Gate
+
+    record = _open().evaluation.compare_versions(collection, base, candidate,
+                                                 Gate(min_gain, max_class_drop))
+    b, c = record["base"], record["candidate"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    lines = [f"{record['base_key']} vs {record['candidate_key']} on "
+             f"{len(record['images']['ids'])} images ({record['images']['chosen_by']})",
+             f"  mAP50     {fmt(b['map50'])} → {fmt(c['map50'])}",
+             f"  mAP50-95  {fmt(b['map50_95'])} → {fmt(c['map50_95'])}",
+             f"  regressions: {len(record['comparison']['regressions'])} images, "
+             f"improvements: {len(record['comparison']['improvements'])}",
+             "promote" if record["decision"]["promote"] else "do not promote",
+             *(f"  - {reason}" for reason in record["decision"]["reasons"])]
+    _emit(record, "\n".join(lines))
+
+
+@app.command()
+def promote(
+    collection: str,
+    version: str,
+    reason: Annotated[str | None, typer.Option(help="Why, when overriding the gate.")] = None,
+) -> None:
+    """Make a version active (rollback included); without a passed gate, a reason is needed."""
+    done = _open().evaluation.promote(collection, version, reason)
+    _emit(done, f"{collection}: {done['from_version']} → {done['to_version']}"
+                + (f" (override: {done['override_reason']})" if done["override_reason"] else ""))
 
 
 @app.command(name="app")

@@ -562,7 +562,7 @@ def held_out_images(wb, collection, candidate) -> tuple[list[str], str]:
 
     options = ExportOptions(**candidate.lineage["export_options"]) if \
         candidate.lineage.get("export_options") else None
-    images, _ = labelled_images(wb, collection.id, candidate.key, ExportOptions())
+    images, _ = labelled_images(wb, collection.id, None, ExportOptions())
     if options is None:
         return [i.object_id for i in images], "all reviewed images (no training lineage)"
     chosen = [i.object_id for i in images if split_of(i.sha256, options) in ("val", "holdout")]
@@ -575,10 +575,10 @@ class EvaluationService:
     def __init__(self, wb):
         self.wb = wb
 
-    def _truth(self, collection, key: str, object_ids: list[str]) -> list[EvalImage]:
+    def _truth(self, collection, object_ids: list[str]) -> list[EvalImage]:
         from workbench.export import ExportOptions, labelled_images
 
-        images, _ = labelled_images(self.wb, collection.id, key, ExportOptions())
+        images, _ = labelled_images(self.wb, collection.id, None, ExportOptions())
         wanted = set(object_ids)
         return [EvalImage(i.object_id, i.width, i.height,
                           tuple(Box(b.cls, b.xyxy) for b in i.boxes))
@@ -624,7 +624,7 @@ class EvaluationService:
                     f"{version.key} has not processed {len(missing)} of the "
                     f"{len(object_ids)} evaluation images; run `workbench detect "
                     f"{target.name} --version {version.version}` first")
-        truth = self._truth(target, base_version.key, object_ids)
+        truth = self._truth(target, object_ids)
         if not truth:
             raise ValidationError(
                 f"no held-out reviewed images to evaluate on ({chosen_by}); review more "

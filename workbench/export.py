@@ -113,23 +113,31 @@ def split_of(sha256: str, options: ExportOptions) -> str:
     return "train"
 
 
-def labelled_images(wb: Workbench, collection_id: str, extractor_key: str,
+def labelled_images(wb: Workbench, collection_id: str, extractor_key: str | None,
                     options: ExportOptions) -> tuple[list[ImageLabels], dict[str, Any]]:
     """Ground truth per reviewed image, from its annotations (and, with "fill", detections).
 
-    Returns the images and a report: skipped images, rejected boxes, annotations used.
+    ``extractor_key`` is the version whose detections were reviewed; ``None`` takes, per
+    image, the version its newest annotation was made on (ground truth for evaluating a
+    version that nobody reviewed). Returns the images and a report: skipped images, rejected
+    boxes, annotations used.
     """
     with wb.db.read() as conn:
         annotations = conn.execute(
             sa.select(t.annotations).where(t.annotations.c.collection_id == collection_id,
                                            t.annotations.c.deleted_at.is_(None))
             .order_by(t.annotations.c.created_at, t.annotations.c.id)).all()
-        object_ids = sorted({a.object_id for a in annotations})
-        detections = conn.execute(sa.select(t.detections).where(
+        reviewed_on = {a.object_id: a.extractor_key for a in annotations}
+        if extractor_key is not None:
+            reviewed_on = dict.fromkeys(reviewed_on, extractor_key)
+        object_ids = sorted(reviewed_on)
+        keys = sorted(set(reviewed_on.values()))
+        detections = [d for d in conn.execute(sa.select(t.detections).where(
             t.detections.c.collection_id == collection_id,
-            t.detections.c.extractor_key == extractor_key,
+            t.detections.c.extractor_key.in_(keys),
             t.detections.c.object_id.in_(object_ids)).order_by(
-                t.detections.c.object_id, t.detections.c.idx)).all() if object_ids else []
+                t.detections.c.object_id, t.detections.c.idx)).all()
+            if d.extractor_key == reviewed_on[d.object_id]] if object_ids else []
         objects = {r.id: r for r in conn.execute(sa.select(t.objects).where(
             t.objects.c.id.in_(object_ids)))} if object_ids else {}
     latest: dict[str, Any] = {}  # newest annotation per detection
