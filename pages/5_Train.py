@@ -1,0 +1,42 @@
+"""Export & Train: turn reviewed detections into a dataset and fine-tune the next version."""
+
+import streamlit as st
+
+from workbench.export import export_yolo
+from workbench.ui import jobs_panel, page_setup, show_errors
+from workbench.ui.loop import (
+    export_options_form,
+    export_preview,
+    export_summary,
+    train_form,
+    training_curves,
+    zip_bytes,
+)
+
+wb = page_setup("Export & Train")
+st.title("Export & Train")
+collections = wb.collections.list()
+if not collections:
+    st.info("Nothing to export yet: detect and review first.")
+    st.stop()
+collection = wb.collections.get(st.selectbox("Collection", [c.name for c in collections],
+                                             key="train_collection"))
+st.caption(f"Exports what reviewers said about {collection.active_key}'s detections.")
+options = export_options_form()
+preview_dir = wb.home / "exports" / f"preview-{collection.id}"
+if st.button("Build dataset", key="build_export"):
+    with show_errors():
+        st.session_state["export_result"] = export_yolo(wb, collection.name, preview_dir,
+                                                        options=options)
+result = st.session_state.get("export_result")
+if result is not None and result.path.exists():
+    export_summary(result)
+    export_preview(result)
+    st.download_button("Download dataset (zip)", zip_bytes(result.path),
+                       file_name=f"{collection.name}-{result.content_hash[:8]}.zip",
+                       key="download_export")
+
+st.subheader("Fine-tune")
+train_form(wb, collection, options)
+training_curves(wb)
+jobs_panel(wb)
