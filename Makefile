@@ -32,6 +32,7 @@ bench: install
 	$(PY) bench/ingest.py
 	$(PY) bench/detect.py
 	$(PY) bench/review.py
+	$(PY) bench/loop.py
 
 clean-workspace:
 	rm -rf data/workspace
