@@ -2,6 +2,7 @@
 canvas, then check what was stored."""
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import STARTER
 from workbench import Workbench
@@ -63,13 +64,25 @@ def test_review_three_detections(app_server, page, home, tmp_path):
     page.get_by_text("Draw a box around each missed object").wait_for()
     canvas = page.locator("canvas.upper-canvas").first
     canvas.wait_for()
-    box = canvas.bounding_box()
-    x, y = box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1
-    page.mouse.move(x, y)
-    page.mouse.down()
-    page.mouse.move(x + box["width"] * 0.2, y + box["height"] * 0.25, steps=8)
-    page.mouse.up()
-    page.get_by_text("1 box(es) drawn").wait_for()
+    canvas.scroll_into_view_if_needed()
+
+    def drag():
+        box = canvas.bounding_box()
+        x, y = box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + box["width"] * 0.2, y + box["height"] * 0.25, steps=8)
+        page.mouse.up()
+
+    # The canvas may take a moment to become interactive on a busy machine: draw again if
+    # the first stroke went nowhere (a second box would show as "2 box(es)").
+    drag()
+    try:
+        page.get_by_text("1 box(es) drawn").wait_for(timeout=8_000)
+    except PlaywrightTimeout:
+        page.get_by_text("0 box(es) drawn").wait_for()
+        drag()
+        page.get_by_text("1 box(es) drawn").wait_for()
     page.get_by_role("button", name="Save missed").click()
     _wait_reviewed(page, 3)
 
