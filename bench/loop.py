@@ -3,7 +3,8 @@
 On ShapeWorld with a frozen holdout (its own scenes, never reviewed or trained on), start from
 the shipped starter (v1). Two tracks, each in its own workspace copy: the simulated reviewer
 spends the same budget of verdicts on detections chosen by (a) the default review queue or
-(b) uniform random; then export (reviewed images, completed with confident unreviewed boxes),
+(b) uniform random; then export (reviewed images completed with confident unreviewed boxes,
+and — unless --no-pseudo-label — the model's confident boxes on the images nobody reviewed),
 fine-tune with the same settings, run the new version over the pool, and repeat. Every model
 is scored on the holdout by ultralytics' validator. Prints mAP50-95 per cycle and the
 annotations used, and writes bench/results/loop.json.
@@ -85,7 +86,8 @@ def run_track(workspace: Path, strategy: str, args, holdout_yaml: Path) -> list[
     for cycle in range(1, args.cycles + 1):
         started = time.perf_counter()
         review = reviewer.review("pool", args.budget, strategy=strategy, seed=cycle)
-        options = ExportOptions(unreviewed="fill", fill_threshold=0.5, val_fraction=0.2)
+        options = ExportOptions(unreviewed="fill", fill_threshold=0.5, val_fraction=0.2,
+                                pseudo_label=args.pseudo_label)
         job = wb.training.run("pool", export=options, params=TrainParams(
             epochs=args.epochs, imgsz=args.imgsz, batch=16, workers=2, patience=args.epochs))
         version = wb.registry.get(job.result["version"])
@@ -111,6 +113,8 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--pseudo-label", action=argparse.BooleanOptionalAction, default=True,
+                        help="train on the model's confident boxes of unreviewed images too")
     args = parser.parse_args()
 
     from workbench import Workbench
@@ -140,9 +144,11 @@ def main() -> None:
     result = {"benchmark": "loop", "machine": f"{platform.machine()}, {os.cpu_count()} cores",
               "settings": vars(args), "v1": baseline, "cycles": rows}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "loop.json").write_text(json.dumps(result, indent=2))
+    name = "loop.json" if args.pseudo_label else "loop_reviewed_only.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2))
     print(f"\nloop benchmark ({args.pool} pool images, {args.holdout} holdout, budget "
-          f"{args.budget} verdicts per cycle, {args.epochs} epochs at {args.imgsz}):")
+          f"{args.budget} verdicts per cycle, {args.epochs} epochs at {args.imgsz}, pseudo "
+          f"labels {'on' if args.pseudo_label else 'off'}):")
     print(f"  {'cycle':>5}  {'v1':>8}  {'v2 (queue)':>11}  {'v2 (random)':>12}  annotations q/r")
     for cycle in range(1, args.cycles + 1):
         q = next(r for r in rows if r["cycle"] == cycle and r["strategy"] == "queue")

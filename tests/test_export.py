@@ -185,3 +185,18 @@ def test_fiftyone_reads_the_export(ewb, tmp_path):
             by_name["fp_only"].ground_truth.detections
     finally:
         dataset.delete()
+
+
+def test_pseudo_labels_add_unreviewed_images(ewb, tmp_path):
+    with pytest.raises(ValidationError, match="pseudo_label needs"):
+        ExportOptions(pseudo_label=True)
+    from workbench.store import tables as t2
+
+    with ewb.db.write() as conn:  # an image nobody reviewed, with one confident box
+        obj = ewb._objects["unreviewed"]
+        conn.execute(t2.annotations.delete().where(t2.annotations.c.object_id == obj.id))
+    plain = export_yolo(ewb, "c", tmp_path / "plain", options=ExportOptions(unreviewed="fill"))
+    assert not list(plain.path.glob("labels/*/unreviewed_*.txt"))
+    pseudo = export_yolo(ewb, "c", tmp_path / "pseudo",
+                         options=ExportOptions(unreviewed="fill", pseudo_label=True))
+    assert [row[0] for row in _labels(pseudo, "unreviewed")] == ["0"]  # the 0.9 circle only

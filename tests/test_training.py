@@ -46,3 +46,18 @@ def test_cancelling_a_training_leaves_the_registry_untouched(ewb):  # noqa: F811
     worker.join(120)
     assert ewb.jobs.get(job.id).status == "cancelled"
     assert [v.version for v in ewb.registry.list("yolo_detector")] == ["1.0.0"]
+
+
+def test_new_classes_keep_the_known_classes_weights(starter_weights):
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import DetectionModel
+
+    from workbench.training import carry_class_weights
+
+    parent = YOLO(str(starter_weights)).model
+    extended = DetectionModel(parent.yaml, nc=4, verbose=False)
+    assert carry_class_weights(parent, extended) == 3
+    for old, new in zip(parent.model[-1].cv3, extended.model[-1].cv3, strict=True):
+        assert torch.equal(new[-1].weight[:3], old[-1].weight.to(new[-1].weight))
+        assert torch.equal(new[-1].bias[:3], old[-1].bias.to(new[-1].bias))

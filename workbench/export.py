@@ -15,7 +15,8 @@ What the seed's export script gets wrong, and what this one does instead:
 6. Normalisation uses each image's real size (after EXIF orientation); boxes are clipped to
    the image and degenerate ones are refused with a message in the manifest.
 
-Only images that somebody reviewed (at least one annotation) are exported. A manifest lists
+Only images that somebody reviewed (at least one annotation) are exported, unless
+``pseudo_label`` adds the others with the model's confident boxes. A manifest lists
 the annotations, image hashes, class map, options and a content hash of the export.
 """
 
@@ -51,6 +52,7 @@ class ExportOptions:
     fill_threshold: float = 0.5  # with "fill": unreviewed detections at or above this
     val_fraction: float = 0.2
     holdout_fraction: float = 0.0  # a fixed split that is never trained on
+    pseudo_label: bool = False  # with "fill": also images nobody reviewed (self-training)
     seed: str = "workbench"  # salt of the split hash: change it to draw another split
     link: bool = True  # hard-link images when possible (else copy)
     coco: bool = True  # also write coco/<split>.json
@@ -61,6 +63,9 @@ class ExportOptions:
         for name in ("fill_threshold", "val_fraction", "holdout_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValidationError(f"{name} must be in [0, 1]")
+        if self.pseudo_label and self.unreviewed != "fill":
+            raise ValidationError("pseudo_label needs unreviewed='fill' (its boxes come from "
+                                  "the model above fill_threshold)")
         if self.val_fraction + self.holdout_fraction >= 1:
             raise ValidationError("val_fraction + holdout_fraction must leave images to train on")
 
@@ -130,6 +135,11 @@ def labelled_images(wb: Workbench, collection_id: str, extractor_key: str | None
         reviewed_on = {a.object_id: a.extractor_key for a in annotations}
         if extractor_key is not None:
             reviewed_on = dict.fromkeys(reviewed_on, extractor_key)
+            if options.pseudo_label:  # every image this version processed, reviewed or not
+                processed = conn.execute(sa.select(t.documents.c.object_id).where(
+                    t.documents.c.collection_id == collection_id,
+                    t.documents.c.extractor_key == extractor_key)).scalars()
+                reviewed_on.update(dict.fromkeys(processed, extractor_key))
         object_ids = sorted(reviewed_on)
         keys = sorted(set(reviewed_on.values()))
         detections = [d for d in conn.execute(sa.select(t.detections).where(

@@ -60,6 +60,31 @@ def prepare_ultralytics(config_dir: Path | None = None) -> None:
     settings.update({"sync": False})
 
 
+def carry_class_weights(parent_model, model) -> int:
+    """Copy the parent's class-output weights into a model whose class list extends it.
+
+    When the export appends new classes, ultralytics builds a head with more outputs and, as
+    the shapes differ, starts those last layers from scratch: the model forgets every class
+    at once. Keeping the known classes' rows (new rows keep their fresh initialisation) is
+    what "new classes are appended" should mean. Returns how many layers were carried.
+    """
+    import torch
+
+    old_head, new_head = parent_model.model[-1], model.model[-1]
+    carried = 0
+    for old_branch, new_branch in zip(old_head.cv3, new_head.cv3, strict=True):
+        old_conv, new_conv = old_branch[-1], new_branch[-1]
+        known = old_conv.out_channels
+        if new_conv.out_channels <= known:
+            continue
+        with torch.no_grad():
+            new_conv.weight[:known].copy_(old_conv.weight.to(new_conv.weight))
+            if old_conv.bias is not None and new_conv.bias is not None:
+                new_conv.bias[:known].copy_(old_conv.bias.to(new_conv.bias))
+        carried += 1
+    return carried
+
+
 class TrainingService:
     def __init__(self, wb: Workbench):
         self.wb = wb
@@ -132,6 +157,14 @@ class TrainingService:
             ctx.check_cancelled()  # raising here stops ultralytics between epochs
 
         model = YOLO(str(wb.registry.weights_file(parent)))
+        parent_network = model.model
+
+        def on_pretrain_end(trainer) -> None:
+            if len(export.names) > len(parent.classes):
+                carry_class_weights(parent_network, getattr(trainer.model, "module",
+                                                            trainer.model))
+
+        model.add_callback("on_pretrain_routine_end", on_pretrain_end)
         model.add_callback("on_fit_epoch_end", on_epoch_end)
         ctx.progress(0, params.epochs, f"training from {parent.key} on {export.images} images")
         model.train(
