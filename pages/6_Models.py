@@ -37,6 +37,14 @@ if run_cols[1].button(f"Run {collection.extractor_name}@{candidate} over the col
     with show_errors():
         wb.detection.submit(collection.name, candidate)
         st.toast("Detection queued; evaluate when it has finished.")
+if run_cols[2].button("…on the held-out images only", key="redeploy_heldout"):
+    with show_errors():
+        from workbench.evaluation import held_out_images
+
+        chosen = wb.registry.get(collection.extractor_name, candidate)
+        ids, _ = held_out_images(wb, collection, chosen)
+        wb.detection.submit(collection.name, candidate, object_ids=ids)
+        st.toast(f"Detection queued on {len(ids)} held-out images.")
 record = st.session_state.get("evaluation") or wb.evaluation.latest(collection.name)
 if record:
     comparison_view(wb, collection, record)

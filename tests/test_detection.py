@@ -158,3 +158,14 @@ def test_diff_over_a_collection(detect_ws, starter_weights):
     total_base = sum(d.unchanged + len(d.removed) + len(d.class_changed) + len(d.moved)
                      for d in diffs)
     assert total_base == _counts(wb, "yolo_detector@1.0.0")[1]
+
+
+def test_a_run_over_a_chosen_subset(detect_ws):
+    wb = detect_ws
+    objects = wb.buckets.objects(wb.buckets.get("scenes"))
+    chosen = [o.id for o in objects[:3]]
+    job = wb.detection.run("scenes", params=FAST, object_ids=chosen)
+    assert job.result["processed_now"] == 3
+    assert (job.progress_done, job.progress_total) == (3, 3)
+    assert _counts(wb, "yolo_detector@1.0.0")[0] == 3
+    assert wb.detection.run("scenes", params=FAST).result["processed_now"] == 4

@@ -129,22 +129,26 @@ class DetectionService:
         self.db = wb.db
 
     # -- starting runs -----------------------------------------------------------------
-    def _params(self, collection: str, version: str | None, params: DetectParams | None):
+    def _params(self, collection: str, version: str | None, params: DetectParams | None,
+                object_ids: list[str] | None = None):
         target = self.wb.collections.get(collection)
         chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
         return {"collection_id": target.id, "version": chosen.version,
-                "params": asdict(params or default_params(chosen))}
+                "params": asdict(params or default_params(chosen)),
+                "object_ids": sorted(object_ids) if object_ids is not None else None}
 
     def submit(self, collection: str, version: str | None = None,
-               params: DetectParams | None = None):
-        """Queue a batch run for the background worker."""
-        return self.wb.jobs.submit("detect", self._params(collection, version, params))
+               params: DetectParams | None = None, object_ids: list[str] | None = None):
+        """Queue a batch run for the background worker (all images, or ``object_ids``)."""
+        return self.wb.jobs.submit("detect", self._params(collection, version, params,
+                                                          object_ids))
 
     def run(self, collection: str, version: str | None = None,
-            params: DetectParams | None = None, listener: ProgressListener | None = None):
+            params: DetectParams | None = None, listener: ProgressListener | None = None,
+            object_ids: list[str] | None = None):
         """Run a batch run in this process (still a durable, resumable job)."""
-        job = self.wb.jobs.run_inline("detect", self._params(collection, version, params),
-                                      listener)
+        job = self.wb.jobs.run_inline("detect", self._params(collection, version, params,
+                                                             object_ids), listener)
         if job.status == "failed":
             raise RuntimeError(f"detect job {job.id} failed: {job.message}\n{job.error}")
         return job
@@ -163,6 +167,11 @@ class DetectionService:
         # overlap: the next batch decodes and the previous one is written while the current
         # one runs through the model; writes stay in order on their own thread.
         pending = self._pending(collection, version)
+        subset = ctx.params.get("object_ids")
+        if subset is not None:
+            wanted = set(subset)
+            pending = [row for row in pending if row.id in wanted]
+            total, done = len(wanted), len(wanted) - len(pending)
         batches = [pending[i : i + params.batch_size]
                    for i in range(0, len(pending), params.batch_size)]
         processed = detections = 0
