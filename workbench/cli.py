@@ -601,7 +601,7 @@ def evaluate(
     collection: str,
     candidate: Annotated[str | None, typer.Option(help="Default: the newest version.")] = None,
     base: Annotated[str | None, typer.Option(help="Default: the candidate's parent.")] = None,
-    min_gain: Annotated[float, typer.Option(help="mAP50-95 gain needed to promote.")] = 0.0,
+    min_gain: Annotated[float, typer.Option(help="mAP50-95 gain needed to promote.")] = 0.01,
     max_class_drop: Annotated[float, typer.Option(help="Largest AP drop allowed for any class.")] = 0.05,
 ) -> None:
     """Compare two versions on the same held-out images (pycocotools) and apply the gate."""

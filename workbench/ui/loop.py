@@ -19,6 +19,9 @@ from workbench.ui import show_errors
 from workbench.ui.render import draw_boxes
 
 
+SMALL_EVALUATION = 20  # below this many held-out images a comparison is mostly noise
+
+
 def export_options_form(key: str = "export") -> ExportOptions:
     cols = st.columns(5)
     policy = cols[0].radio("Images with unreviewed boxes", ["skip", "fill"], key=f"{key}_policy",
@@ -150,7 +153,7 @@ def registry_table(wb: Workbench, collection: Collection) -> None:
 
 def gate_form() -> Gate:
     cols = st.columns(2)
-    gain = cols[0].number_input("Promote when mAP50-95 rises by at least", 0.0, 1.0, 0.0, 0.005,
+    gain = cols[0].number_input("Promote when mAP50-95 rises by at least", 0.0, 1.0, 0.01, 0.005,
                                 format="%.3f", key="gate_gain")
     drop = cols[1].number_input("…and no class drops by more than", 0.0, 1.0, 0.05, 0.01,
                                 format="%.3f", key="gate_drop")
@@ -159,8 +162,12 @@ def gate_form() -> Gate:
 
 def comparison_view(wb: Workbench, collection: Collection, record: dict) -> None:
     base, cand = record["base"], record["candidate"]
-    st.markdown(f"**{record['base_key']}** vs **{record['candidate_key']}** on "
-                f"{len(record['images']['ids'])} images — {record['images']['chosen_by']}")
+    n = len(record["images"]["ids"])
+    st.markdown(f"**{record['base_key']}** vs **{record['candidate_key']}** on {n} images — "
+                f"{record['images']['chosen_by']}")
+    if n < SMALL_EVALUATION:
+        st.warning(f"Only {n} held-out reviewed image(s): too few to judge a model. Review "
+                   "more images, or export with a holdout share before training.")
     cols = st.columns(2)
     for col, name in zip(cols, ("map50", "map50_95"), strict=True):
         before, after = base[name], cand[name]
