@@ -176,15 +176,19 @@ class DetectionService:
                    for i in range(0, len(pending), params.batch_size)]
         processed = detections = 0
         with ThreadPoolExecutor(max_workers=2) as decoder, \
+                ThreadPoolExecutor(max_workers=1) as prefetch, \
                 ThreadPoolExecutor(max_workers=1) as writer:
-            decoding = decoder.submit(self._decode_batch, decoder, batches[0]) if batches \
-                else None
+
+            def decode(batch):
+                return list(decoder.map(self._decode, batch))
+
+            decoding = prefetch.submit(decode, batches[0]) if batches else None
             writing = None
             for index, batch in enumerate(batches):
                 ctx.check_cancelled()
                 images = decoding.result()
                 if index + 1 < len(batches):
-                    decoding = decoder.submit(self._decode_batch, decoder, batches[index + 1])
+                    decoding = prefetch.submit(decode, batches[index + 1])
                 outputs = extractor.process(images)
                 if writing is not None:
                     detections += writing.result()
@@ -203,10 +207,6 @@ class DetectionService:
         with self.db.write() as conn:
             record_event(conn, "batch.completed", {**summary, "job_id": ctx.job.id})
         return summary
-
-    def _decode_batch(self, pool: ThreadPoolExecutor, batch) -> list:
-        return list(pool.map(self._decode, batch)) if len(batch) > 1 else [
-            self._decode(batch[0])]
 
     def _decode(self, row):
         import numpy as np
