@@ -531,11 +531,12 @@ def stats(
 
 
 def _export_options(unreviewed: str, fill_threshold: float, val: float, holdout: float,
-                    seed: str):
+                    seed: str, pseudo_label: bool = False):
     from workbench.export import ExportOptions
 
     return ExportOptions(unreviewed=unreviewed, fill_threshold=fill_threshold,
-                         val_fraction=val, holdout_fraction=holdout, seed=seed)
+                         val_fraction=val, holdout_fraction=holdout, seed=seed,
+                         pseudo_label=pseudo_label)
 
 
 @app.command()
@@ -548,12 +549,14 @@ def export(
     val: Annotated[float, typer.Option(help="Validation fraction (by image).")] = 0.2,
     holdout: Annotated[float, typer.Option(help="Fixed holdout fraction, never trained on.")] = 0.0,
     seed: Annotated[str, typer.Option(help="Split seed.")] = "workbench",
+    pseudo_label: Annotated[bool, typer.Option(help="With fill: add unreviewed images with the model's confident boxes.")] = False,
 ) -> None:
     """Write reviewed detections as a YOLO dataset (data.yaml, images, labels) + COCO JSON."""
     from workbench.export import export_yolo
 
     result = export_yolo(_open(), collection, out, version,
-                         _export_options(unreviewed, fill_threshold, val, holdout, seed))
+                         _export_options(unreviewed, fill_threshold, val, holdout, seed,
+                                         pseudo_label))
     _emit(result, "\n".join([
         f"exported {sum(result.images.values())} images ({result.images}) with "
         f"{sum(result.objects.values())} objects to {result.path}",
@@ -576,13 +579,14 @@ def train(
     val: float = 0.2,
     holdout: float = 0.0,
     seed: str = "workbench",
+    pseudo_label: Annotated[bool, typer.Option(help="With fill: train on unreviewed images' confident boxes too.")] = False,
     queue: Annotated[bool, typer.Option("--queue", help="Hand the run to the worker.")] = False,
 ) -> None:
     """Export, fine-tune and register the result as the next version (with its lineage)."""
     from workbench.training import TrainParams
 
     wb = _open()
-    options = _export_options(unreviewed, fill_threshold, val, holdout, seed)
+    options = _export_options(unreviewed, fill_threshold, val, holdout, seed, pseudo_label)
     params = TrainParams(epochs=epochs, imgsz=imgsz, batch=batch, patience=patience,
                          device=device)
     if queue:

@@ -23,7 +23,7 @@ SMALL_EVALUATION = 20  # below this many held-out images a comparison is mostly 
 
 
 def export_options_form(key: str = "export") -> ExportOptions:
-    cols = st.columns(5)
+    cols = st.columns(6)
     policy = cols[0].radio("Images with unreviewed boxes", ["skip", "fill"], key=f"{key}_policy",
                            help="skip: leave them out. fill: keep them, completed with the "
                                 "model's unreviewed boxes above the threshold.")
@@ -33,8 +33,13 @@ def export_options_form(key: str = "export") -> ExportOptions:
     holdout = cols[3].slider("Holdout share (never trained on)", 0.0, 0.5, 0.0, 0.05,
                              key=f"{key}_holdout")
     seed = cols[4].text_input("Split seed", "workbench", key=f"{key}_seed")
+    pseudo = cols[5].checkbox("Add unreviewed images (model's confident boxes)",
+                              key=f"{key}_pseudo", disabled=policy == "skip",
+                              help="Keeps a fine-tune on a few hard images from forgetting "
+                                   "the easy ones.")
     return ExportOptions(unreviewed=policy, fill_threshold=threshold, val_fraction=val,
-                         holdout_fraction=holdout, seed=seed)
+                         holdout_fraction=holdout, seed=seed,
+                         pseudo_label=pseudo and policy == "fill")
 
 
 def export_summary(result: ExportResult) -> None:
