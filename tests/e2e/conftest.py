@@ -95,7 +95,7 @@ def browser():
 def page(browser, tmp_path, request):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     tab = context.new_page()
-    tab.set_default_timeout(30_000)
+    tab.set_default_timeout(60_000)  # a busy 2-core CI machine
     yield tab
     shots = Path(os.environ.get("WORKBENCH_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)

@@ -15,11 +15,25 @@ def _reviewed(page) -> int:
     return int(card.locator("[data-testid='stMetricValue']").inner_text())
 
 
-def _wait_reviewed(page, n: int) -> None:
+def _wait_reviewed(page, n: int, timeout: float | None = None) -> None:
     page.wait_for_function(
         """n => [...document.querySelectorAll("[data-testid='stMetric']")]
               .some(m => m.innerText.includes('Reviewed in this session')
-                         && m.innerText.trim().endsWith(String(n)))""", arg=n)
+                         && m.innerText.trim().endsWith(String(n)))""", arg=n,
+        **({"timeout": timeout} if timeout else {}))
+
+
+def _press_until(page, key: str, arrived, tries: int = 3) -> None:
+    """Press a shortcut with the page focused, again if the app was rerunning and lost it."""
+    for attempt in range(tries):
+        page.locator("h1").click()  # focus the page, not an input
+        page.keyboard.press(key)
+        try:
+            arrived()
+            return
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
 
 
 def test_review_three_detections(app_server, page, home, tmp_path):
@@ -39,10 +53,8 @@ def test_review_three_detections(app_server, page, home, tmp_path):
     page.get_by_role("button", name="Confirm (A)").wait_for()
     assert _reviewed(page) == 0
 
-    # 1. Confirm from the keyboard.
-    page.locator("h1").click()  # focus the page, not an input
-    page.keyboard.press("a")
-    _wait_reviewed(page, 1)
+    # 1. Confirm from the keyboard (pressed again if a rerun swallowed the first press).
+    _press_until(page, "a", lambda: _wait_reviewed(page, 1, timeout=20_000))
 
     # 2. Correct with a new class.
     page.get_by_role("button", name="Correct (E)").click()
@@ -59,9 +71,8 @@ def test_review_three_detections(app_server, page, home, tmp_path):
     _wait_reviewed(page, 2)
 
     # 3. Draw a missed box on the canvas with the mouse.
-    page.locator("h1").click()
-    page.keyboard.press("m")
-    page.get_by_text("Draw a box around each missed object").wait_for()
+    _press_until(page, "m", lambda: page.get_by_text(
+        "Draw a box around each missed object").wait_for(timeout=20_000))
     canvas = page.locator("canvas.upper-canvas").first
     canvas.wait_for()
     canvas.scroll_into_view_if_needed()
