@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from workbench.ui import page_setup
+from workbench.ui import page_setup, pick_collection
 from workbench.ui.review import (
     burn_down,
     correct_panel,
@@ -18,13 +18,10 @@ from workbench.ui.review import (
 wb = page_setup("Review")
 st.title("Review")
 
-collections = wb.collections.list()
-if not collections:
-    st.info("Nothing to review yet: run a detector on the Detect page (or load the demo).")
-    st.stop()
 left, middle, right = st.columns(3)
-collection = wb.collections.get(left.selectbox("Collection", [c.name for c in collections],
-                                               key="review_collection"))
+collection = pick_collection(
+    wb, "review_collection",
+    "Nothing to review yet: run a detector on the Detect page (or load the demo).", left)
 default_queue = wb.retrievers.review_queue(collection.name)
 retrievers = [r.name for r in wb.retrievers.list(collection.name)]
 retriever = middle.selectbox("Queue (retriever)", retrievers,

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from workbench.export import export_yolo
-from workbench.ui import jobs_panel, page_setup, show_errors
+from workbench.ui import jobs_panel, page_setup, pick_collection, show_errors
 from workbench.ui.loop import (
     export_options_form,
     export_preview,
@@ -15,12 +15,8 @@ from workbench.ui.loop import (
 
 wb = page_setup("Export & Train")
 st.title("Export & Train")
-collections = wb.collections.list()
-if not collections:
-    st.info("Nothing to export yet: detect and review first.")
-    st.stop()
-collection = wb.collections.get(st.selectbox("Collection", [c.name for c in collections],
-                                             key="train_collection"))
+collection = pick_collection(wb, "train_collection",
+                             "Nothing to export yet: detect and review first.")
 st.caption(f"Exports what reviewers said about {collection.active_key}'s detections.")
 options = export_options_form()
 preview_dir = wb.home / "exports" / f"preview-{collection.id}"

@@ -2,17 +2,14 @@
 
 import streamlit as st
 
-from workbench.ui import jobs_panel, page_setup, show_errors
+from workbench.ui import jobs_panel, page_setup, pick_collection, show_errors
 from workbench.ui.loop import comparison_view, gate_form, registry_table, regression_gallery
 
 wb = page_setup("Models")
 st.title("Models")
-collections = wb.collections.list()
-if not collections:
-    st.info("No collection yet: register a model and create a collection on the Detect page.")
-    st.stop()
-collection = wb.collections.get(st.selectbox("Collection", [c.name for c in collections],
-                                             key="models_collection"))
+collection = pick_collection(
+    wb, "models_collection",
+    "No collection yet: register a model and create a collection on the Detect page.")
 registry_table(wb, collection)
 versions = [v.version for v in wb.registry.list(collection.extractor_name)]
 if len(versions) < 2:

@@ -64,6 +64,16 @@ def show_errors() -> Iterator[None]:
         st.error(str(exc), icon="⚠️")
 
 
+def pick_collection(wb: Workbench, key: str, empty: str, where=None):
+    """The page's collection: a select box, or a note and a stop when there is none."""
+    collections = wb.collections.list()
+    if not collections:
+        st.info(empty)
+        st.stop()
+    names = [c.name for c in collections]
+    return wb.collections.get((where or st).selectbox("Collection", names, key=key))
+
+
 def stage_uploads(wb: Workbench, files: Sequence) -> tuple[Path, list]:
     """Save browser uploads to a fresh staging folder; return it and ingest sources."""
     from workbench.ingest import Source
