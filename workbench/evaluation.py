@@ -554,19 +554,26 @@ def _delta(base: float | None, candidate: float | None) -> Delta:
 
 
 # -- the workspace side: truth from annotations, predictions from stored detections ----------
-def held_out_images(wb, collection, candidate) -> tuple[list[str], str]:
-    """Reviewed images that the candidate never trained on: the holdout and validation
-    splits of the export it was trained on (the base model never saw them either when it is
-    the candidate's parent). Without a training lineage, every reviewed image is used."""
-    from workbench.export import ExportOptions, labelled_images, split_of
+def _held_out(images, candidate) -> tuple[list, str]:
+    """Of the reviewed images, those the candidate never trained on: the holdout and
+    validation splits of the export it was trained on (the base model never saw them either
+    when it is the candidate's parent). Without a training lineage, every reviewed image."""
+    from workbench.export import ExportOptions, split_of
 
-    options = ExportOptions(**candidate.lineage["export_options"]) if \
-        candidate.lineage.get("export_options") else None
+    if not candidate.lineage.get("export_options"):
+        return list(images), "all reviewed images (no training lineage)"
+    options = ExportOptions(**candidate.lineage["export_options"])
+    kept = [i for i in images if split_of(i.sha256, options) in ("val", "holdout")]
+    return kept, f"the val and holdout splits of the export (seed {options.seed!r})"
+
+
+def held_out_images(wb, collection, candidate) -> tuple[list[str], str]:
+    """Ids of the reviewed images the candidate never trained on, and how they were chosen."""
+    from workbench.export import ExportOptions, labelled_images
+
     images, _ = labelled_images(wb, collection.id, None, ExportOptions())
-    if options is None:
-        return [i.object_id for i in images], "all reviewed images (no training lineage)"
-    chosen = [i.object_id for i in images if split_of(i.sha256, options) in ("val", "holdout")]
-    return chosen, f"the val and holdout splits of the export (seed {options.seed!r})"
+    kept, chosen_by = _held_out(images, candidate)
+    return [i.object_id for i in kept], chosen_by
 
 
 class EvaluationService:
@@ -574,15 +581,6 @@ class EvaluationService:
 
     def __init__(self, wb):
         self.wb = wb
-
-    def _truth(self, collection, object_ids: list[str]) -> list[EvalImage]:
-        from workbench.export import ExportOptions, labelled_images
-
-        images, _ = labelled_images(self.wb, collection.id, None, ExportOptions())
-        wanted = set(object_ids)
-        return [EvalImage(i.object_id, i.width, i.height,
-                          tuple(Box(b.cls, b.xyxy) for b in i.boxes))
-                for i in images if i.object_id in wanted]
 
     def _predictions(self, collection, key: str, object_ids: list[str]) -> dict[str, list[Box]]:
         found: dict[str, list[Box]] = {i: [] for i in object_ids}
@@ -609,10 +607,17 @@ class EvaluationService:
                                        target.active_version)
         if base_version.key == cand.key:
             raise ValidationError(f"compare two different versions (both are {cand.key})")
+        # Truth comes from the annotations, on the version people reviewed (read once).
+        from workbench.export import ExportOptions, labelled_images
+
+        reviewed, _ = labelled_images(wb, target.id, None, ExportOptions())
         if object_ids is None:
-            object_ids, chosen_by = held_out_images(wb, target, cand)
+            kept, chosen_by = _held_out(reviewed, cand)
         else:
-            chosen_by = "images given by the caller"
+            wanted = set(object_ids)
+            kept, chosen_by = [i for i in reviewed if i.object_id in wanted], \
+                "images given by the caller"
+        object_ids = [i.object_id for i in kept]
         for version in (base_version, cand):
             with wb.db.read() as conn:
                 done = set(conn.execute(sa.select(t.documents.c.object_id).where(
@@ -624,7 +629,8 @@ class EvaluationService:
                     f"{version.key} has not processed {len(missing)} of the "
                     f"{len(object_ids)} evaluation images; run `workbench detect "
                     f"{target.name} --version {version.version}` first")
-        truth = self._truth(target, object_ids)
+        truth = [EvalImage(i.object_id, i.width, i.height,
+                           tuple(Box(b.cls, b.xyxy) for b in i.boxes)) for i in kept]
         if not truth:
             raise ValidationError(
                 f"no held-out reviewed images to evaluate on ({chosen_by}); review more "
