@@ -155,6 +155,8 @@ class ExtractorVersion:
     metrics: dict[str, Any]
     notes: str
     created_at: datetime
+    code_path: str | None = None  # custom extractors: their code, inside the workspace
+    entrypoint: str | None = None  # custom extractors: "module:Class"
 
     @property
     def key(self) -> str:

@@ -328,10 +328,7 @@ class ModelRegistry:
             params.setdefault("model", version.lineage.get("model", "ViT-B-32"))
             params.setdefault("pretrained", version.lineage.get("pretrained"))
         else:
-            with self.db.read() as conn:
-                row = conn.execute(sa.select(t.extractor_versions).where(
-                    t.extractor_versions.c.id == version.id)).one()
-            extractor = load_custom_class(self.wb.home / row.code_path, row.entrypoint,
+            extractor = load_custom_class(self.wb.home / version.code_path, version.entrypoint,
                                           version.spec)
         extractor.load(LoadContext(
             spec=version.spec, weights=self.weights_file(version),
@@ -367,4 +364,5 @@ def _version(row) -> ExtractorVersion:
         weights_sha256=row.weights_sha256, classes=tuple(row.classes),
         base_model=row.base_model, parent_version=row.parent_version, lineage=row.lineage,
         metrics=row.metrics, notes=row.notes, created_at=as_utc(row.created_at),
+        code_path=row.code_path, entrypoint=row.entrypoint,
     )

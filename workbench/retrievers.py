@@ -543,16 +543,18 @@ class RetrieverService:
                 raise ValidationError(f"text queries need a CLIP feature URI; {uri} is not one "
                                       "(register clip_embedder with WORKBENCH_CLIP_WEIGHTS)")
             return self.wb.registry.load_extractor(searched).embed_text([str(query)])[0]
-        key = str(query.get("detection_id") or query.get("object_id") if isinstance(
-            query, dict) else query)
+        if isinstance(query, dict):  # {"detection_id": …} or {"object_id": …}
+            key = str(query.get("detection_id") or query.get("object_id"))
+        else:
+            key = str(query)
         if kind == "image":
             with self.db.read() as conn:
                 doc = conn.execute(sa.select(t.documents.c.id).where(
                     t.documents.c.object_id == key,
                     t.documents.c.extractor_key == searched.key)).scalar()
             key = doc or key
-            uri = searched.feature_uri("image_embedding") if any(
-                f.feature_name == "image_embedding" for f in searched.spec.features) else uri
+            if "image_embedding" in {f.feature_name for f in searched.spec.features}:
+                uri = searched.feature_uri("image_embedding")
         vectors = self.wb.vectors.get(uri, [key])
         if len(vectors) == 0:
             raise NotFoundError(f"no {kind} embedding {key!r} under {uri}")
