@@ -287,7 +287,7 @@ def export_yolo(wb: Workbench, collection: str, out: Path | str, version: str | 
         for split in SPLITS:
             if counts[split]:
                 (out / "coco" / f"{split}.json").write_text(json.dumps(coco[split]))
-    content_hash = _content_hash(out)
+    content_hash = _content_hash(out, {m["file"]: m["sha256"] for m in manifest_images})
     manifest = {
         "collection": target.name, "extractor": chosen.key, "names": list(names),
         "options": asdict(options), "images": manifest_images,
@@ -328,14 +328,18 @@ def _place_image(source: Path, target: Path, link: bool) -> None:
     shutil.copyfile(source, target)
 
 
-def _content_hash(root: Path) -> str:
-    """A hash of every label and image (by content) and the class list: equal exports of
-    equal inputs hash equal, wherever they are written."""
+def _content_hash(root: Path, image_hashes: dict[str, str]) -> str:
+    """A hash of every label file, every image (by the sha256 of its blob, already known —
+    images are not read again) and the class list: equal exports of equal inputs hash
+    equal, wherever they are written."""
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root).as_posix()
         if relative in ("data.yaml", "manifest.json") or relative.startswith("coco/"):
             continue  # data.yaml holds the absolute path; the others are derived
         digest.update(relative.encode())
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
+        if relative in image_hashes:
+            digest.update(bytes.fromhex(image_hashes[relative]))
+        else:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
