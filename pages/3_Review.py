@@ -6,7 +6,9 @@ from workbench.ui import page_setup, pick_collection
 from workbench.ui.review import (
     burn_down,
     correct_panel,
+    IMAGE_QUEUE,
     current_view,
+    image_check,
     load_queue,
     missed_panel,
     next_strip,
@@ -23,14 +25,22 @@ collection = pick_collection(
     wb, "review_collection",
     "Nothing to review yet: run a detector on the Detect page (or load the demo).", left)
 default_queue = wb.retrievers.review_queue(collection.name)
-retrievers = [r.name for r in wb.retrievers.list(collection.name)]
+wb.retrievers.spot_check(collection.name)
+retrievers = [r.name for r in wb.retrievers.list(collection.name)] + [IMAGE_QUEUE]
 retriever = middle.selectbox("Queue (retriever)", retrievers,
+                             help="<collection>:review — uncertain detections; "
+                                  "<collection>:spot-check — random confident ones (finds the "
+                                  "errors the model is sure of); images with no detections — "
+                                  "draw what the model missed where it found nothing",
                              index=retrievers.index(default_queue.name), key="review_retriever")
 versions = wb.collections.versions_run(collection) or [collection.active_key]
 key = right.selectbox("Model version", versions, key="review_version",
                       index=versions.index(collection.active_key)
                       if collection.active_key in versions else 0)
 version = wb.registry.get(key)
+if retriever == IMAGE_QUEUE:
+    image_check(wb, collection, version)
+    st.stop()
 
 s = load_queue(wb, collection, version, retriever)
 progress_header(wb, collection, s)

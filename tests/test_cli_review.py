@@ -59,3 +59,17 @@ def test_save_and_run_a_retriever(review_wb, tmp_path):
     stages.write_text(json.dumps([{"stage_type": "sort", "config": {"by": "size"}}]))
     bad = invoke(review_wb, "retrievers", "save", "bad", "-c", "x", "--stages", stages)
     assert bad.exit_code != 0 and "sort by 'size'" in str(bad.exception)
+
+
+def test_review_queue_spot_check_and_images_with_nothing_found(review_wb):
+    spot = json.loads(invoke(review_wb, "--json", "review-queue", "x", "--spot-check").output)
+    confidences = {h["detection_id"]: h["confidence"] for h in spot["hits"]}
+    assert confidences and all(c >= 0.7 for c in confidences.values())
+    images = json.loads(invoke(review_wb, "--json", "review-queue", "x", "--images").output)
+    assert [i["document_id"] for i in images["images"]] == ["doc_obj_d"]
+    done = invoke(review_wb, "annotate", "doc_obj_d", "-c", "x", "-l", "no_objects")
+    assert done.exit_code == 0, done.output
+    images = json.loads(invoke(review_wb, "--json", "review-queue", "x", "--images").output)
+    assert images["images"] == []
+    both = invoke(review_wb, "review-queue", "x", "--images", "--spot-check")
+    assert both.exit_code != 0 and "not both" in str(both.exception or both.output)

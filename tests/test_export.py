@@ -187,16 +187,37 @@ def test_fiftyone_reads_the_export(ewb, tmp_path):
         dataset.delete()
 
 
-def test_pseudo_labels_add_unreviewed_images(ewb, tmp_path):
+def test_pseudo_labels_add_only_images_the_model_is_sure_of(ewb, tmp_path):
     with pytest.raises(ValidationError, match="pseudo_label needs"):
         ExportOptions(pseudo_label=True)
     from workbench.store import tables as t2
 
-    with ewb.db.write() as conn:  # an image nobody reviewed, with one confident box
-        obj = ewb._objects["unreviewed"]
-        conn.execute(t2.annotations.delete().where(t2.annotations.c.object_id == obj.id))
+    collection = ewb.collections.get("c")
+    with ewb.db.write() as conn:  # nobody reviewed "unreviewed" (a 0.9 circle, a 0.3 square)
+        conn.execute(t2.annotations.delete().where(
+            t2.annotations.c.object_id == ewb._objects["unreviewed"].id))
+        # "small": every box confident; "many" loses its verdicts but keeps its 0.4 triangle;
+        # "edge" has no detection at all (a night scene the model sees nothing in).
+        conn.execute(t2.annotations.delete().where(t2.annotations.c.object_id.in_(
+            [ewb._objects[n].id for n in ("small", "many", "edge")])))
+        conn.execute(t2.detections.delete().where(t2.detections.c.document_id == "doc_edge"))
+        conn.execute(t2.documents.update().where(t2.documents.c.id == "doc_edge")
+                     .values(n_detections=0))
     plain = export_yolo(ewb, "c", tmp_path / "plain", options=ExportOptions(unreviewed="fill"))
-    assert not list(plain.path.glob("labels/*/unreviewed_*.txt"))
+    assert not list(plain.path.glob("labels/*/small_*.txt"))
     pseudo = export_yolo(ewb, "c", tmp_path / "pseudo",
                          options=ExportOptions(unreviewed="fill", pseudo_label=True))
-    assert [row[0] for row in _labels(pseudo, "unreviewed")] == ["0"]  # the 0.9 circle only
+    assert [row[0] for row in _labels(pseudo, "small")] == ["1"]  # the 0.8 square
+    # An unsure image, or one with nothing found, is left out — never an empty label file.
+    for name in ("unreviewed", "many", "edge"):
+        assert not list(pseudo.path.glob(f"labels/*/{name}_*.txt")), name
+    reasons = {s["source"]: s["reason"] for s in json.loads(
+        (pseudo.path / "manifest.json").read_text())["skipped_images"]}
+    assert any("unsure" in r for r in reasons.values())
+    # Once somebody looks "edge" over and finds nothing, it is a checked background image.
+    mark = ewb.annotations.create(document_id="doc_edge", collection_id=collection.id,
+                                  label="no_objects", payload={})
+    checked = export_yolo(ewb, "c", tmp_path / "checked",
+                          options=ExportOptions(unreviewed="fill", pseudo_label=True))
+    assert _labels(checked, "edge") == []
+    assert mark.id in json.loads((checked.path / "manifest.json").read_text())["annotation_ids"]

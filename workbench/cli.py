@@ -441,11 +441,28 @@ def review_queue(
     collection: str,
     limit: Annotated[int, typer.Option(help="Items in the page.")] = 20,
     version: Annotated[str | None, typer.Option()] = None,
+    spot_check: Annotated[bool, typer.Option(
+        "--spot-check", help="Random confident detections instead (errors the model is sure "
+                             "of).")] = False,
+    images: Annotated[bool, typer.Option(
+        "--images", help="Images the model found nothing on: annotate each with `missed` "
+                         "boxes or `no_objects`.")] = False,
+    seed: Annotated[int, typer.Option(help="Order of --spot-check and --images.")] = 0,
 ) -> None:
     """The next page of the collection's review queue (unreviewed, uncertain, diverse)."""
     wb = _open()
-    queue = wb.retrievers.review_queue(collection, limit)
-    execution = wb.retrievers.execute(queue.name, {"limit": limit}, version, count=True)
+    if spot_check and images:
+        raise WorkbenchError("choose --spot-check or --images, not both")
+    if images:
+        found = wb.retrievers.images_to_check(collection, version, limit, seed)
+        _emit({"images": found}, "\n".join(
+            [f"{len(found)} image(s) with no detections to look over", *(
+                f"{h.document_id}  {h.object_id}" for h in found)]))
+        return
+    queue = (wb.retrievers.spot_check(collection, limit) if spot_check
+             else wb.retrievers.review_queue(collection, limit))
+    inputs = {"limit": limit, "seed": seed} if spot_check else {"limit": limit}
+    execution = wb.retrievers.execute(queue.name, inputs, version, count=True)
     hits = execution.hits
     _emit({"retriever_id": execution.retriever_id, "execution_id": execution.id,
            "remaining": execution.matched, "hits": hits},
@@ -549,7 +566,7 @@ def export(
     val: Annotated[float, typer.Option(help="Validation fraction (by image).")] = 0.2,
     holdout: Annotated[float, typer.Option(help="Fixed holdout fraction, never trained on.")] = 0.0,
     seed: Annotated[str, typer.Option(help="Split seed.")] = "workbench",
-    pseudo_label: Annotated[bool, typer.Option(help="With fill: add unreviewed images with the model's confident boxes.")] = False,
+    pseudo_label: Annotated[bool, typer.Option(help="With fill: add unreviewed images on which the model is sure of every box (those with none are left out).")] = False,
 ) -> None:
     """Write reviewed detections as a YOLO dataset (data.yaml, images, labels) + COCO JSON."""
     from workbench.export import export_yolo
@@ -579,7 +596,7 @@ def train(
     val: float = 0.2,
     holdout: float = 0.0,
     seed: str = "workbench",
-    pseudo_label: Annotated[bool, typer.Option(help="With fill: train on unreviewed images' confident boxes too.")] = False,
+    pseudo_label: Annotated[bool, typer.Option(help="With fill: also train on unreviewed images on which the model is sure of every box.")] = False,
     queue: Annotated[bool, typer.Option("--queue", help="Hand the run to the worker.")] = False,
 ) -> None:
     """Export, fine-tune and register the result as the next version (with its lineage)."""

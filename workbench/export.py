@@ -15,8 +15,9 @@ What the seed's export script gets wrong, and what this one does instead:
 6. Normalisation uses each image's real size (after EXIF orientation); boxes are clipped to
    the image and degenerate ones are refused with a message in the manifest.
 
-Only images that somebody reviewed (at least one annotation) are exported, unless
-``pseudo_label`` adds the others with the model's confident boxes. A manifest lists
+Only images that somebody reviewed (at least one annotation — a ``no_objects`` mark on an
+image document makes it a checked background image) are exported, unless ``pseudo_label``
+adds the others on which the model is sure of every box it found. A manifest lists
 the annotations, image hashes, class map, options and a content hash of the export.
 """
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from workbench import Workbench
 
 SPLITS = ("train", "val", "holdout")
+NO_OBJECTS = "no_objects"  # an image document's mark: looked over, nothing (more) to add
 MIN_BOX_PX = 1.0  # a box thinner than a pixel after clipping is no object
 
 
@@ -52,7 +54,9 @@ class ExportOptions:
     fill_threshold: float = 0.5  # with "fill": unreviewed detections at or above this
     val_fraction: float = 0.2
     holdout_fraction: float = 0.0  # a fixed split that is never trained on
-    pseudo_label: bool = False  # with "fill": also images nobody reviewed (self-training)
+    # with "fill": also images nobody reviewed, when the model is sure of every box on them
+    # (self-training keeps what it knew; an unsure or empty image is left out, not background)
+    pseudo_label: bool = False
     seed: str = "workbench"  # salt of the split hash: change it to draw another split
     link: bool = True  # hard-link images when possible (else copy)
     coco: bool = True  # also write coco/<split>.json
@@ -152,11 +156,15 @@ def labelled_images(wb: Workbench, collection_id: str, extractor_key: str | None
             t.objects.c.id.in_(object_ids)))} if object_ids else {}
     latest: dict[str, Any] = {}  # newest annotation per detection
     missed: dict[str, list] = {}
+    checked: dict[str, list[str]] = {}  # "no_objects" marks: looked over, nothing to add
     for a in annotations:
         if a.label == "missed":
             missed.setdefault(a.object_id, []).append(a)
+        elif a.label == NO_OBJECTS:
+            checked.setdefault(a.object_id, []).append(a.id)
         else:
             latest[a.document_id] = a
+    annotated = {a.object_id for a in annotations}
     by_object: dict[str, list] = {}
     for d in detections:
         by_object.setdefault(d.object_id, []).append(d)
@@ -182,10 +190,19 @@ def labelled_images(wb: Workbench, collection_id: str, extractor_key: str | None
                 payload.get("bbox") else (det.x1, det.y1, det.x2, det.y2)
             cls = payload.get("true_class") or det.class_name
             _add(item, LabelledBox(cls, box, verdict.label, verdict.id), rejected)
+        image_used.extend(checked.get(object_id, []))
         for a in missed.get(object_id, []):
             image_used.append(a.id)
             _add(item, LabelledBox(a.payload["true_class"], center_to_xyxy(a.payload["bbox"]),
                                    "missed", a.id), rejected)
+        if object_id not in annotated and not _sure_of(unreviewed, options.fill_threshold):
+            # A pseudo-labelled image the model was unsure about, or found nothing on, is
+            # no evidence of anything: as an empty label file it would teach the model that
+            # every object it missed there (a whole night scene) is background.
+            skipped.append({"object_id": object_id, "source": obj.source,
+                            "reason": "not reviewed and the model is unsure of it (a "
+                                      "detection under fill_threshold, or none)"})
+            continue
         if unreviewed and options.unreviewed == "skip":
             skipped.append({"object_id": object_id, "source": obj.source,
                             "reason": f"{len(unreviewed)} detection(s) not reviewed"})
@@ -198,6 +215,12 @@ def labelled_images(wb: Workbench, collection_id: str, extractor_key: str | None
         images.append(item)
     return images, {"skipped": skipped, "rejected_boxes": rejected,
                     "annotation_ids": sorted(set(used))}
+
+
+def _sure_of(detections: list, threshold: float) -> bool:
+    """Whether the model's boxes alone can label an image: it found something, and nothing
+    it found is under ``threshold``."""
+    return bool(detections) and all(d.confidence >= threshold for d in detections)
 
 
 def _add(item: ImageLabels, box: LabelledBox, rejected: list[dict[str, Any]]) -> None:

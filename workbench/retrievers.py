@@ -26,6 +26,7 @@ result ids and time per stage.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import random
 import re
@@ -99,6 +100,33 @@ def default_review_stages(limit: int = 20) -> list[dict[str, Any]]:
 
 
 # -- validation -------------------------------------------------------------------------------
+def spot_check_stages(limit: int = 20, min_confidence: float = 0.7) -> list[dict[str, Any]]:
+    """Confident detections nobody has checked, in seeded random order.
+
+    The uncertainty queue never shows what the model is sure of, so it cannot find the
+    errors the model is sure of (an unseen class taken for a known one at 0.9). A few
+    random confident detections per session find them.
+    """
+    return [
+        {"stage_name": "confident", "stage_type": "filter", "config": {"filters": {"AND": [
+            {"field": "confidence", "operator": "gte", "value": min_confidence},
+            {"field": "annotation.label", "operator": "exists", "value": False}]}}},
+        {"stage_name": "shuffled", "stage_type": "sort",
+         "config": {"by": "random", "seed": "{{INPUT.seed|0}}"}},
+        {"stage_name": "page", "stage_type": "limit",
+         "config": {"limit": f"{{{{INPUT.limit|{limit}}}}}"}},
+    ]
+
+
+@dataclass(frozen=True)
+class ImageHit:
+    """An image document to look over as a whole (the model found nothing on it)."""
+
+    document_id: str
+    object_id: str
+    n_detections: int
+
+
 def validate_stages(stages: Any) -> list[dict[str, Any]]:
     """Check a stage list when a retriever is saved; errors name the stage and the field."""
     if not isinstance(stages, list) or not stages:
@@ -371,6 +399,41 @@ class RetrieverService:
         except NotFoundError:
             return self.save(name, target.name, default_review_stages(limit),
                              "Unreviewed detections under 0.7, most uncertain first, diverse")
+
+    def spot_check(self, collection: str, limit: int = 20) -> Retriever:
+        """The collection's spot-check retriever: random confident detections (created on
+        first use)."""
+        target = self.wb.collections.get(collection)
+        name = f"{target.name}:spot-check"
+        try:
+            return self.get(name)
+        except NotFoundError:
+            return self.save(name, target.name, spot_check_stages(limit),
+                             "Unreviewed detections at 0.7 or more, in random order")
+
+    def images_to_check(self, collection: str, version: str | None = None, limit: int = 20,
+                        seed: int | str = 0) -> list[ImageHit]:
+        """Images on which ``version`` found nothing and that nobody has looked over yet.
+
+        A detection queue can never show an object the model missed on an image where it
+        found nothing at all (a night scene, a new camera); this is where a reviewer draws
+        those ``missed`` boxes or marks the image ``no_objects``. The order is random but
+        fixed by ``seed``, so pages do not repeat.
+        """
+        target = self.wb.collections.get(collection)
+        chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        looked_at = sa.select(t.annotations.c.id).where(
+            t.annotations.c.document_id == t.documents.c.id,
+            t.annotations.c.deleted_at.is_(None)).exists()
+        with self.db.read() as conn:
+            rows = conn.execute(
+                sa.select(t.documents.c.id, t.documents.c.object_id,
+                          t.documents.c.n_detections)
+                .where(t.documents.c.collection_id == target.id,
+                       t.documents.c.extractor_key == chosen.key,
+                       t.documents.c.n_detections == 0, ~looked_at)).all()
+        ranked = sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{r.id}".encode()).digest())
+        return [ImageHit(r.id, r.object_id, r.n_detections) for r in ranked[:limit]]
 
     def execution(self, execution_id: str) -> dict[str, Any]:
         with self.db.read() as conn:

@@ -60,3 +60,34 @@ def test_an_empty_workspace_explains_what_to_do(workspace):
     at = run_page("pages/3_Review.py")
     assert not at.exception
     assert any("Nothing to review yet" in i.value for i in at.info)
+
+
+def test_images_with_no_detections_are_looked_over(reviewing):
+    """An image the model found nothing on leaves the image queue once marked."""
+    from workbench.store import tables as t
+
+    wb = reviewing
+    collection = wb.collections.get("cams")
+    blank = next(d for d in wb.detection.detections(collection, collection.active_key))
+    with wb.db.write() as conn:  # the model finds nothing on this image
+        conn.execute(t.detections.delete().where(
+            t.detections.c.document_id == blank.document_id))
+        conn.execute(t.documents.update().where(t.documents.c.id == blank.document_id)
+                     .values(n_detections=0))
+    waiting = {h.document_id for h in wb.retrievers.images_to_check("cams", limit=100)}
+    assert blank.document_id in waiting
+    at = run_page("pages/3_Review.py")
+    options = at.selectbox(key="review_retriever").options
+    assert "cams:spot-check" in options
+    at.selectbox(key="review_retriever").select("Images with no detections").run()
+    assert not at.exception, [e.message for e in at.exception]
+    shown = at.session_state["image_check"].current
+    assert shown is not None and shown.document_id in waiting
+    at.button(key="image_no_objects").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    (mark,) = wb.annotations.list(label="no_objects").items
+    assert mark.document_id == shown.document_id
+    assert shown.document_id not in {
+        h.document_id for h in wb.retrievers.images_to_check("cams", limit=100)}
+    at.button(key="image_undo").click().run()
+    assert wb.annotations.list(label="no_objects").total == 0

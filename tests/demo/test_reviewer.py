@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from workbench import Workbench
 from workbench.boxes import center_to_xyxy
@@ -331,7 +332,7 @@ def test_bad_arguments_are_explained(ws, template):
     reviewer = SimulatedReviewer(ws, GroundTruth({}))
     assert reviewer.review("scenes", budget=0) == {
         "reviewed": 0, "confirmed": 0, "corrected": 0, "false_positive": 0, "missed": 0,
-        "skipped_unknown": 0, "executions": []}
+        "images_checked": 0, "skipped_unknown": 0, "executions": []}
     with pytest.raises(ValidationError, match="strategy 'best'"):
         reviewer.review("scenes", budget=5, strategy="best")
     with pytest.raises(ValidationError, match="budget"):
@@ -344,3 +345,56 @@ def test_bad_arguments_are_explained(ws, template):
     result = reviewer.review("scenes", budget=5, strategy="random", page_size=3)
     assert result["reviewed"] == 0 and result["skipped_unknown"] == sum(
         len(d) for d in _detections(ws).values())
+
+
+def _blank_out(wb, object_id: str) -> str:
+    """Make the model have found nothing on an image; returns its document id."""
+    from workbench.store import tables as t
+
+    with wb.db.write() as conn:
+        (document_id,) = conn.execute(sa.select(t.documents.c.id).where(
+            t.documents.c.object_id == object_id)).scalars()
+        conn.execute(t.detections.delete().where(t.detections.c.document_id == document_id))
+        conn.execute(t.documents.update().where(t.documents.c.id == document_id)
+                     .values(n_detections=0))
+    return document_id
+
+
+def test_the_review_plan_splits_the_budget_between_images_spot_checks_and_the_queue(
+        ws, template):
+    wb = ws
+    real = GroundTruth.from_datasets(template["folders"])
+    known = [oid for oid in _detections(wb) if real.boxes(_sha(wb, oid)) is not None]
+    full, empty = known[0], known[1]
+    full_doc, empty_doc = _blank_out(wb, full), _blank_out(wb, empty)
+    images = {_sha(wb, oid): real.boxes(_sha(wb, oid)) for oid in known}
+    images[_sha(wb, empty)] = []  # nothing there: the reviewer marks it no_objects
+    truth = GroundTruth(images)
+    listed = {h.document_id for h in wb.retrievers.images_to_check("scenes", limit=100)}
+    assert {full_doc, empty_doc} <= listed
+
+    result = SimulatedReviewer(wb, truth).review(
+        "scenes", budget=8, strategy="plan", plan={"images": 0.25, "spot_check": 0.25},
+        page_size=3)
+    assert result["images_checked"] == 2
+    assert result["reviewed"] + result["images_checked"] == 8
+    annotations = _oracle_annotations(wb)
+    missed_full = [a for a in annotations if a.document_id == full_doc]
+    assert sorted(a.payload["true_class"] for a in missed_full) == sorted(
+        c for c, _ in real.boxes(_sha(wb, full)))
+    assert all(a.label == "missed" for a in missed_full)
+    assert [a.label for a in annotations if a.document_id == empty_doc] == ["no_objects"]
+    # Looked-over images leave the image queue.
+    assert not {full_doc, empty_doc} & {
+        h.document_id for h in wb.retrievers.images_to_check("scenes", limit=100)}
+    # Two verdicts from the spot-check (confident detections), the rest from the queue.
+    spot, queue = wb.retrievers.get("scenes:spot-check"), wb.retrievers.review_queue("scenes")
+    detections = {d.id: d for dets in _detections(wb).values() for d in dets}
+    verdicts = [a for a in annotations if a.document_id in detections]
+    from_spot = [a for a in verdicts if a.retriever_id == spot.id]
+    assert len(from_spot) == 2 and all(detections[a.document_id].confidence >= 0.7
+                                      for a in from_spot)
+    assert len([a for a in verdicts if a.retriever_id == queue.id]) == 4
+    with pytest.raises(ValidationError, match="plan takes shares"):
+        SimulatedReviewer(wb, truth).review("scenes", budget=4, strategy="plan",
+                                            plan={"images": 0.8, "spot_check": 0.5})

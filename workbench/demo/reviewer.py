@@ -38,6 +38,7 @@ import numpy as np
 from workbench.annotations import MAX_BULK
 from workbench.boxes import XYXY, xyxy_to_center
 from workbench.errors import NotFoundError, ValidationError
+from workbench.export import NO_OBJECTS
 
 if TYPE_CHECKING:
     from workbench import Workbench
@@ -46,8 +47,12 @@ if TYPE_CHECKING:
 
 GtBox = tuple[str, XYXY]
 PARTIAL_IOU = 0.1  # below this overlap a box is not "the same object, drawn badly"
-STRATEGIES = ("queue", "random")
-COUNTS = ("reviewed", "confirmed", "corrected", "false_positive", "missed", "skipped_unknown")
+STRATEGIES = ("queue", "random", "plan")
+COUNTS = ("reviewed", "confirmed", "corrected", "false_positive", "missed", "images_checked",
+          "skipped_unknown")
+# The review plan: shares of a session's budget for images the model found nothing on and for
+# the spot-check of confident detections; the rest goes to the uncertainty queue.
+REVIEW_PLAN = {"images": 0.2, "spot_check": 0.2}
 
 
 def random_stages() -> list[dict[str, Any]]:
@@ -196,15 +201,23 @@ class SimulatedReviewer:
         self._truth_by_object: dict[str, list[GtBox] | None] = {}
 
     def review(self, collection: str, budget: int, strategy: str = "queue",
-               version: str | None = None, seed: int = 0, page_size: int = 20
-               ) -> dict[str, Any]:
-        """Review up to ``budget`` detections of ``collection`` and annotate them.
+               version: str | None = None, seed: int = 0, page_size: int = 20,
+               plan: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """Review up to ``budget`` items of ``collection`` and annotate them.
 
-        ``strategy``: ``"queue"`` pages through the collection's default review queue,
-        ``"random"`` through its unreviewed detections in an order shuffled by ``seed``
-        (retriever ``<collection>:random``). Verdicts count towards the budget; ``missed``
-        boxes are extra. Detections of images the ground truth does not know are skipped and
-        counted in ``skipped_unknown``. Stops early when the queue runs dry.
+        ``strategy``:
+
+        - ``"queue"`` pages through the collection's uncertainty queue (``<collection>:review``);
+        - ``"random"`` through its unreviewed detections in an order shuffled by ``seed``
+          (retriever ``<collection>:random``) — the baseline;
+        - ``"plan"`` is the review plan the Review page offers: shares of the budget (``plan``,
+          default ``REVIEW_PLAN``) go to images the model found nothing on (each image looked
+          over costs one), to the spot-check of confident detections, and the rest to the
+          uncertainty queue; what one part cannot spend passes to the next.
+
+        Detection verdicts and images looked over count towards the budget; ``missed`` boxes
+        are extra. Detections of images the ground truth does not know are skipped and counted
+        in ``skipped_unknown``. Stops early when every queue runs dry.
         """
         if strategy not in STRATEGIES:
             raise ValidationError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
@@ -213,17 +226,42 @@ class SimulatedReviewer:
         if not isinstance(page_size, int) or page_size < 1:
             raise ValidationError(f"page_size must be a positive integer, got {page_size!r}")
         target = self.wb.collections.get(collection)
-        retriever = self._retriever(target, strategy)
         counts = dict.fromkeys(COUNTS, 0)
         executions: list[str] = []
-        skipped: set[str] = set()  # detections of unknown images: they stay in the queue
         looked_at: set[str] = set()  # image documents whose missed boxes are settled
+        if strategy != "plan":
+            self._detections(target, self._retriever(target, strategy), budget, version, seed,
+                             page_size, strategy == "random", looked_at, counts, executions)
+            return {**counts, "executions": executions}
+        shares = dict(REVIEW_PLAN if plan is None else plan)
+        if set(shares) - {"images", "spot_check"} or sum(shares.values()) > 1 or any(
+                v < 0 for v in shares.values()):
+            raise ValidationError(f"plan takes shares 'images' and 'spot_check' that add up to "
+                                  f"at most 1, got {shares!r}")
+        spent = self._images(target, round(budget * shares.get("images", 0)), version, seed,
+                             counts)
+        spent += self._detections(
+            target, self.wb.retrievers.spot_check(target.name),
+            round(budget * shares.get("spot_check", 0)) + round(
+                budget * shares.get("images", 0)) - spent, version, seed, page_size, True,
+            looked_at, counts, executions)
+        self._detections(target, self.wb.retrievers.review_queue(target.name), budget - spent,
+                         version, seed, page_size, False, looked_at, counts, executions)
+        return {**counts, "executions": executions}
+
+    def _detections(self, target: Collection, retriever: Retriever, budget: int,
+                    version: str | None, seed: int, page_size: int, seeded: bool,
+                    looked_at: set[str], counts: dict[str, int], executions: list[str]) -> int:
+        """Page through one detection retriever for up to ``budget`` verdicts; returns how
+        many were given."""
+        skipped: set[str] = set()  # detections of unknown images: they stay in the queue
+        given = 0
         page_number = 0
-        while counts["reviewed"] < budget:
-            wanted = min(page_size, budget - counts["reviewed"])
+        while given < budget:
+            wanted = min(page_size, budget - given)
             # Skipped detections stay unreviewed, so ask for that many more each page.
             inputs: dict[str, Any] = {"limit": wanted + len(skipped)}
-            if strategy == "random":
+            if seeded:
                 inputs["seed"] = f"{seed}/{page_number}"
             execution = self.wb.retrievers.execute(retriever.name, inputs, version)
             executions.append(execution.id)
@@ -237,10 +275,47 @@ class SimulatedReviewer:
                 else:
                     page.append(hit)
             if page:
+                before = counts["reviewed"]
                 self._answer(target, execution, page[:wanted], looked_at, counts)
+                given += counts["reviewed"] - before
             page_number += 1
-        counts["skipped_unknown"] = len(skipped)
-        return {**counts, "executions": executions}
+        counts["skipped_unknown"] += len(skipped)
+        return given
+
+    def _images(self, target: Collection, budget: int, version: str | None, seed: int,
+                counts: dict[str, int]) -> int:
+        """Look over up to ``budget`` images on which the model found nothing: a ``missed``
+        box for each object, or ``no_objects``. Returns how many images were looked over."""
+        if budget <= 0:
+            return 0
+        chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        operations = []
+        looked = 0
+        for image in self.wb.retrievers.images_to_check(target.name, version,
+                                                        limit=budget * 2, seed=seed):
+            truth = self._truth_of(image.object_id)
+            if truth is None:
+                counts["skipped_unknown"] += 1
+                continue
+            common = {"document_id": image.document_id, "collection_id": target.id,
+                      "author": self.author}
+            for cls, box in truth:
+                operations.append({"op": "create", "label": "missed",
+                                   "payload": {"true_class": cls, "bbox": xyxy_to_center(box)},
+                                   "reasoning": f"simulated reviewer: {chosen.key} found "
+                                                f"nothing here; this {cls} has no box",
+                                   **common})
+                counts["missed"] += 1
+            if not truth:
+                operations.append({"op": "create", "label": NO_OBJECTS, "payload": {},
+                                   "reasoning": "simulated reviewer: looked over, no object",
+                                   **common})
+            looked += 1
+            counts["images_checked"] += 1
+            if looked == budget:
+                break
+        self._write(operations)
+        return looked
 
     def _retriever(self, target: Collection, strategy: str) -> Retriever:
         if strategy == "queue":
@@ -287,6 +362,9 @@ class SimulatedReviewer:
                         "payload": {"true_class": cls, "bbox": xyxy_to_center(box)},
                         "reasoning": f"simulated reviewer: this {cls} has no box", **provenance})
                     counts["missed"] += 1
+        self._write(operations)
+
+    def _write(self, operations: list[dict[str, Any]]) -> None:
         for start in range(0, len(operations), MAX_BULK):
             chunk = operations[start:start + MAX_BULK]
             refused = [r for r in self.wb.annotations.bulk(chunk) if not r.ok]

@@ -36,7 +36,9 @@ def export_options_form(key: str = "export") -> ExportOptions:
     pseudo = cols[5].checkbox("Add unreviewed images (model's confident boxes)",
                               key=f"{key}_pseudo", disabled=policy == "skip",
                               help="Keeps a fine-tune on a few hard images from forgetting "
-                                   "the easy ones.")
+                                   "the easy ones. Only images on which the model is sure of "
+                                   "every box (none under the fill threshold) are added; "
+                                   "images it found nothing on are left out.")
     return ExportOptions(unreviewed=policy, fill_threshold=threshold, val_fraction=val,
                          holdout_fraction=holdout, seed=seed,
                          pseudo_label=pseudo and policy == "fill")

@@ -15,7 +15,8 @@ import streamlit as st
 from workbench import Workbench
 from workbench.boxes import xyxy_to_center
 from workbench.domain import Collection, ExtractorVersion
-from workbench.retrievers import Hit
+from workbench.export import NO_OBJECTS
+from workbench.retrievers import Hit, ImageHit
 from workbench.ui import show_errors
 from workbench.ui.render import boxes_of, draw_boxes
 
@@ -226,12 +227,11 @@ def correct_panel(wb, collection, version, hit, obj, detections, s, reasoning) -
         st.rerun()
 
 
-def missed_panel(wb, collection, version, hit, obj, detections, s, reasoning) -> None:
-    """Draw every object the model missed on this image; each box gets the chosen class."""
+def draw_missed(wb, version, obj, detections, canvas_key: str) -> tuple[list[dict], bool]:
+    """A canvas over the image on which each missed object gets a box; returns the ``missed``
+    annotations (without their document) and whether a class is chosen."""
     from streamlit_drawable_canvas import st_canvas
 
-    st.info("Draw a box around each missed object (pick its class first), then press "
-            "**Save missed** (Enter).")
     true_class = class_picker(version, "missed")
     scale = CANVAS_WIDTH / obj.width
     result = st_canvas(
@@ -239,11 +239,10 @@ def missed_panel(wb, collection, version, hit, obj, detections, s, reasoning) ->
         drawing_mode="labeled_rect", label=true_class or "?", stroke_width=2,
         stroke_color="#22d3ee", fill_color="rgba(34, 211, 238, 0.15)",
         width=CANVAS_WIDTH, height=round(obj.height * scale), background_image_fit="stretch",
-        key=f"missed_canvas_{s.canvas_round}", font_size=14,
+        key=canvas_key, font_size=14,
     )
     boxes = [b for b in _image_boxes(result, scale) if b["width"] > 1 and b["height"] > 1]
-    document_id = hit.document_id  # a missed object belongs to the image, not a box
-    operations = [{"document_id": document_id, "label": "missed",
+    operations = [{"label": "missed",
                    "payload": {"true_class": b["label"] if b["label"] not in ("", "?")
                                else true_class,
                                "bbox": xyxy_to_center(_clip((b["left"], b["top"],
@@ -251,15 +250,107 @@ def missed_panel(wb, collection, version, hit, obj, detections, s, reasoning) ->
                                                              b["top"] + b["height"]), obj))}}
                   for b in boxes]
     st.caption(f"{len(operations)} box(es) drawn")
+    return operations, bool(true_class)
+
+
+def missed_panel(wb, collection, version, hit, obj, detections, s, reasoning) -> None:
+    """Draw every object the model missed on this image; each box gets the chosen class."""
+    st.info("Draw a box around each missed object (pick its class first), then press "
+            "**Save missed** (Enter).")
+    operations, has_class = draw_missed(wb, version, obj, detections,
+                                        f"missed_canvas_{s.canvas_round}")
+    # a missed object belongs to the image, not to a box
+    operations = [{"document_id": hit.document_id, **op} for op in operations]
     cols = st.columns([1, 1, 4])
     if cols[0].button("Save missed", shortcut="enter", type="primary", key="save_missed",
-                      disabled=not operations or not true_class):
+                      disabled=not operations or not has_class):
         with show_errors():
             _save(wb, collection, operations, reasoning)
             st.rerun()
     if cols[1].button("Cancel", shortcut="escape", key="cancel_missed"):
         s.mode = "review"
         st.rerun()
+
+
+# -- images the model found nothing on ------------------------------------------------------
+IMAGE_QUEUE = "Images with no detections"
+
+
+@dataclass
+class ImageCheckState:
+    key: str = ""
+    hits: list[ImageHit] = field(default_factory=list)
+    left: int = 0
+    position: int = 0
+    skipped: set[str] = field(default_factory=set)
+    done: list[tuple[list[str], int]] = field(default_factory=list)
+    canvas_round: int = 0
+
+    @property
+    def current(self) -> ImageHit | None:
+        return self.hits[self.position] if self.position < len(self.hits) else None
+
+
+def _image_undo(wb: Workbench, s: ImageCheckState) -> None:
+    if st.button("Undo (U)", shortcut="u", key="image_undo", disabled=not s.done):
+        ids, position = s.done.pop()
+        for annotation_id in ids:
+            wb.annotations.delete(annotation_id)
+        s.position = position
+        s.canvas_round += 1
+        st.rerun()
+
+
+def image_check(wb: Workbench, collection: Collection, version: ExtractorVersion) -> None:
+    """Look over the images on which the model found nothing: draw each object it missed, or
+    mark the image as having none (``no_objects``). A detection queue never shows these."""
+    s: ImageCheckState = st.session_state.setdefault("image_check", ImageCheckState())
+    key = f"{collection.id}|{version.key}"
+    if s.key != key or s.current is None:
+        unseen = [h for h in wb.retrievers.images_to_check(collection.name, version.version,
+                                                           limit=10_000)
+                  if h.document_id not in s.skipped]
+        if s.key != key:
+            s.done, s.skipped = [], set()
+        s.key, s.hits, s.left, s.position = key, unseen[:50], len(unseen), 0
+    cols = st.columns(2)
+    cols[0].metric("Images with no detections left", max(0, s.left - s.position))
+    cols[1].metric("Looked over in this session", len(s.done))
+    image = s.current
+    if image is None:
+        st.success(f"Every image on which {version.key} found nothing has been looked over.")
+        _image_undo(wb, s)
+        return
+    obj = wb.buckets.get_object(image.object_id)
+    st.markdown(f"{version.key} found **nothing** on {Path(obj.source).name} "
+                f"({obj.width}×{obj.height}). Draw a box around each object it missed, or "
+                "press **Nothing here** (N).")
+    reasoning = st.text_input("Reasoning (optional)", key=f"image_reasoning_{s.canvas_round}")
+    operations, has_class = draw_missed(wb, version, obj, [],
+                                        f"image_canvas_{s.canvas_round}")
+    buttons = st.columns(4)
+    with buttons[3]:
+        _image_undo(wb, s)
+    chosen: list[dict] | None = None
+    if buttons[0].button("Save missed", shortcut="enter", type="primary",
+                         key="image_save_missed", disabled=not operations or not has_class):
+        chosen = operations
+    if buttons[1].button("Nothing here (N)", shortcut="n", key="image_no_objects"):
+        chosen = [{"label": NO_OBJECTS, "payload": {}}]
+    if buttons[2].button("Skip (S)", shortcut="s", key="image_skip"):
+        s.skipped.add(image.document_id)
+        s.position += 1
+        s.canvas_round += 1
+        st.rerun()
+    if chosen is not None:
+        with show_errors():
+            ids = [wb.annotations.create(document_id=image.document_id,
+                                         collection_id=collection.id, reasoning=reasoning,
+                                         **op).id for op in chosen]
+            s.done.append((ids, s.position))
+            s.position += 1
+            s.canvas_round += 1
+            st.rerun()
 
 
 def _image_boxes(result, scale: float) -> list[dict]:
