@@ -118,6 +118,18 @@ class Workbench:
 
         return EvaluationService(self)
 
+    @cached_property
+    def references(self):
+        from workbench.references import ReferenceService
+
+        return ReferenceService(self)
+
+    @cached_property
+    def taxonomies(self):
+        from workbench.taxonomies import TaxonomyService
+
+        return TaxonomyService(self)
+
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
         from workbench.ingest import FORMAT_EXTENSIONS

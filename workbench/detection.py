@@ -206,6 +206,11 @@ class DetectionService:
                    "seconds": round(time.perf_counter() - started, 2)}
         with self.db.write() as conn:
             record_event(conn, "batch.completed", {**summary, "job_id": ctx.job.id})
+        # Taxonomies attached in "materialize" mode classify what this run added.
+        applied = self.wb.taxonomies.after_batch(collection.id, version.key)
+        if applied:
+            summary["taxonomies"] = [{k: r[k] for k in ("taxonomy", "taxonomy_version", "new")}
+                                     for r in applied]
         return summary
 
     def _decode(self, row):

@@ -45,6 +45,7 @@ JOB_KINDS: dict[str, str] = {
     "demo": "workbench.demo:run_demo_job",
     "detect": "workbench.detection:run_detect_job",
     "train": "workbench.training:run_train_job",
+    "taxonomy": "workbench.taxonomies:run_taxonomy_job",
 }
 
 ProgressListener = Callable[[Job], None]

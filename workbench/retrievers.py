@@ -10,6 +10,7 @@ A retriever belongs to a collection and runs over the detections of one extracto
     {"stage_type": "sort", "config": {"by": "uncertainty"}}        # confidence|newest|random
     {"stage_type": "diversity", "config": {"max_similarity": 0.95}}
     {"stage_type": "sample", "config": {"n": 100, "seed": 0}}
+    {"stage_type": "taxonomy", "config": {"taxonomy": "shapes", "keep": ["unknown"]}}
     {"stage_type": "limit", "config": {"limit": 20, "offset": 0}}
 
 Filters are AND/OR/NOT trees of ``{field, operator, value}`` and compile to SQL: they apply to
@@ -18,8 +19,10 @@ that pass the filters* (it asks the vector index for more until it has enough). 
 ``where`` filter is slow at scale, so it is never used. Fields: ``confidence``, ``class``,
 ``object_id``, ``document_id``, ``bbox.w|h|x|y``, ``image.width|height``, ``metadata.<name>``
 (or just ``<name>`` for a bucket field), ``detections.<n>.<field>`` (the image's n-th most
-confident detection) and ``annotation.label`` (the newest verdict; ``exists`` false means
-"not reviewed yet"). Every execution gets an ``execution_id`` and is logged with its inputs,
+confident detection), ``annotation.label`` (the newest verdict; ``exists`` false means
+"not reviewed yet") and ``taxonomy.<name>`` (the stored label of a taxonomy, ``unknown``
+included). A ``taxonomy`` stage is a taxonomy's ``on_demand`` mode: it classifies the hits at
+query time, puts the result on each hit and keeps only the ``keep`` labels. Every execution gets an ``execution_id`` and is logged with its inputs,
 result ids and time per stage.
 """
 
@@ -46,7 +49,7 @@ from workbench.store.metadata import as_utc, new_id, utcnow
 if TYPE_CHECKING:
     from workbench import Workbench
 
-STAGE_TYPES = ("feature_search", "filter", "sort", "diversity", "sample", "limit")
+STAGE_TYPES = ("feature_search", "filter", "sort", "diversity", "sample", "taxonomy", "limit")
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "contains", "exists")
 SORTS = ("confidence", "uncertainty", "newest", "random")
 # {{INPUT.name}} or {{INPUT.name|default}} (the default read as JSON when it parses).
@@ -74,6 +77,7 @@ class Hit:
     confidence: float
     xyxy: tuple[float, float, float, float]
     score: float | None = None  # similarity of a feature search
+    taxonomy: dict[str, Any] | None = None  # fields an on-demand taxonomy stage wrote
 
 
 @dataclass(frozen=True)
@@ -248,7 +252,17 @@ def _check_limit(config: dict, where: str) -> None:
             raise ValidationError(f"{where}: {key} must be a{' positive' if key == 'limit' else ' non-negative'} integer")
 
 
-_CHECKS = {"filter": _check_filter_stage, "feature_search": _check_search, "sort": _check_sort,
+def _check_taxonomy(config: dict, where: str) -> None:
+    _allowed(config, {"taxonomy", "keep"}, where)
+    if not isinstance(config.get("taxonomy"), str) or not config["taxonomy"]:
+        raise ValidationError(f"{where}: taxonomy must name a taxonomy")
+    keep = config.get("keep")
+    if keep is not None and not (isinstance(keep, list) and all(isinstance(k, str)
+                                                               for k in keep)):
+        raise ValidationError(f"{where}: keep must be a list of labels, e.g. [\"unknown\"]")
+
+
+_CHECKS = {"taxonomy": _check_taxonomy, "filter": _check_filter_stage, "feature_search": _check_search, "sort": _check_sort,
            "diversity": _check_diversity, "sample": _check_sample, "limit": _check_limit}
 
 
@@ -306,6 +320,14 @@ def _field(path: str, value: Any) -> sa.ColumnElement:
         a = t.annotations.alias("a")
         return (sa.select(a.c.label).where(a.c.document_id == _D.c.id, a.c.deleted_at.is_(None))
                 .order_by(a.c.created_at.desc()).limit(1).scalar_subquery())
+    if path.startswith("taxonomy."):  # the stored label of a materialized taxonomy
+        a = t.taxonomy_assignments.alias("ta")
+        tax = t.taxonomies.alias("tx")
+        return (sa.select(a.c.label).where(
+            a.c.detection_id == _D.c.id,
+            a.c.taxonomy_id == sa.select(tax.c.id).where(
+                tax.c.name == path.removeprefix("taxonomy.")).scalar_subquery())
+            .scalar_subquery())
     match = re.fullmatch(r"detections\.(\d+)\.(confidence|class|class_name)", path)
     if match:
         d2 = t.detections.alias("d2")
@@ -316,7 +338,7 @@ def _field(path: str, value: Any) -> sa.ColumnElement:
     name = path.removeprefix("metadata.")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValidationError(f"field {path!r} is not known; use confidence, class, bbox.w, "
-                              "metadata.<field>, detections.<n>.confidence, annotation.label, …")
+                              "metadata.<field>, detections.<n>.confidence, annotation.label, taxonomy.<name>, …")
     element = _O.c.metadata[name]
     return element.as_float() if numeric else element.as_string()
 
@@ -488,7 +510,8 @@ class RetrieverService:
                 begun = time.perf_counter()
                 scores = self._search(collection, version, stage["config"], by_ids, scores)
                 timings[stage["stage_name"]] = _ms(begun)
-        post = [s for s in stages if s["stage_type"] in ("sort", "diversity", "sample", "limit")]
+        post = [s for s in stages
+                if s["stage_type"] in ("sort", "diversity", "sample", "taxonomy", "limit")]
         begun = time.perf_counter()
         rows, matched = self._fetch(by_ids if scores is not None else conditions, post, scores,
                                     count)
@@ -521,7 +544,7 @@ class RetrieverService:
         for stage in post:
             if stage["stage_type"] == "limit":
                 wanted = int(stage["config"]["limit"]) + int(stage["config"].get("offset", 0))
-                spare = any(s["stage_type"] in ("diversity", "sample") for s in post[
+                spare = any(s["stage_type"] in ("diversity", "sample", "taxonomy") for s in post[
                     :post.index(stage)])
                 need = min(MAX_FETCH, wanted * 5 if spare else wanted)
                 break
@@ -634,6 +657,8 @@ class RetrieverService:
                 return hits
             picked = random.Random(config.get("seed", 0)).sample(range(len(hits)), config["n"])
             return [hits[i] for i in sorted(picked)]
+        if kind == "taxonomy":
+            return self._classified(hits, config)
         if kind == "sort":
             by, reverse = config["by"], config.get("order", "asc") == "desc"
             if by == "random":
@@ -646,6 +671,24 @@ class RetrieverService:
                 return sorted(hits, key=lambda h: h.confidence, reverse=reverse)
             return hits
         return self._diverse(hits, version, config)
+
+    def _classified(self, hits: list[Hit], config) -> list[Hit]:
+        """The ``on_demand`` mode: classify the hits now, keep those with a wanted label."""
+        import dataclasses
+
+        taxonomy = self.wb.taxonomies.get(config["taxonomy"])
+        outcome = self.wb.taxonomies.classify_detections(taxonomy.name,
+                                                         [h.detection_id for h in hits])
+        keep = set(config.get("keep") or [])
+        classified = []
+        for hit in hits:
+            got = outcome.get(hit.detection_id)
+            if got is None or (keep and got.label not in keep):
+                continue
+            classified.append(dataclasses.replace(hit, taxonomy={
+                "taxonomy": taxonomy.name, "taxonomy_version": taxonomy.version,
+                "label": got.label, "path": list(got.path), **got.fields(taxonomy.mapping)}))
+        return classified
 
     def _diverse(self, hits: list[Hit], version: ExtractorVersion, config) -> list[Hit]:
         """Greedy: keep an item unless it is nearly identical to one already kept."""

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -250,4 +251,80 @@ promotions = Table(
     Column("override_reason", Text),
     Column("author", String(200), nullable=False),
     Column("created_at", DateTime, nullable=False),
+)
+
+reference_sets = Table(
+    "reference_sets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("feature_uri", String(300), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+reference_items = Table(
+    "reference_items",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("set_id", String(64), ForeignKey("reference_sets.id"), nullable=False),
+    Column("detection_id", String(80), nullable=False),
+    Column("object_id", String(64), nullable=False),
+    Column("true_class", String(200), nullable=False),
+    Column("category", String(200)),
+    Column("embedding", LargeBinary, nullable=False),  # float32 bytes, L2-normalised
+    Column("thumbnail", LargeBinary),  # a small JPEG crop, for galleries
+    Column("xyxy", JSON, nullable=False),
+    Column("source", String(100), nullable=False),  # annotation label, "manual", "cluster:…"
+    Column("added_in", Integer, nullable=False),  # the set version that added it
+    Column("removed_in", Integer),  # the set version that removed it (None: still in)
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_reference_items_set", "set_id", "removed_in"),
+    Index("ix_reference_items_detection", "set_id", "detection_id"),
+)
+
+taxonomies = Table(
+    "taxonomies",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("reference_set_id", String(64), ForeignKey("reference_sets.id"), nullable=False),
+    Column("kind", String(20), nullable=False),  # flat | tree
+    Column("nodes", JSON, nullable=False),
+    Column("threshold", Float, nullable=False),
+    Column("top_k", Integer, nullable=False),
+    Column("mapping", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("reference_version", Integer, nullable=False),  # the set version it was built on
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+taxonomy_attachments = Table(
+    "taxonomy_attachments",
+    metadata,
+    Column("taxonomy_id", String(64), ForeignKey("taxonomies.id"), primary_key=True),
+    Column("collection_id", String(64), ForeignKey("collections.id"), primary_key=True),
+    Column("mode", String(20), nullable=False),  # materialize | retroactive | on_demand
+    Column("created_at", DateTime, nullable=False),
+)
+
+taxonomy_assignments = Table(
+    "taxonomy_assignments",
+    metadata,
+    Column("taxonomy_id", String(64), ForeignKey("taxonomies.id"), primary_key=True),
+    Column("detection_id", String(80), primary_key=True),
+    Column("collection_id", String(64), nullable=False),
+    Column("extractor_key", String(140), nullable=False),
+    Column("label", String(200), nullable=False),  # the deepest node reached, or "unknown"
+    Column("path", JSON, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("reference_id", String(64)),
+    Column("fields", JSON, nullable=False),  # the enrichment fields, by the mapping
+    Column("taxonomy_version", Integer, nullable=False),
+    Column("assigned_at", DateTime, nullable=False),
+    Index("ix_taxonomy_assignments_label", "taxonomy_id", "collection_id", "label"),
 )

@@ -88,6 +88,8 @@ class VectorStore:
         """Embeddings by id (a numpy array in the order of ``ids``; missing ids are left out)."""
         import numpy as np
 
+        if not ids:
+            return np.zeros((0, 0), dtype="float32")
         result = self.collection(feature_uri).get(ids=list(ids), include=["embeddings"])
         order = {id_: i for i, id_ in enumerate(result["ids"])}
         rows = [result["embeddings"][order[i]] for i in ids if i in order]

@@ -1,0 +1,502 @@
+"""Taxonomies: classify every detection by its nearest references.
+
+A taxonomy is built on a reference set. ``flat``: one node per class. ``tree``: nodes with
+parents; a node's references are those of its classes (``classes``, default ``[name]``, matched
+against a reference's true class or category) and of every node under it. Classification walks
+down from the roots: at each level every child scores the mean cosine similarity of its own
+``top_k`` nearest references (so a class with few references is not outvoted by one with
+many); the best child is accepted when that score reaches its threshold (the node's own, else
+the taxonomy's) and the walk goes on below it. A detection that no root accepts is ``unknown`` — a label that
+retrievers and the cluster step filter on (``taxonomy.<name>``).
+
+Results are written as assignments (label, path, score, matched reference, the taxonomy
+version) with enrichment fields named by the taxonomy's ``mapping``. Modes, per attached
+collection: ``materialize`` (applied after each batch run), ``retroactive`` (applied now to
+every existing detection, as a job that reports what changed) and ``on_demand`` (a retriever
+stage classifies its hits at query time; nothing is stored).
+
+Versions are monotonic: a changed definition, or references that changed since the last
+apply, make the next version, and every assignment records the version that wrote it. A
+re-apply rewrites only the assignments whose outcome changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.events import record_event
+from workbench.references import ReferenceMatrix, normalise
+from workbench.store import tables as t
+from workbench.store.metadata import as_utc, new_id, utcnow
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+    from workbench.jobs import JobContext, ProgressListener
+
+UNKNOWN = "unknown"
+KINDS = ("flat", "tree")
+MODES = ("materialize", "retroactive", "on_demand")
+DEFAULT_MAPPING = {"label": "verified_class", "root": "object_category",
+                   "score": "taxonomy_score"}
+NODE_KEYS = {"name", "parent", "threshold", "classes"}
+CHUNK = 8192  # detections classified per matrix product (bounds memory)
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    parent: str | None = None
+    threshold: float | None = None
+    classes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "parent": self.parent, "threshold": self.threshold,
+                "classes": list(self.classes)}
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    id: str
+    name: str
+    reference_set_id: str
+    kind: str
+    nodes: tuple[Node, ...]
+    threshold: float
+    top_k: int
+    mapping: dict[str, str]
+    version: int
+    reference_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """The outcome for one detection."""
+
+    label: str  # the deepest accepted node, or "unknown"
+    path: tuple[str, ...]
+    score: float  # the deciding node score (mean similarity of its top_k references)
+    reference_id: str | None
+
+    def fields(self, mapping: dict[str, str]) -> dict[str, Any]:
+        values = {"label": self.label, "root": self.path[0] if self.path else UNKNOWN,
+                  "score": round(self.score, 6)}
+        return {field: values[key] for key, field in mapping.items()}
+
+
+# -- definition ----------------------------------------------------------------------------
+def parse_nodes(kind: str, nodes: Sequence[Any]) -> tuple[Node, ...]:
+    """Validate a node list; names unique, parents known, no cycles; flat means no parents."""
+    if kind not in KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not nodes:
+        raise ValidationError("a taxonomy needs at least one node")
+    parsed = []
+    for i, raw in enumerate(nodes):
+        raw = {"name": raw} if isinstance(raw, str) else raw
+        if not isinstance(raw, dict):
+            raise ValidationError(f"nodes[{i}] must be a name or a mapping, got {raw!r}")
+        unknown = set(raw) - NODE_KEYS
+        if unknown:
+            raise ValidationError(f"nodes[{i}]: unknown key(s) {', '.join(sorted(unknown))}; "
+                                  f"a node takes {', '.join(sorted(NODE_KEYS))}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip() or name == UNKNOWN:
+            raise ValidationError(f"nodes[{i}]: name must be a non-empty string other than "
+                                  f"{UNKNOWN!r}, got {name!r}")
+        threshold = raw.get("threshold")
+        if threshold is not None and not -1 <= float(threshold) <= 1:
+            raise ValidationError(f"nodes[{i}] ({name}): threshold is a cosine similarity in "
+                                  f"[-1, 1], got {threshold!r}")
+        classes = raw.get("classes") or [name]
+        if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+            raise ValidationError(f"nodes[{i}] ({name}): classes must be a list of names")
+        parsed.append(Node(name, raw.get("parent"),
+                           None if threshold is None else float(threshold), tuple(classes)))
+    names = [n.name for n in parsed]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValidationError(f"node names must be unique; repeated: {', '.join(duplicates)}")
+    for node in parsed:
+        if kind == "flat" and node.parent is not None:
+            raise ValidationError(f"node {node.name!r} has a parent, but the taxonomy is flat "
+                                  "(use kind='tree')")
+        if node.parent is not None and node.parent not in names:
+            raise ValidationError(f"node {node.name!r}: parent {node.parent!r} is not a node "
+                                  f"(nodes: {', '.join(names)})")
+    parents = {n.name: n.parent for n in parsed}
+    for name in names:
+        seen, current = set(), name
+        while current is not None:
+            if current in seen:
+                raise ValidationError(f"nodes form a cycle through {name!r}")
+            seen.add(current)
+            current = parents[current]
+    return tuple(parsed)
+
+
+# -- classification (pure) -----------------------------------------------------------------
+def classify(vectors: np.ndarray, references: ReferenceMatrix, nodes: Sequence[Node],
+             threshold: float, top_k: int) -> list[Assignment]:
+    """Assignments for each row of ``vectors`` (any scale; compared by cosine similarity)."""
+    n = len(vectors)
+    if n == 0:
+        return []
+    items = references.items
+    if not items:
+        return [Assignment(UNKNOWN, (), 0.0, None)] * n
+    by_name = {node.name: node for node in nodes}
+    children: dict[str | None, list[Node]] = {}
+    for node in nodes:
+        children.setdefault(node.parent, []).append(node)
+    # The nodes each reference belongs to directly, then with their ancestors.
+    direct = [{node.name for node in nodes
+               if item.true_class in node.classes or item.category == node.name}
+              for item in items]
+    under: list[set[str]] = []
+    for names in direct:
+        closed = set()
+        for name in names:
+            while name is not None and name not in closed:
+                closed.add(name)
+                name = by_name[name].parent
+        under.append(closed)
+    refs = references.embeddings
+    labels = [UNKNOWN] * n
+    paths: list[list[str]] = [[] for _ in range(n)]
+    scores = np.zeros(n, dtype="float64")
+    matched: list[str | None] = [None] * n
+    for start in range(0, n, CHUNK):
+        similarity = normalise(vectors[start:start + CHUNK]) @ refs.T
+        rows = np.arange(len(similarity))
+        _descend(similarity, rows, None, children, under, threshold, top_k, start,
+                 labels, paths, scores, matched, items)
+    return [Assignment(labels[i], tuple(paths[i]), float(scores[i]), matched[i])
+            for i in range(n)]
+
+
+def _descend(similarity, rows, parent, children, under, threshold, top_k, offset,
+             labels, paths, scores, matched, items) -> None:
+    """Classify ``rows`` among the children of ``parent``, then recurse into each winner."""
+    candidates = children.get(parent, [])
+    if not candidates or not len(rows):
+        return
+    index = {node.name: c for c, node in enumerate(candidates)}
+    pool = [(r, index[name]) for r, names in enumerate(under) for name in names
+            if name in index]
+    if not pool:
+        return
+    pool_refs = np.array([r for r, _ in pool])
+    pool_child = np.array([c for _, c in pool])
+    sims = similarity[np.ix_(rows, pool_refs)]
+    # Each child scores the mean similarity of its own k nearest references: a child with
+    # few references is not outvoted by one with many (as in a plain k-nearest vote).
+    node_scores = np.full((len(rows), len(candidates)), -np.inf)
+    nearest = np.zeros((len(rows), len(candidates)), dtype=int)
+    for c in range(len(candidates)):
+        members = np.nonzero(pool_child == c)[0]
+        if not len(members):
+            continue
+        own = sims[:, members]
+        k = min(top_k, len(members))
+        top = -np.partition(-own, k - 1, axis=1)[:, :k]
+        node_scores[:, c] = top.mean(axis=1)
+        nearest[:, c] = pool_refs[members[own.argmax(axis=1)]]
+    winner = node_scores.argmax(axis=1)
+    best_sim = node_scores[np.arange(len(rows)), winner]
+    best_ref = nearest[np.arange(len(rows)), winner]
+    limits = np.array([node.threshold if node.threshold is not None else threshold
+                       for node in candidates])
+    accepted = best_sim >= limits[winner]
+    for local, row in enumerate(rows):
+        i = offset + row
+        scores[i] = best_sim[local]
+        if accepted[local]:
+            name = candidates[winner[local]].name
+            labels[i] = name
+            paths[i].append(name)
+            matched[i] = items[best_ref[local]].id
+        elif parent is None:
+            matched[i] = items[best_ref[local]].id  # the nearest, for the record
+    for c, node in enumerate(candidates):
+        chosen = rows[accepted & (winner == c)]
+        _descend(similarity, chosen, node.name, children, under, threshold, top_k, offset,
+                 labels, paths, scores, matched, items)
+
+
+# -- the service ---------------------------------------------------------------------------
+class TaxonomyService:
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+        self.db = wb.db
+
+    def create(self, name: str, reference_set: str, kind: str = "flat",
+               nodes: Sequence[Any] | None = None, threshold: float = 0.8, top_k: int = 5,
+               mapping: dict[str, str] | None = None) -> Taxonomy:
+        """A taxonomy over a reference set. A flat one without ``nodes`` takes the set's
+        classes."""
+        if not name or len(name) > 200:
+            raise ValidationError("a taxonomy needs a name of 1-200 characters")
+        refs = self.wb.references.get(reference_set)
+        if nodes is None:
+            if kind != "flat":
+                raise ValidationError("a tree taxonomy needs its nodes")
+            nodes = list(self.wb.references.class_counts(refs.name))
+            if not nodes:
+                raise ValidationError(f"reference set {refs.name!r} is empty: promote reviewed "
+                                      "detections into it first, or give the nodes")
+        parsed = parse_nodes(kind, nodes)
+        _check_settings(threshold, top_k, mapping)
+        now = utcnow()
+        with self.db.write() as conn:
+            if conn.execute(sa.select(t.taxonomies.c.id).where(
+                    t.taxonomies.c.name == name)).first():
+                raise AlreadyExistsError(f"taxonomy {name!r} exists already")
+            taxonomy_id = new_id("tax")
+            conn.execute(t.taxonomies.insert().values(
+                id=taxonomy_id, name=name, reference_set_id=refs.id, kind=kind,
+                nodes=[n.to_dict() for n in parsed], threshold=float(threshold),
+                top_k=int(top_k), mapping=dict(mapping or DEFAULT_MAPPING), version=1,
+                reference_version=refs.version, created_at=now, updated_at=now))
+        return self.get(taxonomy_id)
+
+    def update(self, name: str, nodes: Sequence[Any] | None = None,
+               threshold: float | None = None, top_k: int | None = None,
+               mapping: dict[str, str] | None = None) -> Taxonomy:
+        """Change the definition; the version goes up by one."""
+        current = self.get(name)
+        parsed = parse_nodes(current.kind, nodes) if nodes is not None else current.nodes
+        threshold = current.threshold if threshold is None else threshold
+        top_k = current.top_k if top_k is None else top_k
+        mapping = current.mapping if mapping is None else mapping
+        _check_settings(threshold, top_k, mapping)
+        with self.db.write() as conn:
+            conn.execute(t.taxonomies.update().where(t.taxonomies.c.id == current.id).values(
+                nodes=[n.to_dict() for n in parsed], threshold=float(threshold),
+                top_k=int(top_k), mapping=dict(mapping), version=t.taxonomies.c.version + 1,
+                updated_at=utcnow()))
+        return self.get(current.id)
+
+    def get(self, name_or_id: str) -> Taxonomy:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t.taxonomies).where(sa.or_(
+                t.taxonomies.c.name == name_or_id, t.taxonomies.c.id == name_or_id))).first()
+        if row is None:
+            raise NotFoundError(f"no taxonomy {name_or_id!r}; create one with "
+                                "`workbench taxonomy create`")
+        return _taxonomy(row)
+
+    def list(self) -> list[Taxonomy]:
+        with self.db.read() as conn:
+            return [_taxonomy(r) for r in conn.execute(
+                sa.select(t.taxonomies).order_by(t.taxonomies.c.name))]
+
+    # -- attachment ----------------------------------------------------------------------
+    def attach(self, name: str, collection: str, mode: str = "materialize") -> None:
+        """Attach to a collection with a mode (attaching again changes the mode)."""
+        if mode not in MODES:
+            raise ValidationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        taxonomy = self.get(name)
+        target = self.wb.collections.get(collection)
+        refs = self.wb.references.get(taxonomy.reference_set_id)
+        if refs.collection_id != target.id:
+            raise ValidationError(f"taxonomy {taxonomy.name!r} compares embeddings of "
+                                  f"{refs.feature_uri} in another collection")
+        with self.db.write() as conn:
+            conn.execute(t.taxonomy_attachments.delete().where(
+                t.taxonomy_attachments.c.taxonomy_id == taxonomy.id,
+                t.taxonomy_attachments.c.collection_id == target.id))
+            conn.execute(t.taxonomy_attachments.insert().values(
+                taxonomy_id=taxonomy.id, collection_id=target.id, mode=mode,
+                created_at=utcnow()))
+
+    def attachments(self, collection: str) -> list[tuple[Taxonomy, str]]:
+        target = self.wb.collections.get(collection)
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(t.taxonomy_attachments).where(
+                t.taxonomy_attachments.c.collection_id == target.id)).all()
+        return [(self.get(r.taxonomy_id), r.mode) for r in rows]
+
+    # -- applying ------------------------------------------------------------------------
+    def classify_detections(self, name: str, detection_ids: Sequence[str]
+                            ) -> dict[str, Assignment]:
+        """Classify detections now without storing anything (the ``on_demand`` mode)."""
+        taxonomy = self.get(name)
+        refs = self.wb.references.matrix(taxonomy.reference_set_id)
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(t.detections.c.id, t.detections.c.embedding_id)
+                                .where(t.detections.c.id.in_(list(detection_ids)))).all()
+        rows = [r for r in rows if r.embedding_id]
+        vectors = self.wb.vectors.get(refs.set.feature_uri, [r.embedding_id for r in rows])
+        if len(vectors) != len(rows):
+            raise NotFoundError(f"some detections have no vector in {refs.set.feature_uri}")
+        outcome = classify(vectors, refs, taxonomy.nodes, taxonomy.threshold, taxonomy.top_k)
+        return dict(zip((r.id for r in rows), outcome, strict=True))
+
+    def apply(self, name: str, only_new: bool = False,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """Classify every detection of the reference set's version and collection and store
+        what changed; ``only_new`` classifies only detections with no assignment yet (what
+        ``materialize`` does after a batch run). Returns a report with a before/after sample.
+        """
+        started = time.perf_counter()
+        taxonomy = self._current_version(self.get(name))
+        refs = self.wb.references.matrix(taxonomy.reference_set_id)
+        feature_uri = refs.set.feature_uri
+        extractor_key = refs.set.extractor_key
+        d, a = t.detections.c, t.taxonomy_assignments.c
+        with self.db.read() as conn:
+            query = sa.select(d.id, d.embedding_id).where(
+                d.collection_id == refs.set.collection_id, d.extractor_key == extractor_key,
+                d.embedding_id.is_not(None)).order_by(d.id)
+            if only_new:
+                query = query.where(~sa.select(a.detection_id).where(
+                    a.taxonomy_id == taxonomy.id, a.detection_id == d.id).exists())
+            detections = conn.execute(query).all()
+            previous = {r.detection_id: r for r in conn.execute(
+                sa.select(a.detection_id, a.label, a.reference_id, a.path).where(
+                    a.taxonomy_id == taxonomy.id, a.collection_id == refs.set.collection_id))}
+        total = len(detections)
+        labels: Counter = Counter()
+        changed: list[dict[str, Any]] = []
+        sample: list[dict[str, Any]] = []
+        now = utcnow()
+        for begin in range(0, total, CHUNK):
+            batch = detections[begin:begin + CHUNK]
+            vectors = self.wb.vectors.get(feature_uri, [r.embedding_id for r in batch])
+            if len(vectors) != len(batch):
+                raise NotFoundError(f"some detections have no vector in {feature_uri}; "
+                                    "re-run their batch run")
+            for row, outcome in zip(batch, classify(vectors, refs, taxonomy.nodes,
+                                                    taxonomy.threshold, taxonomy.top_k),
+                                    strict=True):
+                labels[outcome.label] += 1
+                before = previous.get(row.id)
+                if before is not None and before.label == outcome.label and \
+                        before.reference_id == outcome.reference_id:
+                    continue  # unchanged: its row, version and time stay as they were
+                changed.append({
+                    "taxonomy_id": taxonomy.id, "detection_id": row.id,
+                    "collection_id": refs.set.collection_id, "extractor_key": extractor_key,
+                    "label": outcome.label, "path": list(outcome.path),
+                    "score": outcome.score, "reference_id": outcome.reference_id,
+                    "fields": outcome.fields(taxonomy.mapping),
+                    "taxonomy_version": taxonomy.version, "assigned_at": now})
+                if before is not None and before.label != outcome.label and len(sample) < 20:
+                    sample.append({"detection_id": row.id, "before": before.label,
+                                   "after": outcome.label, "score": round(outcome.score, 4)})
+            if progress:
+                progress(min(begin + CHUNK, total), total)
+        relabelled = sum(1 for c in changed if c["detection_id"] in previous and
+                         previous[c["detection_id"]].label != c["label"])
+        with self.db.write() as conn:
+            if changed:
+                conn.execute(t.taxonomy_assignments.delete().where(
+                    t.taxonomy_assignments.c.taxonomy_id == taxonomy.id,
+                    t.taxonomy_assignments.c.detection_id.in_(
+                        [c["detection_id"] for c in changed if c["detection_id"] in previous])))
+                conn.execute(t.taxonomy_assignments.insert(), changed)
+            report = {"taxonomy": taxonomy.name, "taxonomy_version": taxonomy.version,
+                      "reference_version": refs.version, "classified": total,
+                      "new": sum(1 for c in changed if c["detection_id"] not in previous),
+                      "changed": relabelled, "rewritten": len(changed),
+                      "unchanged": total - len(changed), "labels": dict(labels),
+                      "sample": sample,
+                      "seconds": round(time.perf_counter() - started, 3)}
+            record_event(conn, "taxonomy.applied", {k: v for k, v in report.items()
+                                                    if k != "sample"})
+        return report
+
+    def after_batch(self, collection_id: str, extractor_key: str) -> list[dict[str, Any]]:
+        """Apply every ``materialize`` taxonomy of the collection to the detections that a
+        batch run of ``extractor_key`` added (called when the run completes)."""
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(t.taxonomy_attachments.c.taxonomy_id).where(
+                t.taxonomy_attachments.c.collection_id == collection_id,
+                t.taxonomy_attachments.c.mode == "materialize")).scalars().all()
+        reports = []
+        for taxonomy_id in rows:
+            taxonomy = self.get(taxonomy_id)
+            refs = self.wb.references.get(taxonomy.reference_set_id)
+            if refs.extractor_key == extractor_key:
+                reports.append(self.apply(taxonomy_id, only_new=True))
+        return reports
+
+    def submit_apply(self, name: str):
+        """Queue a retroactive apply for the worker."""
+        return self.wb.jobs.submit("taxonomy", {"taxonomy_id": self.get(name).id})
+
+    def run_apply(self, name: str, listener: ProgressListener | None = None):
+        """The retroactive apply as a job in this process (the CLI)."""
+        job = self.wb.jobs.run_inline("taxonomy", {"taxonomy_id": self.get(name).id}, listener)
+        if job.status == "failed":
+            raise RuntimeError(f"taxonomy job {job.id} failed: {job.message}\n{job.error}")
+        return job
+
+    def assignments(self, name: str, label: str | None = None, limit: int = 100
+                    ) -> list[dict[str, Any]]:
+        taxonomy = self.get(name)
+        a = t.taxonomy_assignments.c
+        query = sa.select(t.taxonomy_assignments).where(a.taxonomy_id == taxonomy.id)
+        if label is not None:
+            query = query.where(a.label == label)
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                query.order_by(a.detection_id).limit(limit))]
+
+    def label_counts(self, name: str) -> dict[str, int]:
+        taxonomy = self.get(name)
+        a = t.taxonomy_assignments.c
+        with self.db.read() as conn:
+            return dict(conn.execute(sa.select(a.label, sa.func.count()).where(
+                a.taxonomy_id == taxonomy.id).group_by(a.label)).all())
+
+    def _current_version(self, taxonomy: Taxonomy) -> Taxonomy:
+        """References changed since the last apply make a new taxonomy version."""
+        refs = self.wb.references.get(taxonomy.reference_set_id)
+        if refs.version == taxonomy.reference_version:
+            return taxonomy
+        with self.db.write() as conn:
+            conn.execute(t.taxonomies.update().where(t.taxonomies.c.id == taxonomy.id).values(
+                version=t.taxonomies.c.version + 1, reference_version=refs.version,
+                updated_at=utcnow()))
+        return self.get(taxonomy.id)
+
+
+def _check_settings(threshold: float, top_k: int, mapping: dict[str, str] | None) -> None:
+    if not -1 <= float(threshold) <= 1:
+        raise ValidationError(f"threshold is a cosine similarity in [-1, 1], got {threshold!r}")
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValidationError(f"top_k must be a positive integer, got {top_k!r}")
+    if mapping is not None:
+        unknown = set(mapping) - set(DEFAULT_MAPPING)
+        if unknown or not all(isinstance(v, str) and v for v in mapping.values()):
+            raise ValidationError(
+                f"mapping maps {', '.join(DEFAULT_MAPPING)} to field names, e.g. "
+                f"{DEFAULT_MAPPING}; got {mapping!r}")
+
+
+def _taxonomy(row) -> Taxonomy:
+    nodes = tuple(Node(n["name"], n.get("parent"), n.get("threshold"),
+                       tuple(n.get("classes") or [n["name"]])) for n in row.nodes)
+    return Taxonomy(row.id, row.name, row.reference_set_id, row.kind, nodes, row.threshold,
+                    row.top_k, dict(row.mapping), row.version, row.reference_version,
+                    as_utc(row.created_at), as_utc(row.updated_at))
+
+
+def run_taxonomy_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
+    def step(done: int, total: int) -> None:
+        ctx.check_cancelled()
+        ctx.progress(done, total, f"classified {done}/{total}")
+
+    return wb.taxonomies.apply(ctx.params["taxonomy_id"], progress=step)
