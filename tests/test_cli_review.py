@@ -73,3 +73,26 @@ def test_review_queue_spot_check_and_images_with_nothing_found(review_wb):
     assert images["images"] == []
     both = invoke(review_wb, "review-queue", "x", "--images", "--spot-check")
     assert both.exit_code != 0 and "not both" in str(both.exception or both.output)
+
+
+def test_references_and_taxonomy_commands(review_wb):
+    wb = review_wb
+    collection = wb.collections.get("x")
+    for det, label, payload in (("obj_a_0", "confirmed", {}), ("obj_b_0", "confirmed", {}),
+                                ("obj_a_1", "corrected", {"true_class": "hexagon"})):
+        wb.annotations.create(document_id=det, collection_id=collection.id, label=label,
+                              payload=payload)
+    assert invoke(wb, "references", "create", "refs", "-c", "x").exit_code == 0
+    promoted = json.loads(invoke(wb, "--json", "references", "promote", "refs").output)
+    assert (promoted["added"], promoted["version"]) == (3, 1)
+    listed = json.loads(invoke(wb, "--json", "references").output)
+    assert listed[0]["classes"] == {"circle": 1, "hexagon": 1, "triangle": 1}
+    made = invoke(wb, "taxonomy", "create", "shapes", "-r", "refs", "--threshold", "0.95",
+                  "--top-k", "1", "--attach", "x", "--mode", "retroactive")
+    assert made.exit_code == 0, made.output
+    report = json.loads(invoke(wb, "--json", "taxonomy", "apply", "shapes").output)
+    assert report["classified"] == 5 and report["labels"]["circle"] == 2
+    human = invoke(wb, "taxonomy")
+    assert "shapes" in human.output and "circle" in human.output
+    bad = invoke(wb, "taxonomy", "create", "t2", "-r", "nope")
+    assert bad.exit_code != 0 and "no reference set" in str(bad.exception or bad.output)

@@ -39,6 +39,12 @@ app.add_typer(extractors_app, name="extractors")
 app.add_typer(models_app, name="models")
 app.add_typer(collections_app, name="collections")
 app.add_typer(retrievers_app, name="retrievers")
+references_app = typer.Typer(help="Reference sets: list, create, promote reviewed detections, "
+                                  "add, remove.", invoke_without_command=True)
+taxonomy_app = typer.Typer(help="Taxonomies: list, create, attach, apply.",
+                           invoke_without_command=True)
+app.add_typer(references_app, name="references")
+app.add_typer(taxonomy_app, name="taxonomy")
 
 
 class _State:
@@ -677,3 +683,132 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted; a job left running resumes with `workbench worker`", err=True)
         sys.exit(130)
+
+
+# -- references and taxonomies ---------------------------------------------------------------
+@references_app.callback()
+def references_list(ctx: typer.Context,
+                    collection: Annotated[str | None, typer.Option("--collection", "-c")] = None
+                    ) -> None:
+    """List reference sets with their version and classes."""
+    if ctx.invoked_subcommand is not None:
+        return
+    wb = _open()
+    sets = wb.references.list(collection)
+    rows = [{**asdict(r), "classes": wb.references.class_counts(r.name)} for r in sets]
+    _emit(rows, "\n".join(f"{r['name']:24} v{r['version']:<4} {r['feature_uri']}  "
+                          f"{r['classes']}" for r in rows) or
+          "no reference sets yet: `workbench references create NAME -c COLLECTION`")
+
+
+@references_app.command("create")
+def references_create(
+    name: str,
+    collection: Annotated[str, typer.Option("--collection", "-c")],
+    feature_uri: Annotated[str | None, typer.Option(help="Default: the active version's "
+                                                         "detection_embedding.")] = None,
+    description: str = "",
+) -> None:
+    """Create an empty reference set over a collection's detection embeddings."""
+    made = _open().references.create(name, collection, feature_uri, description)
+    _emit(made, f"created reference set {made.name!r} over {made.feature_uri}")
+
+
+@references_app.command("promote")
+def references_promote(
+    name: str,
+    label: Annotated[list[str] | None, typer.Option("--label", "-l", help="confirmed and/or "
+                                                    "corrected (default both).")] = None,
+    cls: Annotated[list[str] | None, typer.Option("--class", help="Only these true classes.")
+                   ] = None,
+    category: Annotated[str | None, typer.Option(help="Category to record.")] = None,
+) -> None:
+    """Promote reviewed detections (newest verdict confirmed/corrected) into the set."""
+    from workbench.references import PROMOTABLE
+
+    result = _open().references.promote(name, tuple(label or PROMOTABLE), cls, category)
+    _emit(result, f"{result['added']} added, {result['already']} already in; "
+                  f"{name} is at version {result['version']}")
+
+
+@references_app.command("add")
+def references_add(
+    name: str,
+    detection_ids: list[str],
+    true_class: Annotated[str | None, typer.Option(help="Default: the predicted class.")] = None,
+    category: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Add detections by hand."""
+    result = _open().references.add(name, detection_ids, true_class, category)
+    _emit(result, f"{result['added']} added; {name} is at version {result['version']}")
+
+
+@references_app.command("remove")
+def references_remove(name: str, detection_ids: list[str]) -> None:
+    """Take detections out (earlier versions keep them)."""
+    result = _open().references.remove(name, detection_ids)
+    _emit(result, f"{result['removed']} removed; {name} is at version {result['version']}")
+
+
+@taxonomy_app.callback()
+def taxonomy_list(ctx: typer.Context) -> None:
+    """List taxonomies with their version, nodes and label counts."""
+    if ctx.invoked_subcommand is not None:
+        return
+    wb = _open()
+    rows = [{**asdict(tax), "labels": wb.taxonomies.label_counts(tax.name)}
+            for tax in wb.taxonomies.list()]
+    _emit(rows, "\n".join(
+        f"{r['name']:20} {r['kind']:5} v{r['version']:<3} threshold {r['threshold']:.2f} "
+        f"top_k {r['top_k']}  {r['labels']}" for r in rows)
+        or "no taxonomies yet: `workbench taxonomy create NAME --references SET`")
+
+
+@taxonomy_app.command("create")
+def taxonomy_create(
+    name: str,
+    references: Annotated[str, typer.Option("--references", "-r", help="Reference set.")],
+    kind: Annotated[str, typer.Option(help="flat or tree.")] = "flat",
+    nodes: Annotated[Path | None, typer.Option(help="JSON list of nodes ({name, parent, "
+                                                    "threshold, classes}); flat default: the "
+                                                    "set's classes.")] = None,
+    threshold: Annotated[float, typer.Option(help="Cosine similarity to accept a node.")] = 0.8,
+    top_k: Annotated[int, typer.Option(help="References averaged per node.")] = 5,
+    attach: Annotated[str | None, typer.Option(help="Collection to attach it to.")] = None,
+    mode: Annotated[str, typer.Option(help="materialize, retroactive or on_demand.")
+                    ] = "materialize",
+) -> None:
+    """Create a taxonomy over a reference set (and attach it to a collection)."""
+    parsed = None
+    if nodes is not None:
+        try:
+            parsed = json.loads(nodes.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise WorkbenchError(f"cannot read nodes from {nodes}: {exc}") from None
+    wb = _open()
+    made = wb.taxonomies.create(name, references, kind, parsed, threshold, top_k)
+    if attach:
+        wb.taxonomies.attach(name, attach, mode)
+    _emit(made, f"created taxonomy {made.name!r} ({made.kind}, {len(made.nodes)} nodes)"
+                + (f", attached to {attach} ({mode})" if attach else ""))
+
+
+@taxonomy_app.command("apply")
+def taxonomy_apply(
+    name: str,
+    queue: Annotated[bool, typer.Option(help="Hand it to the background worker.")] = False,
+) -> None:
+    """Re-apply a taxonomy to every existing detection and report what changed."""
+    wb = _open()
+    if queue:
+        job = wb.taxonomies.submit_apply(name)
+        _emit({"job_id": job.id}, f"queued job {job.id}")
+        return
+    with _job_progress(f"taxonomy {name}") as update:
+        job = wb.taxonomies.run_apply(name, listener=update)
+    report = job.result
+    lines = [f"{report['classified']} classified in {report['seconds']} s "
+             f"(version {report['taxonomy_version']}): {report['changed']} changed, "
+             f"{report['new']} new, {report['unchanged']} unchanged", f"labels {report['labels']}"]
+    lines += [f"  {s['detection_id']}: {s['before']} → {s['after']}" for s in report["sample"]]
+    _emit(report, "\n".join(lines))

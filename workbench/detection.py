@@ -309,6 +309,14 @@ class DetectionService:
             rows = conn.execute(query.order_by(t.detections.c.object_id, t.detections.c.idx))
             return [_detection(r) for r in rows]
 
+    def get(self, detection_id: str) -> Detection:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t.detections).where(
+                t.detections.c.id == detection_id)).first()
+        if row is None:
+            raise NotFoundError(f"no detection {detection_id!r}")
+        return _detection(row)
+
     def images_with_detections(self, collection: Collection, extractor_key: str,
                                classes: list[str] | None = None, min_conf: float = 0.0,
                                max_conf: float = 1.0, offset: int = 0, limit: int = 24

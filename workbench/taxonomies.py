@@ -371,15 +371,20 @@ class TaxonomyService:
         changed: list[dict[str, Any]] = []
         sample: list[dict[str, Any]] = []
         now = utcnow()
+        phases = {"read_s": 0.0, "classify_s": 0.0}
         for begin in range(0, total, CHUNK):
             batch = detections[begin:begin + CHUNK]
+            begun = time.perf_counter()
             vectors = self.wb.vectors.get(feature_uri, [r.embedding_id for r in batch])
             if len(vectors) != len(batch):
                 raise NotFoundError(f"some detections have no vector in {feature_uri}; "
                                     "re-run their batch run")
-            for row, outcome in zip(batch, classify(vectors, refs, taxonomy.nodes,
-                                                    taxonomy.threshold, taxonomy.top_k),
-                                    strict=True):
+            phases["read_s"] += time.perf_counter() - begun
+            begun = time.perf_counter()
+            outcomes = classify(vectors, refs, taxonomy.nodes, taxonomy.threshold,
+                                taxonomy.top_k)
+            phases["classify_s"] += time.perf_counter() - begun
+            for row, outcome in zip(batch, outcomes, strict=True):
                 labels[outcome.label] += 1
                 before = previous.get(row.id)
                 if before is not None and before.label == outcome.label and \
@@ -399,6 +404,7 @@ class TaxonomyService:
                 progress(min(begin + CHUNK, total), total)
         relabelled = sum(1 for c in changed if c["detection_id"] in previous and
                          previous[c["detection_id"]].label != c["label"])
+        begun = time.perf_counter()
         with self.db.write() as conn:
             if changed:
                 conn.execute(t.taxonomy_assignments.delete().where(
@@ -412,6 +418,8 @@ class TaxonomyService:
                       "changed": relabelled, "rewritten": len(changed),
                       "unchanged": total - len(changed), "labels": dict(labels),
                       "sample": sample,
+                      **{k: round(v, 3) for k, v in phases.items()},
+                      "write_s": round(time.perf_counter() - begun, 3),
                       "seconds": round(time.perf_counter() - started, 3)}
             record_event(conn, "taxonomy.applied", {k: v for k, v in report.items()
                                                     if k != "sample"})

@@ -29,6 +29,7 @@ NAVIGATION = (
     ("pages/4_Stats.py", "Stats", ":material/monitoring:"),
     ("pages/5_Train.py", "Export & Train", ":material/model_training:"),
     ("pages/6_Models.py", "Models", ":material/deployed_code:"),
+    ("pages/7_Taxonomy.py", "Taxonomy", ":material/account_tree:"),
 )
 
 
