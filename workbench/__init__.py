@@ -130,6 +130,12 @@ class Workbench:
 
         return TaxonomyService(self)
 
+    @cached_property
+    def clusters(self):
+        from workbench.clusters import ClusterService
+
+        return ClusterService(self)
+
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
         from workbench.ingest import FORMAT_EXTENSIONS

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         None, description="open_clip pretrained tag to load from the Hugging Face cache "
         "instead of a file (never downloaded while offline)."
     )
+    llm_url: str | None = Field(
+        None, description="Base URL of an OpenAI-compatible chat API (e.g. http://127.0.0.1:8000"
+        "/v1) used to name clusters; unset, clusters get the built-in labeller only."
+    )
+    llm_model: str = Field("gpt-4o-mini", description="Model name sent to that API.")
+    llm_api_key: str | None = Field(None, description="Bearer token for that API, if it needs one.")
+    llm_timeout_s: float = Field(30.0, gt=0, description="Timeout of one LLM request.")
     author: str | None = Field(
         None, description="Name recorded on annotations made from this machine (default: the "
         "login name)."

@@ -46,6 +46,7 @@ JOB_KINDS: dict[str, str] = {
     "detect": "workbench.detection:run_detect_job",
     "train": "workbench.training:run_train_job",
     "taxonomy": "workbench.taxonomies:run_taxonomy_job",
+    "cluster": "workbench.clusters:run_cluster_job",
 }
 
 ProgressListener = Callable[[Job], None]

@@ -457,6 +457,26 @@ class RetrieverService:
         ranked = sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{r.id}".encode()).digest())
         return [ImageHit(r.id, r.object_id, r.n_detections) for r in ranked[:limit]]
 
+    def select(self, collection: str, filters: dict[str, Any] | None = None,
+               version: str | None = None, limit: int | None = None) -> list:
+        """Rows of every detection of a collection's version that passes ``filters`` (the
+        filter-stage syntax), in id order: id, object_id, class_name, confidence, box,
+        embedding_id. For bulk work (clustering) that needs all matches, not a page."""
+        target = self.wb.collections.get(collection)
+        chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        conditions = _scope(target, chosen, indexed=True)
+        if filters:
+            _check_condition(filters, "filters")
+            conditions.append(compile_condition(filters))
+        query = (sa.select(_D.c.id, _D.c.object_id, _D.c.class_name, _D.c.confidence, _D.c.x1,
+                           _D.c.y1, _D.c.x2, _D.c.y2, _D.c.embedding_id)
+                 .select_from(_D.join(_O, _O.c.id == _D.c.object_id)).where(*conditions)
+                 .order_by(_D.c.id))
+        if limit is not None:
+            query = query.limit(limit)
+        with self.db.read() as conn:
+            return conn.execute(query).all()
+
     def execution(self, execution_id: str) -> dict[str, Any]:
         with self.db.read() as conn:
             row = conn.execute(sa.select(t.retriever_executions).where(

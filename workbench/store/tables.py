@@ -328,3 +328,32 @@ taxonomy_assignments = Table(
     Column("assigned_at", DateTime, nullable=False),
     Index("ix_taxonomy_assignments_label", "taxonomy_id", "collection_id", "label"),
 )
+
+cluster_runs = Table(
+    "cluster_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("feature_uri", String(300), nullable=False),
+    Column("algorithm", String(40), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("reduction", JSON),  # {"method": "pca"|"umap"|"tsne", "n_components": n} or None
+    Column("projection", String(20), nullable=False),  # how the 2D view was made
+    Column("filters", JSON),  # the retriever filter tree that chose the members
+    Column("n_members", Integer, nullable=False),
+    Column("clusters", JSON, nullable=False),  # {"<id>": {size, name, summary, keywords, …}}
+    Column("noise", Integer, nullable=False),
+    Column("seconds", JSON, nullable=False),  # per phase
+    Column("created_at", DateTime, nullable=False),
+)
+
+cluster_members = Table(
+    "cluster_members",
+    metadata,
+    Column("run_id", String(64), ForeignKey("cluster_runs.id"), primary_key=True),
+    Column("detection_id", String(80), primary_key=True),
+    Column("cluster", Integer, nullable=False),  # -1: noise
+    Column("x", Float, nullable=False),
+    Column("y", Float, nullable=False),
+    Index("ix_cluster_members_cluster", "run_id", "cluster"),
+)
