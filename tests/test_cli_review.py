@@ -96,3 +96,24 @@ def test_references_and_taxonomy_commands(review_wb):
     assert "shapes" in human.output and "circle" in human.output
     bad = invoke(wb, "taxonomy", "create", "t2", "-r", "nope")
     assert bad.exit_code != 0 and "no reference set" in str(bad.exception or bad.output)
+
+
+def test_cluster_commands(review_wb):
+    out = invoke(review_wb, "--json", "cluster", "run", "x", "--algorithm", "kmeans",
+                 "--params", '{"n_clusters": 2}')
+    assert out.exit_code == 0, out.output
+    run = json.loads(out.output)
+    assert run["n_members"] == 5 and len(run["clusters"]) == 2
+    assert all("name" in c for c in run["clusters"].values())
+    listed = invoke(review_wb, "cluster")
+    assert run["id"] in listed.output
+    renamed = json.loads(invoke(review_wb, "--json", "cluster", "label", run["id"],
+                                "--rename", "0=blob").output)
+    assert renamed["clusters"]["0"]["name"] == "blob"
+    dry = invoke(review_wb, "cluster", "relabel", run["id"], "0", "--class", "disc")
+    assert "add --yes" in dry.output and review_wb.annotations.list().total == 0
+    done = invoke(review_wb, "cluster", "relabel", run["id"], "0", "--class", "disc", "--yes")
+    assert done.exit_code == 0 and review_wb.annotations.list().total == run["clusters"]["0"][
+        "size"]
+    bad = invoke(review_wb, "cluster", "run", "x", "--params", "{nope")
+    assert bad.exit_code != 0 and "not JSON" in str(bad.exception or bad.output)
