@@ -30,6 +30,7 @@ NAVIGATION = (
     ("pages/5_Train.py", "Export & Train", ":material/model_training:"),
     ("pages/6_Models.py", "Models", ":material/deployed_code:"),
     ("pages/7_Taxonomy.py", "Taxonomy", ":material/account_tree:"),
+    ("pages/8_Clusters.py", "Clusters", ":material/bubble_chart:"),
 )
 
 
