@@ -33,6 +33,8 @@ bench: install
 	$(PY) bench/detect.py
 	$(PY) bench/review.py
 	$(PY) bench/loop.py
+	$(PY) bench/taxonomy.py
+	$(PY) bench/clusters.py
 
 clean-workspace:
 	rm -rf data/workspace
