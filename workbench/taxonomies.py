@@ -155,83 +155,95 @@ def classify(vectors: np.ndarray, references: ReferenceMatrix, nodes: Sequence[N
     items = references.items
     if not items:
         return [Assignment(UNKNOWN, (), 0.0, None)] * n
-    by_name = {node.name: node for node in nodes}
-    children: dict[str | None, list[Node]] = {}
-    for node in nodes:
-        children.setdefault(node.parent, []).append(node)
-    # The nodes each reference belongs to directly, then with their ancestors.
-    direct = [{node.name for node in nodes
-               if item.true_class in node.classes or item.category == node.name}
-              for item in items]
-    under: list[set[str]] = []
-    for names in direct:
-        closed = set()
-        for name in names:
-            while name is not None and name not in closed:
-                closed.add(name)
-                name = by_name[name].parent
-        under.append(closed)
+    index = {node.name: i for i, node in enumerate(nodes)}
+    children: dict[int | None, list[int]] = {}
+    for i, node in enumerate(nodes):
+        children.setdefault(None if node.parent is None else index[node.parent], []).append(i)
+    # Each node's references: those of its classes (or category) and of every node below.
+    members: list[set[int]] = [set() for _ in nodes]
+    for r, item in enumerate(items):
+        for i, node in enumerate(nodes):
+            if item.true_class in node.classes or item.category == node.name:
+                j: int | None = i
+                while j is not None:
+                    members[j].add(r)
+                    j = None if nodes[j].parent is None else index[nodes[j].parent]
+    state = _Walk(
+        members=[np.array(sorted(m), dtype=np.intp) for m in members],
+        limits=np.array([node.threshold if node.threshold is not None else threshold
+                         for node in nodes]),
+        children=children, top_k=top_k, depth_node=np.full((n, _depth(nodes)), -1, np.intp),
+        scores=np.zeros(n), matched=np.full(n, -1, np.intp))
     refs = references.embeddings
-    labels = [UNKNOWN] * n
-    paths: list[list[str]] = [[] for _ in range(n)]
-    scores = np.zeros(n, dtype="float64")
-    matched: list[str | None] = [None] * n
     for start in range(0, n, CHUNK):
         similarity = normalise(vectors[start:start + CHUNK]) @ refs.T
-        rows = np.arange(len(similarity))
-        _descend(similarity, rows, None, children, under, threshold, top_k, start,
-                 labels, paths, scores, matched, items)
-    return [Assignment(labels[i], tuple(paths[i]), float(scores[i]), matched[i])
-            for i in range(n)]
+        _descend(state, similarity, np.arange(len(similarity)), None, 0, start)
+    # Rows share few distinct paths: build each path's tuple once.
+    paths, inverse = np.unique(state.depth_node, axis=0, return_inverse=True)
+    named = [tuple(nodes[j].name for j in path if j >= 0) for path in paths]
+    ids = [item.id for item in items]
+    return [Assignment(named[p][-1] if named[p] else UNKNOWN, named[p], float(score),
+                       ids[m] if m >= 0 else None)
+            for p, score, m in zip(inverse.ravel().tolist(), state.scores, state.matched,
+                                   strict=True)]
 
 
-def _descend(similarity, rows, parent, children, under, threshold, top_k, offset,
-             labels, paths, scores, matched, items) -> None:
+@dataclass
+class _Walk:
+    members: list[np.ndarray]
+    limits: np.ndarray
+    children: dict[int | None, list[int]]
+    top_k: int
+    depth_node: np.ndarray  # (rows, depth): the node accepted at each level, or -1
+    scores: np.ndarray
+    matched: np.ndarray  # index of the matched reference, or -1
+
+
+def _depth(nodes: Sequence[Node]) -> int:
+    parents = {node.name: node.parent for node in nodes}
+
+    def depth(name: str | None) -> int:
+        return 0 if name is None else 1 + depth(parents[name])
+
+    return max(depth(node.name) for node in nodes)
+
+
+def _descend(walk: _Walk, similarity: np.ndarray, rows: np.ndarray, parent: int | None,
+             level: int, offset: int) -> None:
     """Classify ``rows`` among the children of ``parent``, then recurse into each winner."""
-    candidates = children.get(parent, [])
+    candidates = [c for c in walk.children.get(parent, []) if len(walk.members[c])]
     if not candidates or not len(rows):
         return
-    index = {node.name: c for c, node in enumerate(candidates)}
-    pool = [(r, index[name]) for r, names in enumerate(under) for name in names
-            if name in index]
-    if not pool:
-        return
-    pool_refs = np.array([r for r, _ in pool])
-    pool_child = np.array([c for _, c in pool])
-    sims = similarity[np.ix_(rows, pool_refs)]
+    block = similarity if len(rows) == len(similarity) else similarity[rows]
     # Each child scores the mean similarity of its own k nearest references: a child with
     # few references is not outvoted by one with many (as in a plain k-nearest vote).
-    node_scores = np.full((len(rows), len(candidates)), -np.inf)
-    nearest = np.zeros((len(rows), len(candidates)), dtype=int)
-    for c in range(len(candidates)):
-        members = np.nonzero(pool_child == c)[0]
-        if not len(members):
-            continue
-        own = sims[:, members]
-        k = min(top_k, len(members))
-        top = -np.partition(-own, k - 1, axis=1)[:, :k]
-        node_scores[:, c] = top.mean(axis=1)
-        nearest[:, c] = pool_refs[members[own.argmax(axis=1)]]
-    winner = node_scores.argmax(axis=1)
-    best_sim = node_scores[np.arange(len(rows)), winner]
-    best_ref = nearest[np.arange(len(rows)), winner]
-    limits = np.array([node.threshold if node.threshold is not None else threshold
-                       for node in candidates])
-    accepted = best_sim >= limits[winner]
-    for local, row in enumerate(rows):
-        i = offset + row
-        scores[i] = best_sim[local]
-        if accepted[local]:
-            name = candidates[winner[local]].name
-            labels[i] = name
-            paths[i].append(name)
-            matched[i] = items[best_ref[local]].id
-        elif parent is None:
-            matched[i] = items[best_ref[local]].id  # the nearest, for the record
+    node_scores = np.empty((len(rows), len(candidates)))
+    nearest = np.empty((len(rows), len(candidates)), dtype=np.intp)
     for c, node in enumerate(candidates):
-        chosen = rows[accepted & (winner == c)]
-        _descend(similarity, chosen, node.name, children, under, threshold, top_k, offset,
-                 labels, paths, scores, matched, items)
+        refs = walk.members[node]
+        own = np.ascontiguousarray(block[:, refs])  # row-major: partition runs 6x faster
+        k = min(walk.top_k, len(refs))
+        best = own.argmax(axis=1)
+        nearest[:, c] = refs[best]
+        if k == 1:
+            node_scores[:, c] = own[np.arange(len(rows)), best]
+        else:
+            node_scores[:, c] = np.partition(own, len(refs) - k, axis=1)[:, -k:].mean(axis=1)
+    winner = node_scores.argmax(axis=1)
+    picked = np.arange(len(rows))
+    best_sim = node_scores[picked, winner]
+    best_ref = nearest[picked, winner]
+    chosen = np.asarray(candidates)[winner]
+    accepted = best_sim >= walk.limits[chosen]
+    at = offset + rows
+    walk.scores[at] = best_sim
+    walk.depth_node[at[accepted], level] = chosen[accepted]
+    if parent is None:
+        walk.matched[at] = best_ref  # the nearest, even when unknown, for the record
+    else:
+        walk.matched[at[accepted]] = best_ref[accepted]
+    for node in candidates:
+        _descend(walk, similarity, rows[accepted & (chosen == node)], node, level + 1, offset)
 
 
 # -- the service ---------------------------------------------------------------------------
