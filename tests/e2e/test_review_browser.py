@@ -109,3 +109,59 @@ def test_review_three_detections(app_server, page, home, tmp_path):
     assert missed.document_id.startswith("doc_")  # a missed object belongs to the image
     queue = wb.retrievers.review_queue("scenes")
     assert {a.retriever_id for a in wb.annotations.list(limit=10).items} == {queue.id}
+
+
+def test_look_over_images_the_model_found_nothing_on(app_server, page, home, tmp_path):
+    """Night scenes the starter finds nothing in: draw what it missed, or mark nothing here."""
+    from workbench.demo.shapeworld import SceneConfig, write_dataset
+    from workbench.detection import DetectParams
+
+    wb = Workbench.open(home)
+    wb.buckets.create("scenes")
+    scenes = write_dataset(tmp_path / "scenes", SceneConfig(lighting="night", min_objects=2),
+                           6, seed=9)
+    wb.ingest.run("scenes", [scenes / "images"])
+    wb.registry.register_yolo(STARTER, lineage={"imgsz": 320})
+    wb.collections.create("scenes", ["scenes"])
+    wb.detection.run("scenes", params=DetectParams(imgsz=320, conf=0.9))
+    empty = wb.retrievers.images_to_check("scenes", limit=100)
+    assert len(empty) >= 2
+
+    page.goto(f"{app_server}/Review")
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Queue").click()
+    page.get_by_role("option", name="Images with no detections").click()
+    page.get_by_text("found **nothing**").or_(page.get_by_text("found nothing")).first.wait_for()
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for()
+    canvas.scroll_into_view_if_needed()
+
+    def drag():
+        box = canvas.bounding_box()
+        x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + box["width"] * 0.2, y + box["height"] * 0.25, steps=8)
+        page.mouse.up()
+
+    drag()
+    try:
+        page.get_by_text("1 box(es) drawn").wait_for(timeout=8_000)
+    except PlaywrightTimeout:
+        page.get_by_text("0 box(es) drawn").wait_for()
+        drag()
+        page.get_by_text("1 box(es) drawn").wait_for()
+    page.get_by_role("button", name="Save missed").click()
+    page.wait_for_function("() => document.body.innerText.includes('Looked over in this "
+                           "session') && [...document.querySelectorAll(\"[data-testid="
+                           "'stMetric']\")].some(m => m.innerText.includes('Looked over') "
+                           "&& m.innerText.trim().endsWith('1'))")
+    page.get_by_role("button", name="Nothing here (N)").click()
+    page.wait_for_function("() => [...document.querySelectorAll(\"[data-testid='stMetric']\")]"
+                           ".some(m => m.innerText.includes('Looked over') && "
+                           "m.innerText.trim().endsWith('2'))")
+    (missed,) = wb.annotations.list(label="missed").items
+    x1, y1, x2, y2 = missed.box_xyxy
+    assert x2 - x1 > 50 and y2 - y1 > 50 and missed.payload["true_class"] == "circle"
+    (mark,) = wb.annotations.list(label="no_objects").items
+    assert {missed.document_id, mark.document_id} <= {h.document_id for h in empty}
+    assert missed.document_id != mark.document_id
