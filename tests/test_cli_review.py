@@ -117,3 +117,20 @@ def test_cluster_commands(review_wb):
         "size"]
     bad = invoke(review_wb, "cluster", "run", "x", "--params", "{nope")
     assert bad.exit_code != 0 and "not JSON" in str(bad.exception or bad.output)
+
+
+def test_webhook_and_event_commands(review_wb):
+    made = json.loads(invoke(review_wb, "--json", "webhooks", "create", "hook",
+                             "http://127.0.0.1:9/x", "-e", "annotation.created").output)
+    assert made["secret"].startswith("whsec_")
+    listed = invoke(review_wb, "webhooks")
+    assert "hook" in listed.output and made["secret"] not in listed.output
+    collection = review_wb.collections.get("x")
+    review_wb.annotations.create(document_id="obj_a_0", collection_id=collection.id,
+                                 label="confirmed")
+    rows = json.loads(invoke(review_wb, "--json", "webhooks", "deliveries", "hook").output)
+    assert [r["event_type"] for r in rows] == ["annotation.created"]
+    assert invoke(review_wb, "webhooks", "ping", "hook").exit_code == 0
+    assert "annotation.created" in invoke(review_wb, "events").output
+    bad = invoke(review_wb, "webhooks", "create", "bad", "ftp://x")
+    assert bad.exit_code != 0 and "http://" in str(bad.exception or bad.output)

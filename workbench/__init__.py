@@ -136,6 +136,12 @@ class Workbench:
 
         return ClusterService(self)
 
+    @cached_property
+    def webhooks(self):
+        from workbench.webhooks import WebhookService
+
+        return WebhookService(self)
+
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
         from workbench.ingest import FORMAT_EXTENSIONS

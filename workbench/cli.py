@@ -48,6 +48,9 @@ app.add_typer(taxonomy_app, name="taxonomy")
 cluster_app = typer.Typer(help="Cluster runs: list, run, label, rename, promote, relabel.",
                           invoke_without_command=True)
 app.add_typer(cluster_app, name="cluster")
+webhooks_app = typer.Typer(help="Webhooks: list, create, ping, deliveries, redeliver.",
+                           invoke_without_command=True)
+app.add_typer(webhooks_app, name="webhooks")
 
 
 class _State:
@@ -932,3 +935,70 @@ def cluster_relabel(
     _emit(result, f"{result['written']} annotations written" if yes else
           f"would annotate {result['would_annotate']} detections as {true_class!r}; "
           "add --yes to write them")
+
+
+# -- webhooks and events ---------------------------------------------------------------------
+@webhooks_app.callback()
+def webhooks_list(ctx: typer.Context) -> None:
+    """List webhooks (secrets masked)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    hooks = _open().webhooks.list()
+    _emit(hooks, "\n".join(f"{h.name:20} {'on ' if h.active else 'off'} {h.url}  "
+                           f"{','.join(h.events)}  secret {h.secret_hint}" for h in hooks)
+          or "no webhooks yet: `workbench webhooks create NAME URL`")
+
+
+@webhooks_app.command("create")
+def webhooks_create(
+    name: str,
+    url: str,
+    event: Annotated[list[str] | None, typer.Option("--event", "-e", help="Event type (repeat); "
+                                                    "default every event.")] = None,
+) -> None:
+    """Register a webhook; its signing secret is printed this once."""
+    hook, secret = _open().webhooks.create(name, url, event or ["*"])
+    _emit({**asdict(hook), "secret": secret},
+          f"webhook {hook.name!r} → {hook.url}\nsecret (shown once, keep it): {secret}")
+
+
+@webhooks_app.command("ping")
+def webhooks_ping(name: str) -> None:
+    """Queue a ping event to one webhook (the worker sends it)."""
+    delivery = _open().webhooks.ping(name)
+    _emit({"delivery_id": delivery}, f"ping queued as delivery {delivery}")
+
+
+@webhooks_app.command("deliveries")
+def webhooks_deliveries(
+    name: Annotated[str | None, typer.Argument(help="Webhook (default: all).")] = None,
+    status: Annotated[str | None, typer.Option(help="pending, delivering, delivered, failed."
+                                               )] = None,
+    limit: int = 50,
+) -> None:
+    """Recent deliveries with their status, attempts and last error."""
+    rows = _open().webhooks.deliveries(name, status, limit)
+    _emit(rows, "\n".join(
+        f"{r['id']}  {r['event_type']:22} {r['status']:10} attempts {r['attempts']}  "
+        f"{r['last_status_code'] or ''} {r['last_error'] or ''}" for r in rows)
+        or "no deliveries")
+
+
+@webhooks_app.command("redeliver")
+def webhooks_redeliver(delivery_id: str) -> None:
+    """Send a delivery again (same delivery id)."""
+    _open().webhooks.redeliver(delivery_id)
+    _emit({"delivery_id": delivery_id}, f"{delivery_id} queued again")
+
+
+@app.command()
+def events(
+    kind: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
+    limit: int = 50,
+) -> None:
+    """Recent events, newest first."""
+    from workbench.events import recent_events
+
+    rows = recent_events(_open().db, kind, limit)
+    _emit(rows, "\n".join(f"{r['created_at']:%Y-%m-%d %H:%M:%S}  {r['type']:22} {r['id']}"
+                          for r in rows) or "no events yet")

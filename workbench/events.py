@@ -1,7 +1,7 @@
 """Events: a row per thing that happened (``batch.completed``, ``model.registered``, …).
 
 An event is written in the same transaction as the change that caused it, so it exists
-exactly when the change does. Webhook delivery reads these rows.
+exactly when the change does; so are the webhook outbox rows that will deliver it.
 """
 
 from __future__ import annotations
@@ -14,10 +14,20 @@ from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
 
-def record_event(conn: sa.Connection, kind: str, payload: dict[str, Any]) -> str:
-    event_id = new_id("evt")
+def new_event(conn: sa.Connection, kind: str, payload: dict[str, Any]):
+    """Write an event row only; returns its id and time."""
+    event_id, created_at = new_id("evt"), utcnow()
     conn.execute(t.events.insert().values(id=event_id, type=kind, payload=payload,
-                                          created_at=utcnow()))
+                                          created_at=created_at))
+    return event_id, created_at
+
+
+def record_event(conn: sa.Connection, kind: str, payload: dict[str, Any]) -> str:
+    """Write an event and its webhook outbox rows, in the caller's transaction."""
+    from workbench.webhooks import enqueue
+
+    event_id, created_at = new_event(conn, kind, payload)
+    enqueue(conn, event_id, kind, created_at)
     return event_id
 
 

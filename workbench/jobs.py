@@ -375,7 +375,21 @@ class Worker:
         idle_exit_s: float | None = None,
         listener: ProgressListener | None = None,
     ) -> int:
-        """Run jobs until stopped; returns the number of jobs run."""
+        """Run jobs until stopped; returns the number of jobs run. Webhook deliveries go
+        out meanwhile from a thread of their own, so a long training job holds none back."""
+        stop = threading.Event()
+        dispatcher = threading.Thread(target=self.wb.webhooks.run_dispatcher, args=(stop,),
+                                      kwargs={"poll_s": self.wb.settings.worker_poll_s},
+                                      name="webhooks", daemon=True)
+        dispatcher.start()
+        try:
+            return self._run_jobs(exit_when_idle, idle_exit_s, listener)
+        finally:
+            stop.set()
+            dispatcher.join(timeout=15)
+
+    def _run_jobs(self, exit_when_idle: bool, idle_exit_s: float | None,
+                  listener: ProgressListener | None) -> int:
         jobs = self.wb.jobs
         ran = 0
         idle_since = time.monotonic()

@@ -1,0 +1,308 @@
+"""Webhooks: signed, retried, logged deliveries of events from a durable outbox.
+
+When something happens, its event row and one outbox row per subscribed webhook are written
+in the same transaction as the change itself (``workbench.events.record_event``), so an event
+exists — and will be delivered — exactly when the change does. A dispatcher (a thread of the
+worker, or ``deliver_due`` called by hand) claims due deliveries under a lease, POSTs them and
+records every attempt. Failures are retried with exponential backoff and jitter up to
+``MAX_ATTEMPTS``; then the delivery is marked failed (and can be redelivered by hand). A
+dispatcher killed mid-delivery leaves a ``delivering`` row whose lease runs out; the next one
+sends it again with the same delivery id: delivery is at least once, and receivers
+de-duplicate on ``X-Workbench-Delivery``.
+
+Each request carries::
+
+    Content-Type: application/json
+    X-Workbench-Event: annotation.created
+    X-Workbench-Delivery: dlv_…          (the same on every retry of this delivery)
+    X-Workbench-Timestamp: 1764068400    (Unix seconds, when this attempt was signed)
+    X-Workbench-Signature: sha256=<hex>  (HMAC-SHA256 of "<timestamp>.<raw body>")
+
+and a body ``{"id": event id, "type": …, "created_at": ISO time, "data": {…}}``. To verify
+(see ``verify_signature``): recompute the HMAC over the timestamp, a dot and the raw body bytes
+with the webhook's secret, compare in constant time, and reject timestamps older than a few
+minutes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import sqlalchemy as sa
+
+from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.store import tables as t
+from workbench.store.metadata import as_utc, new_id, utcnow
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+
+EVENT_TYPES = ("annotation.created", "annotation.updated", "annotation.deleted",
+               "batch.completed", "model.registered", "training.completed",
+               "evaluation.completed", "taxonomy.applied", "cluster.completed", "ping")
+TIMEOUT_S = 10.0
+MAX_ATTEMPTS = 6
+BACKOFF_INITIAL_S = 1.0
+BACKOFF_MAX_S = 300.0
+LEASE_S = TIMEOUT_S + 20.0  # a claimed delivery not settled by then is sent again
+
+
+@dataclass(frozen=True)
+class Webhook:
+    id: str
+    name: str
+    url: str
+    events: tuple[str, ...]
+    secret_hint: str  # the secret is shown once, at creation; afterwards only its end
+    active: bool
+    created_at: datetime
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Workbench-Signature`` value for a body sent at ``timestamp``."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def verify_signature(secret: str, timestamp: str, body: bytes, signature: str,
+                     tolerance_s: float = 300.0, now: float | None = None) -> bool:
+    """What a receiver does: the signature matches and the timestamp is recent."""
+    try:
+        age = abs((time.time() if now is None else now) - int(timestamp))
+    except ValueError:
+        return False
+    return age <= tolerance_s and hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def backoff_s(attempt: int) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential with
+    jitter, from tenacity's own policy."""
+    from tenacity import RetryCallState, wait_exponential_jitter
+
+    state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    return wait_exponential_jitter(initial=BACKOFF_INITIAL_S, max=BACKOFF_MAX_S)(state)
+
+
+def enqueue(conn: sa.Connection, event_id: str, kind: str, created_at: datetime) -> int:
+    """Outbox rows for every active webhook subscribed to ``kind``, in the caller's
+    transaction (``record_event`` calls this)."""
+    rows = conn.execute(sa.select(t.webhooks.c.id, t.webhooks.c.events).where(
+        t.webhooks.c.active.is_(True))).all()
+    targets = [r.id for r in rows if kind in r.events or "*" in r.events]
+    if targets:
+        conn.execute(t.webhook_deliveries.insert(), [
+            {"id": new_id("dlv"), "webhook_id": webhook_id, "event_id": event_id,
+             "status": "pending", "attempts": 0, "next_attempt_at": created_at,
+             "created_at": created_at} for webhook_id in targets])
+    return len(targets)
+
+
+class WebhookService:
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+        self.db = wb.db
+
+    # -- subscriptions -------------------------------------------------------------------
+    def create(self, name: str, url: str, events: list[str] | tuple[str, ...] = ("*",),
+               secret: str | None = None, active: bool = True) -> tuple[Webhook, str]:
+        """Register a webhook; returns it and its secret (shown this once)."""
+        if not name or len(name) > 200:
+            raise ValidationError("a webhook needs a name of 1-200 characters")
+        _check_url(url)
+        events = list(events)
+        unknown = [e for e in events if e != "*" and e not in EVENT_TYPES]
+        if unknown or not events:
+            raise ValidationError(f"unknown event type(s) {unknown}; choose from "
+                                  f"{', '.join(EVENT_TYPES)} or '*'")
+        secret = secret or "whsec_" + secrets.token_urlsafe(24)
+        with self.db.write() as conn:
+            if conn.execute(sa.select(t.webhooks.c.id).where(t.webhooks.c.name == name)).first():
+                raise AlreadyExistsError(f"webhook {name!r} exists already")
+            webhook_id = new_id("whk")
+            conn.execute(t.webhooks.insert().values(
+                id=webhook_id, name=name, url=url, events=events, secret=secret,
+                active=active, created_at=utcnow()))
+        return self.get(webhook_id), secret
+
+    def get(self, name_or_id: str) -> Webhook:
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t.webhooks).where(sa.or_(
+                t.webhooks.c.name == name_or_id, t.webhooks.c.id == name_or_id))).first()
+        if row is None:
+            raise NotFoundError(f"no webhook {name_or_id!r}")
+        return _webhook(row)
+
+    def list(self) -> list[Webhook]:
+        with self.db.read() as conn:
+            return [_webhook(r) for r in conn.execute(
+                sa.select(t.webhooks).order_by(t.webhooks.c.name))]
+
+    def set_active(self, name: str, active: bool) -> Webhook:
+        hook = self.get(name)
+        with self.db.write() as conn:
+            conn.execute(t.webhooks.update().where(t.webhooks.c.id == hook.id)
+                         .values(active=active))
+        return self.get(hook.id)
+
+    def ping(self, name: str) -> str:
+        """Queue a ``ping`` event to this webhook only; returns the delivery id."""
+        from workbench.events import new_event
+
+        hook = self.get(name)
+        with self.db.write() as conn:
+            event_id, created_at = new_event(conn, "ping", {"webhook": hook.name})
+            delivery_id = new_id("dlv")
+            conn.execute(t.webhook_deliveries.insert().values(
+                id=delivery_id, webhook_id=hook.id, event_id=event_id, status="pending",
+                attempts=0, next_attempt_at=created_at, created_at=created_at))
+        return delivery_id
+
+    def redeliver(self, delivery_id: str) -> None:
+        """Send a delivery again now (same delivery id), whatever its state."""
+        with self.db.write() as conn:
+            done = conn.execute(t.webhook_deliveries.update().where(
+                t.webhook_deliveries.c.id == delivery_id).values(
+                status="pending", attempts=0, next_attempt_at=utcnow(), lease_until=None))
+        if not done.rowcount:
+            raise NotFoundError(f"no delivery {delivery_id!r}")
+
+    def deliveries(self, webhook: str | None = None, status: str | None = None,
+                   limit: int = 100) -> list[dict[str, Any]]:
+        d = t.webhook_deliveries.c
+        query = (sa.select(t.webhook_deliveries, t.events.c.type.label("event_type"))
+                 .select_from(t.webhook_deliveries.join(t.events, t.events.c.id == d.event_id))
+                 .order_by(d.created_at.desc()).limit(limit))
+        if webhook is not None:
+            query = query.where(d.webhook_id == self.get(webhook).id)
+        if status is not None:
+            query = query.where(d.status == status)
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        with self.db.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(
+                sa.select(t.webhook_attempts).where(
+                    t.webhook_attempts.c.delivery_id == delivery_id)
+                .order_by(t.webhook_attempts.c.attempt))]
+
+    # -- delivering ----------------------------------------------------------------------
+    def claim(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Take due deliveries (pending and due, or delivering with an expired lease)."""
+        now = utcnow()
+        d = t.webhook_deliveries.c
+        with self.db.write() as conn:
+            rows = conn.execute(
+                sa.select(t.webhook_deliveries, t.events.c.type, t.events.c.payload,
+                          t.events.c.created_at.label("event_created_at"), t.webhooks.c.url,
+                          t.webhooks.c.secret, t.webhooks.c.active)
+                .select_from(t.webhook_deliveries
+                             .join(t.events, t.events.c.id == d.event_id)
+                             .join(t.webhooks, t.webhooks.c.id == d.webhook_id))
+                .where(sa.or_(sa.and_(d.status == "pending", d.next_attempt_at <= now),
+                              sa.and_(d.status == "delivering", d.lease_until < now)))
+                .order_by(d.next_attempt_at, d.id).limit(limit)).all()
+            ids = [r.id for r in rows]
+            if ids:
+                conn.execute(t.webhook_deliveries.update().where(d.id.in_(ids)).values(
+                    status="delivering", lease_until=now + timedelta(seconds=LEASE_S)))
+        return [dict(r._mapping) for r in rows]
+
+    def deliver_due(self, limit: int = 50, client=None) -> int:
+        """Claim and send what is due; returns how many were attempted."""
+        import httpx
+
+        claimed = self.claim(limit)
+        if not claimed:
+            return 0
+        own = client is None
+        client = client or httpx.Client(timeout=TIMEOUT_S)
+        try:
+            for delivery in claimed:
+                self._send(client, delivery)
+        finally:
+            if own:
+                client.close()
+        return len(claimed)
+
+    def _send(self, client, delivery: dict[str, Any]) -> None:
+        import httpx
+
+        body = json.dumps({"id": delivery["event_id"], "type": delivery["type"],
+                           "created_at": as_utc(delivery["event_created_at"]).isoformat(),
+                           "data": delivery["payload"]}, separators=(",", ":")).encode()
+        timestamp = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "User-Agent": "flywheel-workbench",
+                   "X-Workbench-Event": delivery["type"],
+                   "X-Workbench-Delivery": delivery["id"],
+                   "X-Workbench-Timestamp": timestamp,
+                   "X-Workbench-Signature": sign(delivery["secret"], timestamp, body)}
+        attempt = delivery["attempts"] + 1
+        started, begun = utcnow(), time.perf_counter()
+        status_code, error = None, None
+        if not delivery["active"]:
+            error = "webhook is inactive"
+        else:
+            try:
+                response = client.post(delivery["url"], content=body, headers=headers,
+                                       timeout=TIMEOUT_S)
+                status_code = response.status_code
+                if not 200 <= status_code < 300:
+                    error = f"HTTP {status_code}: {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:500]
+        duration_ms = (time.perf_counter() - begun) * 1000
+        now = utcnow()
+        values: dict[str, Any] = {"attempts": attempt, "last_status_code": status_code,
+                                  "last_error": error, "lease_until": None}
+        if error is None:
+            values.update(status="delivered", delivered_at=now)
+        elif attempt >= MAX_ATTEMPTS:
+            values.update(status="failed")
+        else:
+            values.update(status="pending",
+                          next_attempt_at=now + timedelta(seconds=backoff_s(attempt)))
+        with self.db.write() as conn:
+            conn.execute(t.webhook_attempts.insert().values(
+                delivery_id=delivery["id"], attempt=attempt, started_at=started,
+                duration_ms=duration_ms, status_code=status_code, error=error))
+            conn.execute(t.webhook_deliveries.update().where(
+                t.webhook_deliveries.c.id == delivery["id"]).values(**values))
+
+    def run_dispatcher(self, stop: threading.Event, poll_s: float = 0.5) -> None:
+        """Deliver until ``stop`` is set (the worker runs this on a thread of its own)."""
+        import httpx
+
+        with httpx.Client(timeout=TIMEOUT_S) as client:
+            while not stop.is_set():
+                try:
+                    sent = self.deliver_due(client=client)
+                except Exception:  # noqa: BLE001 — a dispatcher must outlive a bad row
+                    import logging
+
+                    logging.getLogger(__name__).exception("webhook dispatch failed")
+                    sent = 0
+                if not sent:
+                    stop.wait(poll_s)
+
+
+def _check_url(url: str) -> None:
+    parsed = urlparse(url or "")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValidationError(f"a webhook URL must be http:// or https:// with a host, got "
+                              f"{url!r}")
+
+
+def _webhook(row) -> Webhook:
+    return Webhook(row.id, row.name, row.url, tuple(row.events),
+                   "…" + row.secret[-4:], bool(row.active), as_utc(row.created_at))
