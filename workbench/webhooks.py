@@ -32,6 +32,7 @@ import json
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,7 @@ TIMEOUT_S = 10.0
 MAX_ATTEMPTS = 6
 BACKOFF_INITIAL_S = 1.0
 BACKOFF_MAX_S = 300.0
+SENDERS = 8  # requests in flight at once
 LEASE_S = TIMEOUT_S + 20.0  # a claimed delivery not settled by then is sent again
 
 
@@ -219,7 +221,8 @@ class WebhookService:
         return [dict(r._mapping) for r in rows]
 
     def deliver_due(self, limit: int = 50, client=None) -> int:
-        """Claim and send what is due; returns how many were attempted."""
+        """Claim and send what is due (up to ``SENDERS`` requests at once), then settle the
+        whole batch in one transaction; returns how many were attempted."""
         import httpx
 
         claimed = self.claim(limit)
@@ -228,14 +231,23 @@ class WebhookService:
         own = client is None
         client = client or httpx.Client(timeout=TIMEOUT_S)
         try:
-            for delivery in claimed:
-                self._send(client, delivery)
+            if len(claimed) == 1:
+                outcomes = [self._send(client, claimed[0])]
+            else:
+                with ThreadPoolExecutor(min(SENDERS, len(claimed))) as pool:
+                    outcomes = list(pool.map(lambda d: self._send(client, d), claimed))
         finally:
             if own:
                 client.close()
+        with self.db.write() as conn:
+            for delivery, (attempt, values) in zip(claimed, outcomes, strict=True):
+                conn.execute(t.webhook_attempts.insert().values(**attempt))
+                conn.execute(t.webhook_deliveries.update().where(
+                    t.webhook_deliveries.c.id == delivery["id"]).values(**values))
         return len(claimed)
 
-    def _send(self, client, delivery: dict[str, Any]) -> None:
+    def _send(self, client, delivery: dict[str, Any]) -> tuple[dict, dict]:
+        """POST one delivery; returns its attempt row and the delivery's new values."""
         import httpx
 
         body = json.dumps({"id": delivery["event_id"], "type": delivery["type"],
@@ -272,18 +284,16 @@ class WebhookService:
         else:
             values.update(status="pending",
                           next_attempt_at=now + timedelta(seconds=backoff_s(attempt)))
-        with self.db.write() as conn:
-            conn.execute(t.webhook_attempts.insert().values(
-                delivery_id=delivery["id"], attempt=attempt, started_at=started,
-                duration_ms=duration_ms, status_code=status_code, error=error))
-            conn.execute(t.webhook_deliveries.update().where(
-                t.webhook_deliveries.c.id == delivery["id"]).values(**values))
+        return ({"delivery_id": delivery["id"], "attempt": attempt, "started_at": started,
+                 "duration_ms": duration_ms, "status_code": status_code, "error": error},
+                values)
 
     def run_dispatcher(self, stop: threading.Event, poll_s: float = 0.5) -> None:
         """Deliver until ``stop`` is set (the worker runs this on a thread of its own)."""
         import httpx
 
-        with httpx.Client(timeout=TIMEOUT_S) as client:
+        limits = httpx.Limits(max_connections=SENDERS, max_keepalive_connections=SENDERS)
+        with httpx.Client(timeout=TIMEOUT_S, limits=limits) as client:
             while not stop.is_set():
                 try:
                     sent = self.deliver_due(client=client)
