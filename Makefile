@@ -35,6 +35,7 @@ bench: install
 	$(PY) bench/loop.py
 	$(PY) bench/taxonomy.py
 	$(PY) bench/clusters.py
+	$(PY) bench/webhooks.py
 
 clean-workspace:
 	rm -rf data/workspace

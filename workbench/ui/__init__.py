@@ -31,6 +31,7 @@ NAVIGATION = (
     ("pages/6_Models.py", "Models", ":material/deployed_code:"),
     ("pages/7_Taxonomy.py", "Taxonomy", ":material/account_tree:"),
     ("pages/8_Clusters.py", "Clusters", ":material/bubble_chart:"),
+    ("pages/9_Automation.py", "Automation", ":material/webhook:"),
 )
 
 
