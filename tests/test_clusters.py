@@ -217,3 +217,11 @@ def test_label_rename_relabel_and_promote(clustered, chat, monkeypatch):
     assert [n.name for n in taxonomy.nodes] == ["triangle", "roundish"]
     assert taxonomy.version == 2
     assert wb.references.class_counts("refs")["roundish"] == size
+
+
+def test_builtin_labeller_counts_reviewed_share_among_reviewed_members_only():
+    members = [{"cluster": 0, "class_name": "triangle", "true_class": "star" if i < 2 else None,
+                "area": 100.0, "confidence": 0.8} for i in range(10)]
+    stats = describe(members, members)
+    assert stats["name"] == "star" and "reviewed as star (100% of reviewed)" in stats["summary"]
+    assert stats["keywords"] == ["triangle", "star"]

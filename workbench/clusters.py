@@ -155,7 +155,8 @@ def describe(members: list[dict[str, Any]], everyone: list[dict[str, Any]]) -> d
         return top, (n / len(rows) if rows else 0.0), counts
 
     predicted, predicted_share, _ = share(members, "class_name")
-    true_class, true_share, _ = share(members, "true_class")
+    true_class, true_share, _ = share([r for r in members if r.get("true_class")],
+                                      "true_class")
     traits = []
     for key, word_up, word_down in (("area", "larger", "smaller"),
                                     ("brightness", "brighter", "darker"),
@@ -176,7 +177,7 @@ def describe(members: list[dict[str, Any]], everyone: list[dict[str, Any]]) -> d
         name = f"{traits[0].split()[0]} {name}"
     sizes = [r["area"] for r in members if r.get("area") is not None]
     return {"name": name, "summary": "; ".join(traits) or "no distinctive trait",
-            "keywords": [k for k in (predicted, true_class) if k],
+            "keywords": list(dict.fromkeys(k for k in (predicted, true_class) if k)),
             "majority_predicted": predicted, "majority_predicted_share": round(predicted_share, 3),
             "majority_true": true_class, "mean_area": round(float(np.mean(sizes)), 1)
             if sizes else None, "labeller": "builtin"}
