@@ -132,12 +132,7 @@ class BucketService:
         return bucket
 
     def get(self, name_or_id: str) -> Bucket:
-        with self.db.read() as conn:
-            row = conn.execute(
-                sa.select(t.buckets).where(
-                    sa.or_(t.buckets.c.name == name_or_id, t.buckets.c.id == name_or_id)
-                )
-            ).first()
+        row = self.db.find(t.buckets, name_or_id)
         if row is None:
             names = ", ".join(b.name for b in self.list()) or "none yet"
             raise NotFoundError(

@@ -260,8 +260,7 @@ class ClusterService:
                                       f", \"n_components\": n}}, got {reduction!r}")
         if projection not in REDUCTIONS:
             raise ValidationError(f"projection must be one of {', '.join(REDUCTIONS)}")
-        _check_members(len(self.wb.retrievers.select(target.name, filters, chosen.version,
-                                                     limit=MAX_MEMBERS + 1)))
+        _check_members(self.wb.retrievers.count(target.name, filters, chosen.version))
         return {"collection_id": target.id, "version": chosen.version, "algorithm": algorithm,
                 "params": params or {}, "filters": filters, "reduction": reduction,
                 "projection": projection, "seed": seed}
@@ -317,9 +316,7 @@ class ClusterService:
         ctx.check_cancelled()
         ctx.progress(3, 4, "projecting to 2D")
         begun = time.perf_counter()
-        xy = space[:, :2] if space.shape[1] == 2 else reduce(
-            space if p["projection"] == "pca" or space.shape[1] <= 50 else vectors,
-            p["projection"], 2, p["seed"])
+        xy = space if space.shape[1] == 2 else reduce(space, p["projection"], 2, p["seed"])
         timings["project"] = time.perf_counter() - begun
         sizes = Counter(int(label) for label in labels)
         clusters = {str(c): {"size": n} for c, n in sorted(sizes.items()) if c != NOISE}

@@ -83,9 +83,7 @@ class CollectionService:
         return self.get(name)
 
     def get(self, name_or_id: str) -> Collection:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(t.collections).where(sa.or_(
-                t.collections.c.name == name_or_id, t.collections.c.id == name_or_id))).first()
+        row = self.db.find(t.collections, name_or_id)
         if row is None:
             known = ", ".join(c.name for c in self.list()) or "none yet"
             raise NotFoundError(f"no collection {name_or_id!r} (collections: {known}); create "

@@ -172,6 +172,22 @@ def load_image(path: Path):
         return ImageOps.exif_transpose(image).convert("RGB")
 
 
+def crop_jpeg(image, xyxy, size: int, pad: float = 0.0) -> bytes:
+    """JPEG bytes of a box of ``image`` (widened by ``pad`` × its longer side, kept inside the
+    image), scaled to fit ``size`` pixels: for galleries and thumbnails of detections."""
+    import io
+
+    x1, y1, x2, y2 = xyxy
+    margin = pad * max(x2 - x1, y2 - y1)
+    box = (max(0, x1 - margin), max(0, y1 - margin), min(image.width, x2 + margin),
+           min(image.height, y2 + margin))
+    crop = image.crop(tuple(round(v) for v in box))
+    crop.thumbnail((size, size))
+    buffer = io.BytesIO()
+    crop.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
 # -- expanding sources into report lines ----------------------------------------------------
 def _matches(name: str, patterns: Iterable[str]) -> bool:
     lowered = name.lower()

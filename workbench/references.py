@@ -11,7 +11,6 @@ classifying against it must not go back to the vector store for every reference.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -115,10 +114,7 @@ class ReferenceService:
         return self.get(set_id)
 
     def get(self, name_or_id: str) -> ReferenceSet:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(t.reference_sets).where(sa.or_(
-                t.reference_sets.c.name == name_or_id,
-                t.reference_sets.c.id == name_or_id))).first()
+        row = self.db.find(t.reference_sets, name_or_id)
         if row is None:
             raise NotFoundError(f"no reference set {name_or_id!r}; create one with "
                                 "`workbench references create NAME -c COLLECTION`")
@@ -238,7 +234,7 @@ class ReferenceService:
 
     def _thumbnails(self, detections: list) -> dict[str, bytes]:
         """A small JPEG crop of each detection (for galleries), read once per image."""
-        from workbench.ingest import load_image
+        from workbench.ingest import crop_jpeg, load_image
 
         crops: dict[str, bytes] = {}
         by_object: dict[str, list] = {}
@@ -250,11 +246,7 @@ class ReferenceService:
             except (OSError, NotFoundError):
                 continue  # a missing image costs the thumbnail, not the reference
             for d in dets:
-                crop = image.crop((round(d.x1), round(d.y1), round(d.x2), round(d.y2)))
-                crop.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-                buffer = io.BytesIO()
-                crop.convert("RGB").save(buffer, format="JPEG", quality=85)
-                crops[d.id] = buffer.getvalue()
+                crops[d.id] = crop_jpeg(image, (d.x1, d.y1, d.x2, d.y2), THUMBNAIL_PX)
         return crops
 
     # -- reading -------------------------------------------------------------------------

@@ -22,8 +22,8 @@ that pass the filters* (it asks the vector index for more until it has enough). 
 confident detection), ``annotation.label`` (the newest verdict; ``exists`` false means
 "not reviewed yet") and ``taxonomy.<name>`` (the stored label of a taxonomy, ``unknown``
 included). A ``taxonomy`` stage is a taxonomy's ``on_demand`` mode: it classifies the hits at
-query time, puts the result on each hit and keeps only the ``keep`` labels. Every execution gets an ``execution_id`` and is logged with its inputs,
-result ids and time per stage.
+query time, puts the result on each hit and keeps only the ``keep`` labels. Every execution
+gets an ``execution_id`` and is logged with its inputs, result ids and time per stage.
 """
 
 from __future__ import annotations
@@ -128,7 +128,6 @@ class ImageHit:
 
     document_id: str
     object_id: str
-    n_detections: int
 
 
 def validate_stages(stages: Any) -> list[dict[str, Any]]:
@@ -262,8 +261,9 @@ def _check_taxonomy(config: dict, where: str) -> None:
         raise ValidationError(f"{where}: keep must be a list of labels, e.g. [\"unknown\"]")
 
 
-_CHECKS = {"taxonomy": _check_taxonomy, "filter": _check_filter_stage, "feature_search": _check_search, "sort": _check_sort,
-           "diversity": _check_diversity, "sample": _check_sample, "limit": _check_limit}
+_CHECKS = {"filter": _check_filter_stage, "feature_search": _check_search, "sort": _check_sort,
+           "diversity": _check_diversity, "sample": _check_sample, "taxonomy": _check_taxonomy,
+           "limit": _check_limit}
 
 
 def _is_template(value: Any) -> bool:
@@ -338,7 +338,8 @@ def _field(path: str, value: Any) -> sa.ColumnElement:
     name = path.removeprefix("metadata.")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValidationError(f"field {path!r} is not known; use confidence, class, bbox.w, "
-                              "metadata.<field>, detections.<n>.confidence, annotation.label, taxonomy.<name>, …")
+                              "metadata.<field>, detections.<n>.confidence, annotation.label, "
+                              "taxonomy.<name>, …")
     element = _O.c.metadata[name]
     return element.as_float() if numeric else element.as_string()
 
@@ -396,9 +397,7 @@ class RetrieverService:
         return self.get(name)
 
     def get(self, name_or_id: str) -> Retriever:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(t.retrievers).where(sa.or_(
-                t.retrievers.c.name == name_or_id, t.retrievers.c.id == name_or_id))).first()
+        row = self.db.find(t.retrievers, name_or_id)
         if row is None:
             raise NotFoundError(f"no retriever {name_or_id!r}; list them with "
                                 "`workbench retrievers`")
@@ -414,24 +413,24 @@ class RetrieverService:
 
     def review_queue(self, collection: str, limit: int = 20) -> Retriever:
         """The collection's default review retriever (created on first use)."""
-        target = self.wb.collections.get(collection)
-        name = f"{target.name}:review"
-        try:
-            return self.get(name)
-        except NotFoundError:
-            return self.save(name, target.name, default_review_stages(limit),
-                             "Unreviewed detections under 0.7, most uncertain first, diverse")
+        return self._built_in(collection, "review", default_review_stages(limit),
+                              "Unreviewed detections under 0.7, most uncertain first, diverse")
 
     def spot_check(self, collection: str, limit: int = 20) -> Retriever:
         """The collection's spot-check retriever: random confident detections (created on
         first use)."""
+        return self._built_in(collection, "spot-check", spot_check_stages(limit),
+                              "Unreviewed detections at 0.7 or more, in random order")
+
+    def _built_in(self, collection: str, suffix: str, stages: list[dict[str, Any]],
+                  description: str) -> Retriever:
+        """A collection's built-in retriever ``<collection>:<suffix>``, saved on first use."""
         target = self.wb.collections.get(collection)
-        name = f"{target.name}:spot-check"
+        name = f"{target.name}:{suffix}"
         try:
             return self.get(name)
         except NotFoundError:
-            return self.save(name, target.name, spot_check_stages(limit),
-                             "Unreviewed detections at 0.7 or more, in random order")
+            return self.save(name, target.name, stages, description)
 
     def images_to_check(self, collection: str, version: str | None = None, limit: int = 20,
                         seed: int | str = 0) -> list[ImageHit]:
@@ -449,33 +448,44 @@ class RetrieverService:
             t.annotations.c.deleted_at.is_(None)).exists()
         with self.db.read() as conn:
             rows = conn.execute(
-                sa.select(t.documents.c.id, t.documents.c.object_id,
-                          t.documents.c.n_detections)
+                sa.select(t.documents.c.id, t.documents.c.object_id)
                 .where(t.documents.c.collection_id == target.id,
                        t.documents.c.extractor_key == chosen.key,
                        t.documents.c.n_detections == 0, ~looked_at)).all()
         ranked = sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{r.id}".encode()).digest())
-        return [ImageHit(r.id, r.object_id, r.n_detections) for r in ranked[:limit]]
+        return [ImageHit(r.id, r.object_id) for r in ranked[:limit]]
 
     def select(self, collection: str, filters: dict[str, Any] | None = None,
                version: str | None = None, limit: int | None = None) -> list:
         """Rows of every detection of a collection's version that passes ``filters`` (the
         filter-stage syntax), in id order: id, object_id, class_name, confidence, box,
         embedding_id. For bulk work (clustering) that needs all matches, not a page."""
+        query = (sa.select(_D.c.id, _D.c.object_id, _D.c.class_name, _D.c.confidence, _D.c.x1,
+                           _D.c.y1, _D.c.x2, _D.c.y2, _D.c.embedding_id)
+                 .select_from(_D.join(_O, _O.c.id == _D.c.object_id))
+                 .where(*self._conditions(collection, filters, version)).order_by(_D.c.id))
+        if limit is not None:
+            query = query.limit(limit)
+        with self.db.read() as conn:
+            return conn.execute(query).all()
+
+    def count(self, collection: str, filters: dict[str, Any] | None = None,
+              version: str | None = None) -> int:
+        """How many detections :meth:`select` would return."""
+        query = (sa.select(sa.func.count()).select_from(_D.join(_O, _O.c.id == _D.c.object_id))
+                 .where(*self._conditions(collection, filters, version)))
+        with self.db.read() as conn:
+            return conn.execute(query).scalar_one()
+
+    def _conditions(self, collection: str, filters: dict[str, Any] | None,
+                    version: str | None) -> list:
         target = self.wb.collections.get(collection)
         chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
         conditions = _scope(target, chosen, indexed=True)
         if filters:
             _check_condition(filters, "filters")
             conditions.append(compile_condition(filters))
-        query = (sa.select(_D.c.id, _D.c.object_id, _D.c.class_name, _D.c.confidence, _D.c.x1,
-                           _D.c.y1, _D.c.x2, _D.c.y2, _D.c.embedding_id)
-                 .select_from(_D.join(_O, _O.c.id == _D.c.object_id)).where(*conditions)
-                 .order_by(_D.c.id))
-        if limit is not None:
-            query = query.limit(limit)
-        with self.db.read() as conn:
-            return conn.execute(query).all()
+        return conditions
 
     def execution(self, execution_id: str) -> dict[str, Any]:
         with self.db.read() as conn:

@@ -300,9 +300,7 @@ class TaxonomyService:
         return self.get(current.id)
 
     def get(self, name_or_id: str) -> Taxonomy:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(t.taxonomies).where(sa.or_(
-                t.taxonomies.c.name == name_or_id, t.taxonomies.c.id == name_or_id))).first()
+        row = self.db.find(t.taxonomies, name_or_id)
         if row is None:
             raise NotFoundError(f"no taxonomy {name_or_id!r}; create one with "
                                 "`workbench taxonomy create`")
@@ -375,8 +373,10 @@ class TaxonomyService:
                 query = query.where(~sa.select(a.detection_id).where(
                     a.taxonomy_id == taxonomy.id, a.detection_id == d.id).exists())
             detections = conn.execute(query).all()
-            previous = {r.detection_id: r for r in conn.execute(
-                sa.select(a.detection_id, a.label, a.reference_id, a.path).where(
+            # Only detections without an assignment are classified with only_new: nothing
+            # stored to compare with (this runs after every batch run).
+            previous = {} if only_new else {r.detection_id: r for r in conn.execute(
+                sa.select(a.detection_id, a.label, a.reference_id).where(
                     a.taxonomy_id == taxonomy.id, a.collection_id == refs.set.collection_id))}
         total = len(detections)
         labels: Counter = Counter()

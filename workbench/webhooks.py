@@ -95,18 +95,25 @@ def backoff_s(attempt: int) -> float:
     return wait_exponential_jitter(initial=BACKOFF_INITIAL_S, max=BACKOFF_MAX_S)(state)
 
 
-def enqueue(conn: sa.Connection, event_id: str, kind: str, created_at: datetime) -> int:
+def enqueue(conn: sa.Connection, event_id: str, kind: str, created_at: datetime
+            ) -> list[str]:
     """Outbox rows for every active webhook subscribed to ``kind``, in the caller's
     transaction (``record_event`` calls this)."""
     rows = conn.execute(sa.select(t.webhooks.c.id, t.webhooks.c.events).where(
         t.webhooks.c.active.is_(True))).all()
     targets = [r.id for r in rows if kind in r.events or "*" in r.events]
-    if targets:
-        conn.execute(t.webhook_deliveries.insert(), [
-            {"id": new_id("dlv"), "webhook_id": webhook_id, "event_id": event_id,
+    return _outbox(conn, event_id, created_at, targets)
+
+
+def _outbox(conn: sa.Connection, event_id: str, created_at: datetime,
+            webhook_ids: list[str]) -> list[str]:
+    """Pending deliveries of one event to these webhooks; returns their ids."""
+    rows = [{"id": new_id("dlv"), "webhook_id": webhook_id, "event_id": event_id,
              "status": "pending", "attempts": 0, "next_attempt_at": created_at,
-             "created_at": created_at} for webhook_id in targets])
-    return len(targets)
+             "created_at": created_at} for webhook_id in webhook_ids]
+    if rows:
+        conn.execute(t.webhook_deliveries.insert(), rows)
+    return [r["id"] for r in rows]
 
 
 class WebhookService:
@@ -137,9 +144,7 @@ class WebhookService:
         return self.get(webhook_id), secret
 
     def get(self, name_or_id: str) -> Webhook:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(t.webhooks).where(sa.or_(
-                t.webhooks.c.name == name_or_id, t.webhooks.c.id == name_or_id))).first()
+        row = self.db.find(t.webhooks, name_or_id)
         if row is None:
             raise NotFoundError(f"no webhook {name_or_id!r}")
         return _webhook(row)
@@ -163,10 +168,7 @@ class WebhookService:
         hook = self.get(name)
         with self.db.write() as conn:
             event_id, created_at = new_event(conn, "ping", {"webhook": hook.name})
-            delivery_id = new_id("dlv")
-            conn.execute(t.webhook_deliveries.insert().values(
-                id=delivery_id, webhook_id=hook.id, event_id=event_id, status="pending",
-                attempts=0, next_attempt_at=created_at, created_at=created_at))
+            (delivery_id,) = _outbox(conn, event_id, created_at, [hook.id])
         return delivery_id
 
     def redeliver(self, delivery_id: str) -> None:
@@ -231,11 +233,8 @@ class WebhookService:
         own = client is None
         client = client or httpx.Client(timeout=TIMEOUT_S)
         try:
-            if len(claimed) == 1:
-                outcomes = [self._send(client, claimed[0])]
-            else:
-                with ThreadPoolExecutor(min(SENDERS, len(claimed))) as pool:
-                    outcomes = list(pool.map(lambda d: self._send(client, d), claimed))
+            with ThreadPoolExecutor(min(SENDERS, len(claimed))) as pool:
+                outcomes = list(pool.map(lambda d: self._send(client, d), claimed))
         finally:
             if own:
                 client.close()

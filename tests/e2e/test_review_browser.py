@@ -36,6 +36,29 @@ def _press_until(page, key: str, arrived, tries: int = 3) -> None:
                 raise
 
 
+def _draw_one_box(page, canvas, at: float) -> None:
+    """Drag one box from ``at`` (a fraction of the canvas) over a fifth of its width.
+
+    The canvas may take a moment to become interactive on a busy machine: draw again if the
+    first stroke went nowhere (a second box would show as "2 box(es)")."""
+
+    def drag():
+        box = canvas.bounding_box()
+        x, y = box["x"] + box["width"] * at, box["y"] + box["height"] * at
+        page.mouse.move(x, y)
+        page.mouse.down()
+        page.mouse.move(x + box["width"] * 0.2, y + box["height"] * 0.25, steps=8)
+        page.mouse.up()
+
+    drag()
+    try:
+        page.get_by_text("1 box(es) drawn").wait_for(timeout=8_000)
+    except PlaywrightTimeout:
+        page.get_by_text("0 box(es) drawn").wait_for()
+        drag()
+        page.get_by_text("1 box(es) drawn").wait_for()
+
+
 def test_review_three_detections(app_server, page, home, tmp_path):
     from workbench.demo.shapeworld import SceneConfig, write_dataset
     from workbench.detection import DetectParams
@@ -77,23 +100,7 @@ def test_review_three_detections(app_server, page, home, tmp_path):
     canvas.wait_for()
     canvas.scroll_into_view_if_needed()
 
-    def drag():
-        box = canvas.bounding_box()
-        x, y = box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1
-        page.mouse.move(x, y)
-        page.mouse.down()
-        page.mouse.move(x + box["width"] * 0.2, y + box["height"] * 0.25, steps=8)
-        page.mouse.up()
-
-    # The canvas may take a moment to become interactive on a busy machine: draw again if
-    # the first stroke went nowhere (a second box would show as "2 box(es)").
-    drag()
-    try:
-        page.get_by_text("1 box(es) drawn").wait_for(timeout=8_000)
-    except PlaywrightTimeout:
-        page.get_by_text("0 box(es) drawn").wait_for()
-        drag()
-        page.get_by_text("1 box(es) drawn").wait_for()
+    _draw_one_box(page, canvas, 0.1)
     page.get_by_role("button", name="Save missed").click()
     _wait_reviewed(page, 3)
 
@@ -135,21 +142,7 @@ def test_look_over_images_the_model_found_nothing_on(app_server, page, home, tmp
     canvas.wait_for()
     canvas.scroll_into_view_if_needed()
 
-    def drag():
-        box = canvas.bounding_box()
-        x, y = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.3
-        page.mouse.move(x, y)
-        page.mouse.down()
-        page.mouse.move(x + box["width"] * 0.2, y + box["height"] * 0.25, steps=8)
-        page.mouse.up()
-
-    drag()
-    try:
-        page.get_by_text("1 box(es) drawn").wait_for(timeout=8_000)
-    except PlaywrightTimeout:
-        page.get_by_text("0 box(es) drawn").wait_for()
-        drag()
-        page.get_by_text("1 box(es) drawn").wait_for()
+    _draw_one_box(page, canvas, 0.3)
     page.get_by_role("button", name="Save missed").click()
     page.wait_for_function("() => document.body.innerText.includes('Looked over in this "
                            "session') && [...document.querySelectorAll(\"[data-testid="

@@ -59,6 +59,14 @@ class MetadataStore:
             with conn.begin():
                 yield conn
 
+    def find(self, table, name_or_id: str):
+        """The row of ``table`` whose name or id is ``name_or_id``, or None."""
+        import sqlalchemy as sa
+
+        with self.read() as conn:
+            return conn.execute(sa.select(table).where(sa.or_(
+                table.c.name == name_or_id, table.c.id == name_or_id))).first()
+
     def migrate(self) -> str:
         """Apply every pending migration, in order, each in its own transaction."""
         from alembic import command

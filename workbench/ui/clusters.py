@@ -12,10 +12,10 @@ from workbench import Workbench
 from workbench.clusters import ALGORITHMS, DEFAULT_PARAMS, REDUCTIONS, ClusterRun
 from workbench.domain import Collection
 from workbench.ui import show_errors
-from workbench.ui.review import _crop
+from workbench.ui.review import crop
 
 GRID = 8
-HOVER_THUMBNAILS = 400  # members whose crop rides along in the scatter's hover
+HOVER_THUMBNAILS = 400  # members whose crop rides along in the scatter's point data
 
 
 def run_form(wb: Workbench, collection: Collection) -> None:
@@ -64,11 +64,11 @@ def run_form(wb: Workbench, collection: Collection) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=20_000)
 def _data_uri(path: str, xyxy: tuple) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(_crop(path, xyxy)).decode()
+    return "data:image/jpeg;base64," + base64.b64encode(crop(path, xyxy)).decode()
 
 
 def scatter(wb: Workbench, run: ClusterRun) -> None:
-    """Members in 2D, coloured by cluster; hovering shows the crop."""
+    """Members in 2D, coloured by cluster; selecting points shows their crops."""
     members = wb.clusters.members(run.id)
     figure = go.Figure()
     paths: dict[str, str] = {}
@@ -116,7 +116,7 @@ def member_grid(wb: Workbench, run: ClusterRun, cluster: int, limit: int = 32) -
         cells = st.columns(GRID)
         for cell, m in zip(cells, members[start:start + GRID], strict=False):
             obj = wb.buckets.get_object(m["object_id"])
-            cell.image(_crop(str(wb.image_path(obj)), (m["x1"], m["y1"], m["x2"], m["y2"])),
+            cell.image(crop(str(wb.image_path(obj)), (m["x1"], m["y1"], m["x2"], m["y2"])),
                        caption=f"{m['class_name']} {m['confidence']:.2f}", width="stretch")
 
 

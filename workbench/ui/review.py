@@ -114,26 +114,16 @@ def next_strip(wb: Workbench, s: ReviewState) -> None:
     cols = st.columns(6)
     for col, hit in zip(cols, upcoming, strict=False):
         obj = wb.buckets.get_object(hit.object_id)
-        col.image(_crop(str(wb.image_path(obj)), hit.xyxy), width="stretch",
+        col.image(crop(str(wb.image_path(obj)), hit.xyxy), width="stretch",
                   caption=f"{hit.class_name} {hit.confidence:.2f}")
 
 
 @st.cache_data(show_spinner=False, max_entries=500)
-def _crop(path: str, xyxy: tuple) -> bytes:
-    import io
+def crop(path: str, xyxy: tuple) -> bytes:
+    """A detection with some context around it, for strips and grids (cached)."""
+    from workbench.ingest import crop_jpeg, load_image
 
-    from workbench.ingest import load_image
-
-    image = load_image(Path(path))
-    x1, y1, x2, y2 = xyxy
-    pad = 0.25 * max(x2 - x1, y2 - y1)
-    box = (max(0, x1 - pad), max(0, y1 - pad), min(image.width, x2 + pad),
-           min(image.height, y2 + pad))
-    crop = image.crop(tuple(round(v) for v in box))
-    crop.thumbnail((160, 160))
-    buffer = io.BytesIO()
-    crop.save(buffer, format="JPEG", quality=85)
-    return buffer.getvalue()
+    return crop_jpeg(load_image(Path(path)), xyxy, 160, pad=0.25)
 
 
 def verdict_buttons(wb: Workbench, collection: Collection, hit: Hit, s: ReviewState,
@@ -168,12 +158,17 @@ def verdict_buttons(wb: Workbench, collection: Collection, hit: Hit, s: ReviewSt
         st.rerun()
 
 
-def undo(wb: Workbench) -> None:
-    s = state()
-    ids, position = s.done.pop()
+def take_back(wb: Workbench, done: list[tuple[list[str], int]]) -> int:
+    """Delete the annotations of the last saved item; returns the position it was at."""
+    ids, position = done.pop()
     for annotation_id in ids:
         wb.annotations.delete(annotation_id)
-    s.position = position
+    return position
+
+
+def undo(wb: Workbench) -> None:
+    s = state()
+    s.position = take_back(wb, s.done)
     s.reviewed_here = max(0, s.reviewed_here - 1)
     s.mode = "review"
 
@@ -293,10 +288,7 @@ class ImageCheckState:
 
 def _image_undo(wb: Workbench, s: ImageCheckState) -> None:
     if st.button("Undo (U)", shortcut="u", key="image_undo", disabled=not s.done):
-        ids, position = s.done.pop()
-        for annotation_id in ids:
-            wb.annotations.delete(annotation_id)
-        s.position = position
+        s.position = take_back(wb, s.done)
         s.canvas_round += 1
         st.rerun()
 

@@ -180,11 +180,11 @@ def apply_report(wb: Workbench) -> None:
 
 
 def detection_crop(wb: Workbench, detection_id: str) -> bytes | None:
-    from workbench.ui.review import _crop
+    from workbench.ui.review import crop
 
     try:
         found = wb.detection.get(detection_id)
     except WorkbenchError:
         return None
     obj = wb.buckets.get_object(found.object_id)
-    return _crop(str(wb.image_path(obj)), found.xyxy)
+    return crop(str(wb.image_path(obj)), found.xyxy)
