@@ -40,7 +40,9 @@ REDUCTIONS = ("pca", "umap", "tsne")
 NOISE = -1
 MAX_MEMBERS = 50_000
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "hdbscan": {"min_cluster_size": 10},
+    # Leaf clusters: a new category is usually a small, tight group next to big known ones,
+    # which HDBSCAN's default ("eom") tends to swallow into one large cluster.
+    "hdbscan": {"min_cluster_size": 5, "cluster_selection_method": "leaf"},
     "dbscan": {"eps": 0.5, "min_samples": 5},
     "kmeans": {"n_clusters": 8, "n_init": "auto"},
     "agglomerative": {"n_clusters": 8},

@@ -83,3 +83,18 @@ def test_same_class_boxes_are_closer_than_other_classes(detector):
     agreement = np.mean([labels[i] == labels[j] for i, j in enumerate(nearest)])
     # Three classes: a nearest neighbour agrees by chance a third of the time.
     assert len(labels) > 20 and agreement > 0.5
+
+
+def test_detection_embedding_is_a_backbone_grid_and_old_versions_keep_the_neck(
+        starter_weights, scenes):
+    det_dim, img_dim = embedding_dims(starter_weights)
+    assert det_dim == 64 * 4 * 4  # YOLOv8n's stride-8 backbone map, 4x4 RoI cells
+    image = np.asarray(scenes[0].image)
+    # A version registered before the grid recorded the neck's width (the image embedding's):
+    # it must go on producing neck vectors, or its index would mix two kinds.
+    legacy = YoloDetector(yolo_spec("1.0.0", img_dim, img_dim))
+    legacy.load(LoadContext(spec=legacy.spec, weights=starter_weights, device="cpu",
+                            params={"imgsz": 320}))
+    out = legacy.process([image])[0]
+    check_outputs(legacy.spec, out, len(out["detections"]))
+    assert np.asarray(out["detection_embedding"]).shape[1] == img_dim != det_dim

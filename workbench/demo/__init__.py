@@ -55,7 +55,7 @@ def demo_parts(scale: float = 1.0) -> tuple[DemoPart, ...]:
         DemoPart("day", 60, 101, "day", base),
         DemoPart("night", 30, 102, "night", base),
         DemoPart("clutter", 20, 103, "day", base, clutter=4, occlusion=0.3),
-        DemoPart("unseen_star", 20, 104, "day", base + ("star",)),
+        DemoPart("unseen_star", 40, 104, "day", base + ("star",)),
     )
     return tuple(
         DemoPart(p.name, max(1, round(p.count * scale)), p.seed, p.lighting, p.classes,

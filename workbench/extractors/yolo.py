@@ -1,10 +1,19 @@
 """The built-in ``yolo_detector``: ultralytics YOLO with an embedding for every detection.
 
-Embeddings come from the same forward pass as the boxes. A hook keeps the neck's feature
-maps (the inputs of the Detect head, one per stride); after NMS each box is mapped into the
-letterboxed input and pooled from every map with RoI align, each scale is L2-normalised, the
-scales are concatenated and the result normalised again. The image embedding is the same
-without a box (global average pooling). No crop is decoded twice and nothing is random.
+Embeddings come from the same forward pass as the boxes. After NMS each box is mapped into
+the letterboxed input and pooled with RoI align from the backbone's last stride-8 feature map
+into a 4×4 grid of cells; the grid is flattened, square-rooted (the maps are non-negative
+after SiLU, and the root keeps a few strong channels from dominating the cosine) and
+L2-normalised. The backbone's early layers describe shape and texture whatever the classes
+the head was trained on, and the grid keeps where in the box things are: on ShapeWorld this
+puts an unseen star apart from the triangles the starter calls it, which the neck's pooled
+features (the inputs of the Detect head, shaped by its three classes) did not do. The image
+embedding is the neck's maps averaged over the image. No crop is decoded twice and nothing
+is random.
+
+Versions registered before the grid existed keep the pooling they were indexed with: their
+stored ``detection_embedding`` width is the neck's channel sum, and such a version still
+pools the neck (mixing two kinds of vectors in one index would make neighbours meaningless).
 """
 
 from __future__ import annotations
@@ -18,6 +27,8 @@ from workbench.extractors.spec import ExtractorSpec, parse_spec
 
 NAME = "yolo_detector"
 DEFAULT_PARAMS = {"conf": 0.25, "iou": 0.7, "imgsz": 640, "max_det": 300}
+GRID = 4  # RoI cells per side of the detection embedding
+GRID_STRIDE = 8
 
 DETECTIONS_SCHEMA = {
     "type": "array",
@@ -80,8 +91,14 @@ class YoloDetector(Extractor):
         network = self.model.predictor.model.model
         detect = network.model[-1]
         self.strides = [float(s) for s in detect.stride]
+        self.grid_layer, grid_channels = _backbone_layer(network, GRID_STRIDE)
         detect.register_forward_pre_hook(self._keep_features)
         network.register_forward_pre_hook(self._keep_input)
+        network.model[self.grid_layer].register_forward_hook(self._keep_grid_map)
+        wanted = self.spec.feature("detection_embedding").embedding_dim
+        neck_width = sum(int(c) for c in _neck_channels(network))
+        # An older version indexed with pooled neck features keeps them (see the docstring).
+        self.pool_neck = wanted == neck_width != grid_channels * GRID * GRID
 
     def _predict(self, bgr_images):
         return self.model.predict(
@@ -95,6 +112,9 @@ class YoloDetector(Extractor):
 
     def _keep_input(self, _module, args) -> None:
         self._captured["input_shape"] = tuple(args[0].shape)
+
+    def _keep_grid_map(self, _module, _args, output) -> None:
+        self._captured["grid_map"] = output.detach()
 
     def process(self, images: list[Any]) -> list[dict[str, Any]]:
         import numpy as np
@@ -113,7 +133,8 @@ class YoloDetector(Extractor):
             _, _, in_h, in_w = self._captured["input_shape"]
             boxes = [r.boxes.xyxy.float() for r in results]
             rois = _letterbox_rois(boxes, [r.orig_shape for r in results], (in_h, in_w))
-            det_embeddings = _pool_boxes(features, self.strides, rois)
+            det_embeddings = (_pool_boxes(features, self.strides, rois) if self.pool_neck
+                              else _pool_grid(self._captured["grid_map"], GRID_STRIDE, rois))
             image_embeddings = _pool_images(features)
         outputs = []
         start = 0
@@ -178,6 +199,50 @@ def _pool_boxes(features, strides, rois):
     return _normalise(torch.cat(pooled, dim=1)).cpu().numpy()
 
 
+def _pool_grid(feature_map, stride, rois):
+    """Each box as a ``GRID``×``GRID`` RoI grid of one map: flattened, rooted, normalised."""
+    import torch
+    from torchvision.ops import roi_align
+
+    if len(rois) == 0:
+        return __import__("numpy").zeros((0, feature_map.shape[1] * GRID * GRID), "float32")
+    region = roi_align(feature_map.float(), rois.to(feature_map.device, torch.float32),
+                       output_size=(GRID, GRID), spatial_scale=1.0 / stride, sampling_ratio=2,
+                       aligned=True)
+    return _normalise(region.flatten(1).clamp(min=0).sqrt()).cpu().numpy()
+
+
+def _backbone_layer(network, stride: int) -> tuple[int, int]:
+    """(index, channels) of the backbone's last layer whose output has ``stride``.
+
+    Found by running a blank image through the backbone once, so it holds for any YOLO
+    detection architecture (v8, 11, …), whatever its layer numbering.
+    """
+    import torch
+
+    size = 64
+    parameter = next(network.parameters())
+    x = torch.zeros((1, 3, size, size), device=parameter.device, dtype=parameter.dtype)
+    outputs, found = [], None
+    with torch.inference_mode():
+        for index, layer in enumerate(network.model[:len(network.yaml["backbone"])]):
+            if layer.f != -1:  # the routing of ultralytics' own forward pass
+                x = outputs[layer.f] if isinstance(layer.f, int) else [
+                    x if j == -1 else outputs[j] for j in layer.f]
+            x = layer(x)
+            outputs.append(x)
+            if isinstance(x, torch.Tensor) and x.ndim == 4 and size // x.shape[2] == stride:
+                found = (index, int(x.shape[1]))
+    if found is None:
+        raise ValidationError(f"the model's backbone has no stride-{stride} feature map")
+    return found
+
+
+def _neck_channels(network) -> list[int]:
+    detect = network.model[-1]
+    return [int(branch[0].conv.in_channels) for branch in detect.cv2]
+
+
 def _pool_images(features):
     import torch
 
@@ -186,7 +251,8 @@ def _pool_images(features):
 
 
 def embedding_dims(weights: Path | str) -> tuple[int, int]:
-    """(detection, image) embedding widths of a YOLO model: the sum of its neck channels."""
+    """(detection, image) embedding widths of a YOLO model: its RoI grid (the stride-8
+    backbone map's channels × ``GRID``²) and the sum of its neck channels."""
     import numpy as np
 
     probe = YoloDetector()
@@ -196,4 +262,5 @@ def embedding_dims(weights: Path | str) -> tuple[int, int]:
     width = int(out["image_embedding"].shape[0])
     if width <= 0:
         raise ValidationError(f"{weights}: the model produced no neck features")
-    return width, width
+    _, channels = _backbone_layer(probe.model.predictor.model.model, GRID_STRIDE)
+    return channels * GRID * GRID, width
