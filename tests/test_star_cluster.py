@@ -47,7 +47,7 @@ def test_unknown_stars_cluster_and_flow_into_the_next_export(wb, tmp_path):
     wb.references.create("shapes", DEMO_COLLECTION)
     promoted = wb.references.promote("shapes", classes=KNOWN)
     assert promoted["added"] >= 30
-    wb.taxonomies.create("shapes", "shapes", threshold=0.92)
+    wb.taxonomies.create("shapes", "shapes")  # the default threshold
     wb.taxonomies.attach("shapes", DEMO_COLLECTION, "retroactive")
     wb.taxonomies.run_apply("shapes")
 

@@ -45,6 +45,10 @@ if TYPE_CHECKING:
 UNKNOWN = "unknown"
 KINDS = ("flat", "tree")
 MODES = ("materialize", "retroactive", "on_demand")
+# Cosine similarity a node must reach. YOLO detection embeddings are non-negative grids whose
+# cosines sit high (a typical nearest neighbour is at 0.97): 0.92 is where, on ShapeWorld, the
+# known classes are accepted and an unseen one is left unknown.
+DEFAULT_THRESHOLD = 0.92
 DEFAULT_MAPPING = {"label": "verified_class", "root": "object_category",
                    "score": "taxonomy_score"}
 NODE_KEYS = {"name", "parent", "threshold", "classes"}
@@ -253,7 +257,7 @@ class TaxonomyService:
         self.db = wb.db
 
     def create(self, name: str, reference_set: str, kind: str = "flat",
-               nodes: Sequence[Any] | None = None, threshold: float = 0.8, top_k: int = 5,
+               nodes: Sequence[Any] | None = None, threshold: float = DEFAULT_THRESHOLD, top_k: int = 5,
                mapping: dict[str, str] | None = None) -> Taxonomy:
         """A taxonomy over a reference set. A flat one without ``nodes`` takes the set's
         classes."""

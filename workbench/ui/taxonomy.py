@@ -12,7 +12,7 @@ from workbench import Workbench
 from workbench.domain import Collection
 from workbench.errors import WorkbenchError
 from workbench.references import PROMOTABLE
-from workbench.taxonomies import KINDS, MODES
+from workbench.taxonomies import DEFAULT_THRESHOLD, KINDS, MODES
 from workbench.ui import show_errors
 
 GALLERY_PER_CLASS = 8
@@ -92,7 +92,7 @@ def taxonomy_form(wb: Workbench, reference_set: str) -> None:
         name = cols[0].text_input("Taxonomy name", f"{reference_set}-taxonomy",
                                   key="tax_name")
         kind = cols[1].selectbox("Kind", KINDS, key="tax_kind")
-        threshold = cols[2].slider("Threshold (cosine)", -1.0, 1.0, 0.8, 0.01,
+        threshold = cols[2].slider("Threshold (cosine)", -1.0, 1.0, DEFAULT_THRESHOLD, 0.01,
                                    key="tax_threshold")
         top_k = cols[3].number_input("top_k", 1, 100, 5, key="tax_top_k")
         nodes = st.text_area("Nodes (JSON list; empty for a flat taxonomy of the set's "
