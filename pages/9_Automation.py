@@ -1,9 +1,11 @@
-"""Automation: webhooks that send every event to other systems, and the recent events."""
+"""Automation: webhooks that send every event to other systems, built-in rules that react to
+events, and the recent events."""
 
 import streamlit as st
 
 from workbench.ui import page_setup
-from workbench.ui.automation import deliveries_log, recent_events, webhook_form, webhook_table
+from workbench.ui.automation import (deliveries_log, recent_events, rules_section, webhook_form,
+                                     webhook_table)
 
 wb = page_setup("Automation")
 st.title("Automation")
@@ -14,5 +16,9 @@ webhook_form(wb)
 webhook_table(wb)
 st.subheader("Deliveries")
 deliveries_log(wb)
+st.subheader("Rules")
+st.caption("Built-in reactions to events, run by the background worker; each run is logged. "
+           "A rule reacts to what happens while it is on.")
+rules_section(wb)
 st.subheader("Recent events")
 recent_events(wb)

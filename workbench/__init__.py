@@ -142,6 +142,12 @@ class Workbench:
 
         return WebhookService(self)
 
+    @cached_property
+    def rules(self):
+        from workbench.rules import RuleService
+
+        return RuleService(self)
+
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
         from workbench.ingest import FORMAT_EXTENSIONS

@@ -778,7 +778,7 @@ def taxonomy_create(
     nodes: Annotated[Path | None, typer.Option(help="JSON list of nodes ({name, parent, "
                                                     "threshold, classes}); flat default: the "
                                                     "set's classes.")] = None,
-    threshold: Annotated[float, typer.Option(help="Cosine similarity to accept a node.")] = 0.8,
+    threshold: Annotated[float, typer.Option(help="Cosine similarity to accept a node.")] = 0.92,
     top_k: Annotated[int, typer.Option(help="References averaged per node.")] = 5,
     attach: Annotated[str | None, typer.Option(help="Collection to attach it to.")] = None,
     mode: Annotated[str, typer.Option(help="materialize, retroactive or on_demand.")
@@ -937,6 +937,71 @@ def cluster_relabel(
           "add --yes to write them")
 
 
+# -- automation rules ------------------------------------------------------------------------
+rules_app = typer.Typer(help="Automation rules: list, enable, disable, runs, process.",
+                        invoke_without_command=True)
+app.add_typer(rules_app, name="rules")
+
+
+def _rule_line(rule) -> str:
+    params = " ".join(f"{k}={v}" for k, v in rule.params.items()) or "(no parameters)"
+    last = rule.last_run
+    ran = (f"last run {last['created_at']:%Y-%m-%d %H:%M:%S} {last['status']}: "
+           f"{last['message']}" if last else "no runs yet")
+    return f"{rule.name:24} {'on ' if rule.enabled else 'off'} {params}\n{'':28}{ran}"
+
+
+def _run_line(run) -> str:
+    return (f"{run['created_at']:%Y-%m-%d %H:%M:%S}  {run['rule']:24} {run['status']:9} "
+            f"{run['message']}" + (f"  [job {run['job_id']}]" if run["job_id"] else ""))
+
+
+@rules_app.callback()
+def rules_list(ctx: typer.Context) -> None:
+    """List the built-in rules: on or off, parameters, last run."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rules = _open().rules.list()
+    _emit(rules, "\n".join(_rule_line(r) for r in rules))
+
+
+@rules_app.command("enable")
+def rules_enable(
+    name: str,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="key=value (repeat)."
+                                                    )] = None,
+) -> None:
+    """Switch a rule on (it reacts to events from now on), optionally setting parameters."""
+    wb = _open()
+    rule = wb.rules.configure(name, enabled=True, params=wb.rules.parse_params(name, param or []))
+    _emit(rule, _rule_line(rule))
+
+
+@rules_app.command("disable")
+def rules_disable(name: str) -> None:
+    """Switch a rule off (its parameters are kept)."""
+    rule = _open().rules.configure(name, enabled=False)
+    _emit(rule, _rule_line(rule))
+
+
+@rules_app.command("runs")
+def rules_runs(
+    name: Annotated[str | None, typer.Argument(help="Rule (default: all).")] = None,
+    limit: int = 50,
+) -> None:
+    """The rules' recent runs, newest first."""
+    runs = _open().rules.runs(name, limit)
+    _emit(runs, "\n".join(_run_line(r) for r in runs) or "no runs yet")
+
+
+@rules_app.command("process")
+def rules_process() -> None:
+    """Let the rules react to every event not consumed yet (the worker does this itself)."""
+    done = _open().rules.process_pending()
+    _emit(done, f"{done['events']} event(s) consumed: {done['runs']} run(s), "
+                f"{done['jobs']} job(s) queued, {done['failed']} failed")
+
+
 # -- webhooks and events ---------------------------------------------------------------------
 @webhooks_app.callback()
 def webhooks_list(ctx: typer.Context) -> None:
@@ -1002,3 +1067,4 @@ def events(
     rows = recent_events(_open().db, kind, limit)
     _emit(rows, "\n".join(f"{r['created_at']:%Y-%m-%d %H:%M:%S}  {r['type']:22} {r['id']}"
                           for r in rows) or "no events yet")
+

@@ -128,25 +128,29 @@ class DetectionService:
 
     # -- starting runs -----------------------------------------------------------------
     def _params(self, collection: str, version: str | None, params: DetectParams | None,
-                object_ids: list[str] | None = None):
+                object_ids: list[str] | None = None, requested_by: str | None = None):
         target = self.wb.collections.get(collection)
         chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
         return {"collection_id": target.id, "version": chosen.version,
                 "params": asdict(params or default_params(chosen)),
-                "object_ids": sorted(object_ids) if object_ids is not None else None}
+                "object_ids": sorted(object_ids) if object_ids is not None else None,
+                "requested_by": requested_by}
 
     def submit(self, collection: str, version: str | None = None,
-               params: DetectParams | None = None, object_ids: list[str] | None = None):
-        """Queue a batch run for the background worker (all images, or ``object_ids``)."""
+               params: DetectParams | None = None, object_ids: list[str] | None = None,
+               requested_by: str | None = None):
+        """Queue a batch run for the background worker (all images, or ``object_ids``);
+        ``requested_by`` names the job that asked for it (a retrain chain)."""
         return self.wb.jobs.submit("detect", self._params(collection, version, params,
-                                                          object_ids))
+                                                          object_ids, requested_by))
 
     def run(self, collection: str, version: str | None = None,
             params: DetectParams | None = None, listener: ProgressListener | None = None,
-            object_ids: list[str] | None = None):
+            object_ids: list[str] | None = None, requested_by: str | None = None):
         """Run a batch run in this process (still a durable, resumable job)."""
         job = self.wb.jobs.run_inline("detect", self._params(collection, version, params,
-                                                             object_ids), listener)
+                                                             object_ids, requested_by),
+                                      listener)
         if job.status == "failed":
             raise RuntimeError(f"detect job {job.id} failed: {job.message}\n{job.error}")
         return job
@@ -203,7 +207,9 @@ class DetectionService:
                    "processed_now": processed, "detections_now": detections,
                    "seconds": round(time.perf_counter() - started, 2)}
         with self.db.write() as conn:
-            record_event(conn, "batch.completed", {**summary, "job_id": ctx.job.id})
+            record_event(conn, "batch.completed", {
+                **summary, "collection_id": collection.id, "job_id": ctx.job.id,
+                "requested_by": ctx.params.get("requested_by")})
         # Taxonomies attached in "materialize" mode classify what this run added.
         applied = self.wb.taxonomies.after_batch(collection.id, version.key)
         if applied:

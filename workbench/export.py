@@ -11,7 +11,9 @@ What the seed's export script gets wrong, and what this one does instead:
 4. An image whose detections are not all reviewed is left out (``unreviewed="skip"``) or
    completed with its unreviewed detections above a threshold (``unreviewed="fill"``).
 5. ``false_positive`` boxes are dropped (hard negatives): an image left with no object is a
-   background image with an empty label file. ``missed`` boxes are added.
+   background image with an empty label file. ``missed`` boxes are added. The manifest's
+   ``hard_negatives`` lists the boxes the ``hard_negative`` rule collected (see
+   ``workbench.rules``), with the split of their image, for hard-negative mining.
 6. Normalisation uses each image's real size (after EXIF orientation); boxes are clipped to
    the image and degenerate ones are refused with a message in the manifest.
 
@@ -235,6 +237,27 @@ def _add(item: ImageLabels, box: LabelledBox, rejected: list[dict[str, Any]]) ->
     item.boxes.append(LabelledBox(box.cls, (x1, y1, x2, y2), box.source, box.annotation_id))
 
 
+def hard_negatives(wb: Workbench, collection_id: str, extractor_key: str
+                   ) -> list[dict[str, Any]]:
+    """The collection's hard-negative list for one version (the ``hard_negative`` rule fills
+    it): detections whose newest live verdict is still ``false_positive``."""
+    with wb.db.read() as conn:
+        rows = conn.execute(sa.select(t.hard_negatives).where(
+            t.hard_negatives.c.collection_id == collection_id,
+            t.hard_negatives.c.extractor_key == extractor_key)
+            .order_by(t.hard_negatives.c.detection_id)).all()
+        ids = [r.detection_id for r in rows]
+        verdicts = conn.execute(sa.select(t.annotations.c.document_id, t.annotations.c.label)
+                                .where(t.annotations.c.document_id.in_(ids),
+                                       t.annotations.c.deleted_at.is_(None))
+                                .order_by(t.annotations.c.created_at, t.annotations.c.id)
+                                ).all() if ids else []
+    newest = {v.document_id: v.label for v in verdicts}
+    return [{"detection_id": r.detection_id, "object_id": r.object_id, "class": r.class_name,
+             "xyxy": list(r.xyxy), "annotation_id": r.annotation_id}
+            for r in rows if newest.get(r.detection_id) == "false_positive"]
+
+
 def class_names(base: tuple[str, ...], images: list[ImageLabels]) -> tuple[str, ...]:
     """The base model's names in their order, then new classes (sorted, so stable)."""
     new = sorted({b.cls for image in images for b in image.boxes} - set(base))
@@ -311,11 +334,15 @@ def export_yolo(wb: Workbench, collection: str, out: Path | str, version: str | 
             if counts[split]:
                 (out / "coco" / f"{split}.json").write_text(json.dumps(coco[split]))
     content_hash = _content_hash(out, {m["file"]: m["sha256"] for m in manifest_images})
+    splits_of = {m["object_id"]: m["split"] for m in manifest_images}
+    negatives = [{**n, "split": splits_of.get(n["object_id"])}  # None: image not exported
+                 for n in hard_negatives(wb, target.id, chosen.key)]
     manifest = {
         "collection": target.name, "extractor": chosen.key, "names": list(names),
         "options": asdict(options), "images": manifest_images,
         "annotation_ids": report["annotation_ids"], "skipped_images": report["skipped"],
-        "rejected_boxes": report["rejected_boxes"], "content_hash": content_hash,
+        "rejected_boxes": report["rejected_boxes"], "hard_negatives": negatives,
+        "content_hash": content_hash,
         "counts": {"images": dict(counts), "objects": dict(objects),
                    "classes": dict(classes), "background_images": background},
     }

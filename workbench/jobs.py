@@ -47,6 +47,8 @@ JOB_KINDS: dict[str, str] = {
     "train": "workbench.training:run_train_job",
     "taxonomy": "workbench.taxonomies:run_taxonomy_job",
     "cluster": "workbench.clusters:run_cluster_job",
+    "retrain": "workbench.rules:run_retrain_job",  # export + fine-tune + evaluate + gate
+    "evaluate": "workbench.rules:run_evaluate_job",
 }
 
 ProgressListener = Callable[[Job], None]
@@ -126,25 +128,35 @@ class JobService:
         self.db = wb.db
 
     # -- queue -------------------------------------------------------------------------
-    def submit(self, kind: str, params: dict[str, Any]) -> Job:
+    def submit(self, kind: str, params: dict[str, Any], conn: sa.Connection | None = None
+               ) -> Job:
+        """Queue a job; with ``conn``, in the caller's transaction (a rule's reaction is
+        queued together with the rules engine's cursor)."""
         if kind not in JOB_KINDS:
             raise ValidationError(f"unknown job kind {kind!r}; known: {', '.join(JOB_KINDS)}")
         job_id = new_id("job")
-        with self.db.write() as conn:
-            conn.execute(
-                t.jobs.insert().values(
-                    id=job_id,
-                    kind=kind,
-                    params=params,
-                    status="queued",
-                    progress_done=0,
-                    progress_total=0,
-                    message="queued",
-                    cancel_requested=False,
-                    created_at=utcnow(),
-                )
-            )
+        if conn is not None:
+            self._insert(conn, job_id, kind, params)
+            return _job(conn.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id)).one())
+        with self.db.write() as own:
+            self._insert(own, job_id, kind, params)
         return self.get(job_id)
+
+    def _insert(self, conn: sa.Connection, job_id: str, kind: str, params: dict[str, Any]
+                ) -> None:
+        conn.execute(
+            t.jobs.insert().values(
+                id=job_id,
+                kind=kind,
+                params=params,
+                status="queued",
+                progress_done=0,
+                progress_total=0,
+                message="queued",
+                cancel_requested=False,
+                created_at=utcnow(),
+            )
+        )
 
     def get(self, job_id: str) -> Job:
         with self.db.read() as conn:
@@ -376,17 +388,22 @@ class Worker:
         listener: ProgressListener | None = None,
     ) -> int:
         """Run jobs until stopped; returns the number of jobs run. Webhook deliveries go
-        out meanwhile from a thread of their own, so a long training job holds none back."""
+        out meanwhile from a thread of their own, so a long training job holds none back;
+        the automation rules consume events on another."""
         stop = threading.Event()
-        dispatcher = threading.Thread(target=self.wb.webhooks.run_dispatcher, args=(stop,),
-                                      kwargs={"poll_s": self.wb.settings.worker_poll_s},
-                                      name="webhooks", daemon=True)
-        dispatcher.start()
+        poll = {"poll_s": self.wb.settings.worker_poll_s}
+        threads = [threading.Thread(target=self.wb.webhooks.run_dispatcher, args=(stop,),
+                                    kwargs=poll, name="webhooks", daemon=True),
+                   threading.Thread(target=self.wb.rules.run_engine, args=(stop,),
+                                    kwargs=poll, name="rules", daemon=True)]
+        for thread in threads:
+            thread.start()
         try:
             return self._run_jobs(exit_when_idle, idle_exit_s, listener)
         finally:
             stop.set()
-            dispatcher.join(timeout=15)
+            for thread in threads:
+                thread.join(timeout=15)
 
     def _run_jobs(self, exit_when_idle: bool, idle_exit_s: float | None,
                   listener: ProgressListener | None) -> int:
@@ -395,6 +412,11 @@ class Worker:
         idle_since = time.monotonic()
         while True:
             job = jobs.claim(self.worker_id)
+            if job is None and exit_when_idle:
+                # The last events may queue reactions (here, or on the rules thread, whose
+                # pass is committed once this one has the engine's lock): run them first.
+                self.wb.rules.process_pending()
+                job = jobs.claim(self.worker_id)
             if job is None:
                 if exit_when_idle:
                     return ran

@@ -162,6 +162,7 @@ events = Table(
     Column("payload", JSON, nullable=False),
     Column("created_at", DateTime, nullable=False),
     Index("ix_events_type_created", "type", "created_at"),
+    Index("ix_events_created", "created_at", "id"),  # the rules engine's reading order
 )
 
 retrievers = Table(
@@ -399,4 +400,55 @@ webhook_attempts = Table(
     Column("status_code", Integer),
     Column("error", Text),
     Index("ix_webhook_attempts_delivery", "delivery_id"),
+)
+
+rules = Table(
+    "rules",
+    metadata,
+    Column("name", String(64), primary_key=True),  # a built-in rule (workbench.rules.RULES)
+    Column("enabled", Boolean, nullable=False),
+    Column("params", JSON, nullable=False),  # the values set; the rule's defaults fill the rest
+    Column("enabled_at", DateTime),  # a rule reacts to events from this time on
+    Column("updated_at", DateTime, nullable=False),
+)
+
+rule_runs = Table(
+    "rule_runs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("rule", String(64), nullable=False),
+    Column("event_id", String(64), ForeignKey("events.id"), nullable=False),
+    Column("status", String(20), nullable=False),  # done | skipped | failed | submitted | …
+    Column("message", Text, nullable=False),
+    Column("result", JSON),
+    Column("job_id", String(64), ForeignKey("jobs.id")),  # the job a long reaction runs as
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("rule", "event_id", name="uq_rule_runs_rule_event"),  # never twice
+    Index("ix_rule_runs_rule_created", "rule", "created_at"),
+    Index("ix_rule_runs_job", "job_id"),
+)
+
+event_cursors = Table(
+    "event_cursors",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("event_created_at", DateTime, nullable=False),  # the last event consumed
+    Column("event_id", String(64), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+hard_negatives = Table(
+    "hard_negatives",
+    metadata,
+    Column("detection_id", String(80), primary_key=True),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("extractor_key", String(140), nullable=False),
+    Column("object_id", String(64), nullable=False),
+    Column("class_name", String(200), nullable=False),
+    Column("xyxy", JSON, nullable=False),
+    Column("annotation_id", String(64), nullable=False),  # the false_positive verdict
+    Column("event_id", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_hard_negatives_collection", "collection_id", "extractor_key"),
 )

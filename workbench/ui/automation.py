@@ -1,10 +1,12 @@
-"""Widgets of the Automation page: webhooks (create, ping, deliveries, redeliver) and events."""
+"""Widgets of the Automation page: webhooks (create, ping, deliveries, redeliver), rules
+(toggle, parameters, last runs) and events."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from workbench import Workbench
+from workbench.errors import WorkbenchError
 from workbench.ui import show_errors
 from workbench.webhooks import EVENT_TYPES
 
@@ -79,3 +81,71 @@ def recent_events(wb: Workbench) -> None:
     st.dataframe([{"time": r["created_at"], "type": r["type"], "id": r["id"],
                    "data": str(r["payload"])[:200]} for r in rows],
                  width="stretch", hide_index=True)
+
+
+def rules_section(wb: Workbench) -> None:
+    """Each built-in rule: a toggle, its parameters in a form, its last runs."""
+    from workbench.rules import RULES
+
+    if st.button("Let the rules react to new events now", key="rules_process"):
+        with show_errors():
+            done = wb.rules.process_pending()
+            st.toast(f"{done['events']} event(s): {done['runs']} run(s), {done['jobs']} "
+                     f"job(s) queued, {done['failed']} failed")
+    for rule in wb.rules.list():
+        with st.container(border=True):
+            _rule_card(wb, rule, RULES[rule.name])
+
+
+def _rule_card(wb: Workbench, rule, spec) -> None:
+    toggle = f"rule_on_{rule.name}"
+    st.session_state[toggle] = rule.enabled  # the stored state, whoever changed it
+    cols = st.columns([1, 4])
+    cols[0].toggle(rule.name, key=toggle, on_change=_switch, args=(wb, rule.name))
+    cols[1].markdown(f"{rule.description}  \n*on* {', '.join(spec.triggers)}")
+    failed = st.session_state.pop(f"rule_error_{rule.name}", None)
+    if failed:
+        st.error(failed, icon="⚠️")
+    if spec.params:
+        with st.form(f"rule_params_{rule.name}"):
+            cols = st.columns(4)
+            values = {key: _param_input(cols[i % 4], rule, key, param)
+                      for i, (key, param) in enumerate(spec.params.items())}
+            if st.form_submit_button("Save parameters"):
+                with show_errors():
+                    typed = {k: spec.params[k].parse(rule.name, k, v) if isinstance(v, str)
+                             else v for k, v in values.items()}
+                    wb.rules.configure(rule.name, params=typed)
+                    st.toast(f"{rule.name}: parameters saved")
+    runs = wb.rules.runs(rule.name, limit=5)
+    if runs:
+        st.dataframe([{"time": r["created_at"], "event": r["event_type"], "status": r["status"],
+                       "message": r["message"], "job": r["job_id"]} for r in runs],
+                     width="stretch", hide_index=True)
+    else:
+        st.caption("No runs yet.")
+
+
+def _switch(wb: Workbench, name: str) -> None:
+    try:
+        wb.rules.configure(name, enabled=st.session_state[f"rule_on_{name}"])
+    except WorkbenchError as exc:  # shown on the card; the toggle goes back to the stored state
+        st.session_state[f"rule_error_{name}"] = str(exc)
+
+
+def _param_input(where, rule, key: str, param):
+    """A widget for one parameter; text for optional values (empty: the default)."""
+    value = rule.params[key]
+    widget = f"rule_{rule.name}_{key}"
+    if param.choices:
+        return where.selectbox(key, param.choices, index=param.choices.index(value),
+                               key=widget, help=param.doc)
+    if param.kind is bool:
+        return where.checkbox(key, value=value, key=widget, help=param.doc)
+    if param.optional or param.kind is str:
+        return where.text_input(key, "" if value is None else str(value), key=widget,
+                                help=param.doc)
+    if param.kind is int:
+        return where.number_input(key, value=int(value), step=1, key=widget, help=param.doc)
+    return where.number_input(key, value=float(value), step=0.01, format="%.3f", key=widget,
+                              help=param.doc)
