@@ -10,6 +10,7 @@ from workbench.ui.detect import (
     results_grid,
     run_controls,
 )
+from workbench.ui.fiftyone import open_in_fiftyone
 
 wb = page_setup("Detect")
 st.title("Detect")
@@ -37,6 +38,7 @@ chosen = wb.registry.get(collection.extractor_name, version)
 
 with show_errors():
     run_controls(wb, collection, chosen)
+open_in_fiftyone(wb, collection, key="detect_fiftyone")
 jobs_panel(wb)
 
 selected = results_grid(wb, collection, chosen)

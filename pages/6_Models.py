@@ -3,6 +3,7 @@
 import streamlit as st
 
 from workbench.ui import jobs_panel, page_setup, pick_collection, show_errors
+from workbench.ui.fiftyone import open_in_fiftyone
 from workbench.ui.loop import comparison_view, gate_form, registry_table, regression_gallery
 
 wb = page_setup("Models")
@@ -11,6 +12,7 @@ collection = pick_collection(
     wb, "models_collection",
     "No collection yet: register a model and create a collection on the Detect page.")
 registry_table(wb, collection)
+open_in_fiftyone(wb, collection, key="models_fiftyone")
 versions = [v.version for v in wb.registry.list(collection.extractor_name)]
 if len(versions) < 2:
     st.info("Fine-tune a second version on the Export & Train page to compare it with this one.")

@@ -148,6 +148,12 @@ class Workbench:
 
         return RuleService(self)
 
+    @cached_property
+    def fiftyone(self):
+        from workbench.fiftyone_sync import FiftyOneSync
+
+        return FiftyOneSync(self)
+
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
         from workbench.ingest import FORMAT_EXTENSIONS

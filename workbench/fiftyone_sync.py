@@ -1,0 +1,675 @@
+"""FiftyOne sync: a collection as a persistent FiftyOne dataset, for inspection in its App.
+
+One sample per image of the collection's buckets, by the path of its blob (nothing is
+copied), with:
+
+* the bucket's metadata fields (``camera_id``, ``timestamp``, … — a name FiftyOne reserves,
+  such as ``id`` or ``tags``, gets a ``meta_`` prefix) and ``bucket``;
+* per model version that has processed the image, ``pred_<version>`` (``pred_v1_0_0`` for
+  ``1.0.0``): ``fo.Detections`` with the confidence, the workbench ``detection_id``, the
+  verdict as a label tag (``confirmed``, ``corrected``, ``false_positive``, …) and, for a
+  correction, ``true_class``; every taxonomy's stored label as ``taxonomy_<name>``; and the
+  cluster of the collection's latest cluster run as ``cluster`` / ``cluster_name``;
+* ``embedding_<version>``: the version's image embedding from the vector store, so that
+  ``fiftyone.brain.compute_visualization(dataset, embeddings="embedding_v1_0_0")`` works (the
+  sync can compute it: ``compute_visualization=True``, brain key ``img_viz_<version>``);
+* ``ground_truth``: the reviewed truth that evaluation uses
+  (:func:`workbench.export.labelled_images`) on images whose detections are all reviewed;
+  ``None`` elsewhere, so ``dataset.exists("ground_truth")`` is the evaluable set;
+* sample tags ``reviewed`` and the image-level marks (``missed``, ``no_objects``).
+
+Boxes are absolute pixel ``xyxy`` everywhere in the library; here, and only here, they become
+FiftyOne's relative top-left ``[x, y, w, h]`` (:func:`workbench.boxes.xyxy_to_fiftyone`).
+
+**Incremental.** Each sample keeps ``wb_object_id`` and ``wb_sync_hash``, a hash of
+everything the sync wrote to it. A re-sync builds the same description from the workspace and
+writes only what differs: new images are added, changed samples updated in place (their ids,
+and fields the user added, stay), unchanged ones are not touched, samples of images that left
+the collection are deleted. No workbench table is involved.
+
+**Where.** FiftyOne keeps its database in ``<workspace>/fiftyone-db``
+(``FIFTYONE_DATABASE_DIR``, set by :meth:`Settings.apply_environment` before FiftyOne is first
+imported). Its ``mongod`` starts with the first call in a process (a few seconds) and is
+shared with other processes of the same workspace only (:func:`_start_database`).
+
+FiftyOne is imported inside the functions that use it: ``import workbench`` never loads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import sqlalchemy as sa
+
+from workbench.boxes import xyxy_to_fiftyone
+from workbench.errors import ConfigError, MissingDependencyError, NotFoundError, ValidationError
+from workbench.store import tables as t
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+    from workbench.domain import Collection, ExtractorVersion
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 5151
+ADDRESS = "127.0.0.1"
+GROUND_TRUTH = "ground_truth"
+OBJECT_FIELD = "wb_object_id"
+HASH_FIELD = "wb_sync_hash"
+IMAGE_EMBEDDING = "image_embedding"
+# FiftyOne's own sample fields and this module's: a bucket metadata key with one of these
+# names is written as meta_<key>.
+RESERVED = {"id", "filepath", "tags", "metadata", "media_type", "created_at",
+            "last_modified_at", "bucket", GROUND_TRUTH, OBJECT_FIELD, HASH_FIELD}
+# Agreement of FiftyOne's evaluate_detections (COCO method) with pycocotools, in absolute
+# mAP. Both use 101 recall points and COCO's greedy matching, and agree to 1e-15 on the demo;
+# they order predictions of exactly equal confidence differently (which only float ties
+# expose), hence the margin. True-positive, false-positive and false-negative counts must
+# agree exactly.
+CROSS_CHECK_TOLERANCE = 1e-3
+UPDATE_BATCH = 200  # samples written per batch
+COUNTS = ("tp", "fp", "fn")
+VISUALIZATION_METHODS = ("pca", "umap", "tsne")
+
+Progress = Callable[[int, int, str], None]
+
+
+def dataset_name(collection_name: str) -> str:
+    """The default FiftyOne dataset of a collection: ``workbench-<collection>``."""
+    return f"workbench-{collection_name}"
+
+
+def version_slug(version: str) -> str:
+    """A field-name-safe form of a version: ``1.0.0`` → ``v1_0_0``."""
+    return "v" + (re.sub(r"[^0-9A-Za-z]+", "_", version).strip("_") or "0")
+
+
+def prediction_field(version: str) -> str:
+    return f"pred_{version_slug(version)}"
+
+
+def embedding_field(version: str) -> str:
+    return f"embedding_{version_slug(version)}"
+
+
+def _attribute(prefix: str, name: str) -> str:
+    return f"{prefix}_{re.sub(r'[^0-9A-Za-z_]+', '_', name).strip('_')}"
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    """What one sync did; ``fields`` lists the per-version fields now in the dataset."""
+
+    dataset: str
+    collection: str
+    added: int
+    updated: int
+    unchanged: int
+    removed: int
+    samples: int
+    versions: tuple[str, ...]
+    fields: tuple[str, ...]
+    database_dir: str
+    seconds: float
+    visualizations: tuple[str, ...] = ()
+
+    def summary(self) -> str:
+        return (f"{self.dataset}: {self.added} added, {self.updated} updated, "
+                f"{self.unchanged} unchanged, {self.removed} removed ({self.samples} samples, "
+                f"{self.seconds:.1f} s)")
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """FiftyOne's ``evaluate_detections`` against the workbench's pycocotools evaluation on
+    the same images; ``agrees`` when every mAP differs by at most ``tolerance`` and the
+    TP/FP/FN counts at ``iou`` are equal."""
+
+    version: str
+    images: int
+    iou: float
+    tolerance: float
+    workbench: dict[str, float | int | None]
+    fiftyone: dict[str, float | int | None]
+    differences: dict[str, float | None] = field(default_factory=dict)
+    eval_key: str = ""
+
+    @property
+    def agrees(self) -> bool:
+        for name, delta in self.differences.items():
+            if delta is None:  # one side undefined: agreement only when both are
+                if (self.workbench[name] is None) != (self.fiftyone[name] is None):
+                    return False
+            elif abs(delta) > (0 if name in COUNTS else self.tolerance):
+                return False
+        return True
+
+    def summary(self) -> str:
+        def fmt(value):
+            return "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float)
+                                                else str(value))
+
+        parts = [f"{name} {fmt(self.workbench[name])} vs {fmt(self.fiftyone[name])}"
+                 for name in self.workbench]
+        verdict = "agree" if self.agrees else "DISAGREE"
+        return (f"{self.version} on {self.images} reviewed images: {'; '.join(parts)} "
+                f"(workbench vs FiftyOne) — {verdict} within {self.tolerance}")
+
+
+def _import_fiftyone():
+    """FiftyOne, imported on first use."""
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    try:
+        import fiftyone as fo
+    except ImportError as exc:  # pragma: no cover - fiftyone is in requirements.txt
+        raise MissingDependencyError(
+            "the FiftyOne sync needs fiftyone: pip install -r requirements.txt "
+            "(then scripts/ensure_mongod.sh .venv/bin/python)") from exc
+    return fo
+
+
+_database = None  # the database service this process started or joined, kept alive
+
+
+def _start_database() -> None:
+    """Start, or join, a FiftyOne database service whose ``mongod`` uses the folder that
+    ``FIFTYONE_DATABASE_DIR`` names, and point FiftyOne at it.
+
+    FiftyOne's own service joins *any* FiftyOne database already running for this user,
+    whatever its folder (another workspace's, or ``~/.fiftyone``'s), so the datasets would
+    land there. This one joins only a service running ``mongod --dbpath`` on the same folder,
+    and hands its port to FiftyOne (``FIFTYONE_PRIVATE_DATABASE_PORT``, which FiftyOne's
+    connection honours and child processes such as the App server inherit). Nothing is done
+    when FiftyOne is given a database URI, or a port, already.
+    """
+    global _database
+    if _database is not None or os.environ.get("FIFTYONE_PRIVATE_DATABASE_PORT") or \
+            os.environ.get("FIFTYONE_DATABASE_URI"):
+        return
+    import fiftyone.core.service as fos
+    import fiftyone.service.util as fosu
+
+    class WorkspaceDatabaseService(fos.DatabaseService):
+        def start(self):
+            # The service's command line holds "--51-service db --multi <mongod> --dbpath
+            # <folder>": only a service on this very folder is joined.
+            for process in fosu.find_processes_by_args(self._service_args + self.command[:3]):
+                try:
+                    if fosu.send_ipc_message(process, ("register", os.getpid())) is True:
+                        self.attached, self.child = True, process
+                        return
+                except OSError:
+                    continue
+            fos.Service.start(self)
+
+    _database = WorkspaceDatabaseService()
+    os.environ["FIFTYONE_PRIVATE_DATABASE_PORT"] = str(_database.port)
+
+
+def port_in_use(port: int, address: str = ADDRESS) -> bool:
+    """Whether something already listens on ``address:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((address, port)) == 0
+
+
+_session = None  # FiftyOne allows one App session per process
+
+
+class FiftyOneSync:
+    """Push collections into FiftyOne, check its evaluation against ours, open its App."""
+
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+
+    # -- where ----------------------------------------------------------------------------
+    @property
+    def database_dir(self) -> Path:
+        """The workspace's FiftyOne database folder."""
+        return (self.wb.home / "fiftyone-db").resolve()
+
+    def _fo(self):
+        fo = _import_fiftyone()
+        _start_database()
+        return fo
+
+    def active_database_dir(self) -> Path:
+        """The folder of the ``mongod`` this process is connected to (FiftyOne connects once
+        per process: a second workspace opened in the same process, as in tests, shares the
+        first one's database, and a warning says so)."""
+        fo = self._fo()
+        from fiftyone.core.odm.database import get_db_client
+
+        options = get_db_client().admin.command("getCmdLineOpts")
+        active = Path(options.get("parsed", {}).get("storage", {}).get(
+            "dbPath", fo.config.database_dir)).resolve()
+        if active != self.database_dir:
+            log.warning("FiftyOne's database in this process is %s, not this workspace's %s "
+                        "(FiftyOne was first used here for another workspace, or "
+                        "FIFTYONE_DATABASE_DIR / FIFTYONE_DATABASE_URI say so)", active,
+                        self.database_dir)
+        return active
+
+    # -- datasets ---------------------------------------------------------------------------
+    def load(self, collection: str, dataset: str | None = None):
+        """The synced dataset of ``collection`` (``NotFoundError`` if never synced)."""
+        fo = self._fo()
+        target = self.wb.collections.get(collection)
+        name = dataset or dataset_name(target.name)
+        if not fo.dataset_exists(name):
+            raise NotFoundError(f"no FiftyOne dataset {name!r} yet: sync the collection first "
+                                f"(`workbench fiftyone {target.name}`)")
+        loaded = fo.load_dataset(name)
+        self._check_owner(loaded, target)
+        return loaded
+
+    def delete(self, collection: str, dataset: str | None = None) -> bool:
+        """Delete the collection's FiftyOne dataset; False when there was none."""
+        fo = self._fo()
+        target = self.wb.collections.get(collection)
+        name = dataset or dataset_name(target.name)
+        if not fo.dataset_exists(name):
+            return False
+        existing = fo.load_dataset(name)
+        self._check_owner(existing, target)
+        existing.delete()
+        return True
+
+    def _check_owner(self, dataset, target: Collection) -> None:
+        owner = dataset.info.get("workbench_collection_id")
+        if owner != target.id:
+            where = (f"collection {dataset.info.get('workbench_collection')!r} of workspace "
+                     f"{dataset.info.get('workbench_home')}" if owner else
+                     "something other than the workbench")
+            raise ValidationError(
+                f"the FiftyOne dataset {dataset.name!r} belongs to {where}, not to collection "
+                f"{target.name!r} here; sync under another name (--dataset NAME) or delete it "
+                f"(fiftyone datasets delete {dataset.name})")
+
+    # -- sync -------------------------------------------------------------------------------
+    def sync(self, collection: str, dataset: str | None = None,
+             compute_visualization: bool = False, visualization_method: str = "pca",
+             progress: Progress | None = None) -> SyncReport:
+        """Write what changed in ``collection`` since the last sync into its FiftyOne dataset
+        (created, persistent, on the first sync) and return the counts.
+
+        ``compute_visualization`` also runs ``fiftyone.brain.compute_visualization`` on each
+        version's image embeddings (``visualization_method``: ``pca`` is quick; ``umap`` and
+        ``tsne`` take longer). ``progress(done, total, message)`` is called as samples are
+        written.
+        """
+        started = time.perf_counter()
+        if visualization_method not in VISUALIZATION_METHODS:
+            raise ValidationError(f"visualization method {visualization_method!r} is not one "
+                                  f"of {', '.join(VISUALIZATION_METHODS)}")
+        target = self.wb.collections.get(collection)
+        versions = self._versions(target)
+        if not versions:
+            raise ValidationError(
+                f"collection {target.name!r} has no detections yet: run a model over it first "
+                f"(`workbench detect {target.name}`), then sync")
+        step = progress or (lambda done, total, message: None)
+        step(0, 0, "reading the workspace")
+        snapshots = self._snapshots(target, versions)
+
+        fo = self._fo()
+        name = dataset or dataset_name(target.name)
+        if fo.dataset_exists(name):
+            ds = fo.load_dataset(name)
+            self._check_owner(ds, target)
+        else:
+            ds = fo.Dataset(name)
+        ds.persistent = True
+        ds.info = {**ds.info, "workbench_home": str(self.wb.home.resolve()),
+                   "workbench_collection": target.name, "workbench_collection_id": target.id,
+                   "workbench_versions": {version_slug(v.version): v.key for v in versions}}
+        ds.save()
+
+        existing: dict[str, tuple[str, str]] = {}
+        if len(ds):
+            ids, objects, hashes = ds.values(["id", OBJECT_FIELD, HASH_FIELD])
+            existing = {o: (i, h) for i, o, h in zip(ids, objects, hashes, strict=True)}
+        new = [s for s in snapshots if s["object_id"] not in existing]
+        changed = {existing[s["object_id"]][0]: s for s in snapshots
+                   if s["object_id"] in existing and existing[s["object_id"]][1] != s["hash"]}
+        wanted = {s["object_id"] for s in snapshots}
+        gone = [sample_id for object_id, (sample_id, _) in existing.items()
+                if object_id not in wanted]
+        total = len(new) + len(changed)
+        done = 0
+        step(done, total, f"{len(new)} to add, {len(changed)} to update")
+
+        for begin in range(0, len(new), UPDATE_BATCH):
+            batch = new[begin:begin + UPDATE_BATCH]
+            ds.add_samples([self._sample(fo, s) for s in batch], progress=False)
+            done += len(batch)
+            step(done, total, f"added {min(begin + UPDATE_BATCH, len(new))}/{len(new)}")
+        sample_ids = list(changed)
+        schema = ds.get_field_schema()
+        for begin in range(0, len(sample_ids), UPDATE_BATCH):
+            chunk = sample_ids[begin:begin + UPDATE_BATCH]
+            for sample in ds.select(chunk).iter_samples(autosave=True, progress=False):
+                self._write(fo, sample, changed[sample.id], schema)
+            done += len(chunk)
+            step(done, total, f"updated {min(begin + UPDATE_BATCH, len(sample_ids))}/"
+                              f"{len(sample_ids)}")
+        if gone:
+            ds.delete_samples(gone)
+
+        visualizations: list[str] = []
+        if compute_visualization:
+            step(done, total, "computing the embeddings visualization")
+            visualizations = self._visualize(ds, versions, visualization_method)
+        schema = ds.get_field_schema()
+        return SyncReport(
+            dataset=ds.name, collection=target.name, added=len(new), updated=len(changed),
+            unchanged=len(snapshots) - len(new) - len(changed), removed=len(gone),
+            samples=len(ds), versions=tuple(v.key for v in versions),
+            fields=tuple(f for v in versions
+                         for f in (prediction_field(v.version), embedding_field(v.version))
+                         if f in schema),
+            database_dir=str(self.active_database_dir()),
+            seconds=round(time.perf_counter() - started, 3),
+            visualizations=tuple(visualizations))
+
+    def _versions(self, target: Collection) -> list[ExtractorVersion]:
+        keys = set(self.wb.collections.versions_run(target))
+        return [v for v in self.wb.registry.list(target.extractor_name) if v.key in keys]
+
+    def _snapshots(self, target: Collection, versions: list[ExtractorVersion]
+                   ) -> list[dict[str, Any]]:
+        """Per image, a plain description of its sample, with the hash of that description."""
+        from workbench.export import NO_OBJECTS, ExportOptions, labelled_images
+
+        with self.wb.db.read() as conn:
+            objects = conn.execute(sa.select(t.objects).where(
+                t.objects.c.bucket_id.in_(target.bucket_ids)).order_by(
+                    t.objects.c.created_at, t.objects.c.id)).all()
+            buckets = dict(conn.execute(sa.select(t.buckets.c.id, t.buckets.c.name).where(
+                t.buckets.c.id.in_(target.bucket_ids))).all())
+            documents = conn.execute(sa.select(
+                t.documents.c.id, t.documents.c.object_id, t.documents.c.extractor_key).where(
+                    t.documents.c.collection_id == target.id)).all()
+            annotations = conn.execute(sa.select(
+                t.annotations.c.document_id, t.annotations.c.object_id, t.annotations.c.label,
+                t.annotations.c.payload).where(
+                    t.annotations.c.collection_id == target.id,
+                    t.annotations.c.deleted_at.is_(None)).order_by(
+                        t.annotations.c.created_at, t.annotations.c.id)).all()
+            taxonomy_labels = conn.execute(
+                sa.select(t.taxonomy_assignments.c.detection_id, t.taxonomies.c.name,
+                          t.taxonomy_assignments.c.label)
+                .select_from(t.taxonomy_assignments.join(
+                    t.taxonomies, t.taxonomies.c.id == t.taxonomy_assignments.c.taxonomy_id))
+                .where(t.taxonomy_assignments.c.collection_id == target.id)).all()
+        runs = self.wb.clusters.list(target.name, limit=1)
+        clusters: dict[str, tuple[int, str]] = {}
+        if runs:
+            with self.wb.db.read() as conn:
+                for detection_id, cluster in conn.execute(sa.select(
+                        t.cluster_members.c.detection_id, t.cluster_members.c.cluster).where(
+                            t.cluster_members.c.run_id == runs[0].id)):
+                    clusters[detection_id] = (cluster, runs[0].name_of(cluster))
+
+        verdicts: dict[str, Any] = {}  # newest verdict per detection
+        marks: dict[str, set[str]] = {}  # image-level annotations per object
+        for a in annotations:
+            marks.setdefault(a.object_id, set()).add("reviewed")
+            if a.label in ("missed", NO_OBJECTS):
+                marks[a.object_id].add(a.label)
+            else:
+                verdicts[a.document_id] = a
+        taxonomies: dict[str, dict[str, str]] = {}
+        for detection_id, taxonomy, label in taxonomy_labels:
+            taxonomies.setdefault(detection_id, {})[_attribute("taxonomy", taxonomy)] = label
+        truth = {image.object_id: image for image in labelled_images(
+            self.wb, target.id, None, ExportOptions())[0]}
+
+        docs = {(d.object_id, d.extractor_key): d.id for d in documents}
+        per_version: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        embeddings: dict[str, dict[str, Any]] = {}
+        for version in versions:
+            found: dict[str, list[dict[str, Any]]] = {}
+            for det in self.wb.detection.detections(target, version.key):
+                verdict = verdicts.get(det.id)
+                item = {"id": det.id, "label": det.class_name, "confidence": det.confidence,
+                        "xyxy": list(det.xyxy), "tags": [verdict.label] if verdict else [],
+                        **taxonomies.get(det.id, {})}
+                if verdict is not None and (verdict.payload or {}).get("true_class"):
+                    item["true_class"] = verdict.payload["true_class"]
+                if det.id in clusters:
+                    item["cluster"], item["cluster_name"] = clusters[det.id]
+                found.setdefault(det.object_id, []).append(item)
+            per_version[version.version] = found
+            if any(f.feature_name == IMAGE_EMBEDDING for f in version.spec.embeddings):
+                doc_ids = [d.id for d in documents if d.extractor_key == version.key]
+                embeddings[version.version] = self._vectors(
+                    version.feature_uri(IMAGE_EMBEDDING), doc_ids)
+
+        snapshots = []
+        for obj in objects:
+            item: dict[str, Any] = {
+                "object_id": obj.id, "filepath": str(self.wb.image_path(obj).resolve()),
+                "width": obj.width, "height": obj.height, "size_bytes": obj.size_bytes,
+                "format": obj.format, "bucket": buckets.get(obj.bucket_id),
+                "metadata": {(f"meta_{k}" if k in RESERVED or k.startswith(("pred_",
+                              "embedding_", "_")) else k): v
+                             for k, v in sorted((obj.metadata or {}).items())},
+                "tags": sorted(marks.get(obj.id, ())), "versions": {}, "embeddings": {},
+                "truth": None}
+            for version in versions:
+                doc_id = docs.get((obj.id, version.key))
+                if doc_id is None:
+                    continue  # this version has not processed the image
+                item["versions"][version.version] = per_version[version.version].get(obj.id, [])
+                vector = embeddings.get(version.version, {}).get(doc_id)
+                if vector is not None:
+                    item["embeddings"][version.version] = vector
+            image = truth.get(obj.id)
+            if image is not None:
+                item["truth"] = [{"label": b.cls, "xyxy": list(b.xyxy), "source": b.source,
+                                  "annotation_id": b.annotation_id} for b in image.boxes]
+            item["hash"] = _hash(item)
+            snapshots.append(item)
+        return snapshots
+
+    def _vectors(self, feature_uri: str, ids: list[str], chunk: int = 5000) -> dict[str, Any]:
+        import numpy as np
+
+        if not ids:
+            return {}
+        found: dict[str, Any] = {}
+        store = self.wb.vectors.collection(feature_uri)
+        for begin in range(0, len(ids), chunk):
+            result = store.get(ids=ids[begin:begin + chunk], include=["embeddings"])
+            for vector_id, vector in zip(result["ids"], result["embeddings"], strict=True):
+                found[vector_id] = np.asarray(vector, dtype="float32")
+        return found
+
+    def _fields(self, fo, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """The sample's fields (other than filepath) as FiftyOne values."""
+        width, height = snapshot["width"], snapshot["height"]
+
+        def detection(item: dict[str, Any], attributes: dict[str, Any]):
+            return fo.Detection(label=item["label"],
+                                bounding_box=list(xyxy_to_fiftyone(item["xyxy"], width, height)),
+                                **attributes)
+
+        fields: dict[str, Any] = {
+            "metadata": fo.ImageMetadata(width=width, height=height,
+                                         size_bytes=snapshot["size_bytes"],
+                                         mime_type=f"image/{snapshot['format'].lower()}"),
+            "tags": list(snapshot["tags"]), "bucket": snapshot["bucket"],
+            OBJECT_FIELD: snapshot["object_id"], HASH_FIELD: snapshot["hash"],
+            **snapshot["metadata"]}
+        for version, items in snapshot["versions"].items():
+            fields[prediction_field(version)] = fo.Detections(detections=[
+                detection(item, {"confidence": item["confidence"], "detection_id": item["id"],
+                                 "tags": list(item["tags"]),
+                                 **{k: v for k, v in item.items()
+                                    if k not in ("id", "label", "confidence", "xyxy", "tags")}})
+                for item in items])
+        for version, vector in snapshot["embeddings"].items():
+            fields[embedding_field(version)] = vector
+        if snapshot["truth"] is not None:
+            fields[GROUND_TRUTH] = fo.Detections(detections=[
+                detection(box, {"source": box["source"], "annotation_id": box["annotation_id"]})
+                for box in snapshot["truth"]])
+        return fields
+
+    def _sample(self, fo, snapshot: dict[str, Any]):
+        fields = self._fields(fo, snapshot)
+        return fo.Sample(filepath=snapshot["filepath"], **fields)
+
+    def _write(self, fo, sample, snapshot: dict[str, Any], schema) -> None:
+        """Bring an existing sample up to date; fields the sync wrote before and no longer
+        has (a version's predictions, the truth) are cleared."""
+        fields = self._fields(fo, snapshot)
+        stale = [name for name in schema if name not in fields and (
+            name == GROUND_TRUTH or name.startswith(("pred_", "embedding_")))]
+        for name in stale:
+            if sample[name] is not None:
+                sample[name] = None
+        if sample.filepath != snapshot["filepath"]:
+            sample.filepath = snapshot["filepath"]
+        for name, value in fields.items():
+            sample[name] = value
+
+    def _visualize(self, ds, versions: list[ExtractorVersion], method: str) -> list[str]:
+        try:
+            import fiftyone.brain as fob
+        except ImportError as exc:  # pragma: no cover - fiftyone-brain comes with fiftyone
+            raise MissingDependencyError("computing a visualization needs fiftyone-brain: "
+                                         "pip install fiftyone-brain") from exc
+        keys = []
+        schema = ds.get_field_schema()
+        for version in versions:
+            embeddings = embedding_field(version.version)
+            if embeddings not in schema:
+                continue
+            view = ds.exists(embeddings)
+            if len(view) < 3:
+                log.warning("%s: %d embeddings, too few to visualize", embeddings, len(view))
+                continue
+            brain_key = f"img_viz_{version_slug(version.version)}"
+            if brain_key in ds.list_brain_runs():
+                ds.delete_brain_run(brain_key)
+            fob.compute_visualization(view, embeddings=embeddings, brain_key=brain_key,
+                                      method=method, seed=0, progress=False)
+            keys.append(brain_key)
+        return keys
+
+    # -- cross-check ------------------------------------------------------------------------
+    def cross_check(self, collection: str, version: str | None = None,
+                    dataset: str | None = None, iou: float = 0.5,
+                    tolerance: float = CROSS_CHECK_TOLERANCE) -> CrossCheck:
+        """Evaluate a version in FiftyOne (``evaluate_detections``, COCO method, on the synced
+        samples that have ground truth) and with the workbench's pycocotools evaluation on the
+        same images, and set the figures side by side.
+
+        The FiftyOne evaluation stays on the dataset as ``eval_<version>`` (TP/FP per box,
+        counts per sample) for browsing in the App.
+        """
+        from workbench.evaluation import Box, EvalImage, evaluate
+        from workbench.export import ExportOptions, labelled_images
+
+        target = self.wb.collections.get(collection)
+        chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        ds = self.load(target.name, dataset)
+        pred = prediction_field(chosen.version)
+        if pred not in ds.get_field_schema():
+            raise ValidationError(f"the dataset {ds.name!r} has no {pred} field: run "
+                                  f"{chosen.key} over {target.name!r} and sync again")
+        view = ds.exists(GROUND_TRUTH).exists(pred)
+        if not len(view):
+            raise ValidationError(
+                f"no synced image has both ground truth and {chosen.key} predictions: review "
+                f"every detection of some images, then sync again")
+        eval_key = f"eval_{version_slug(chosen.version)}"
+        sweep_key = f"{eval_key}_map50"
+        for key in (eval_key, sweep_key):
+            if key in ds.list_evaluations():
+                ds.delete_evaluation(key)
+        full = view.evaluate_detections(pred, gt_field=GROUND_TRUTH, eval_key=eval_key,
+                                        method="coco", iou=iou, compute_mAP=True,
+                                        progress=False)
+        at_50 = view.evaluate_detections(pred, gt_field=GROUND_TRUTH, eval_key=sweep_key,
+                                         method="coco", iou=0.5, compute_mAP=True,
+                                         iou_threshs=[0.5], progress=False)
+        ds.delete_evaluation(sweep_key)
+        theirs = {"map50_95": _defined(full.mAP()), "map50": _defined(at_50.mAP()),
+                  **{name: int(sum(view.values(f"{eval_key}_{name}"))) for name in COUNTS}}
+
+        object_ids = set(view.values(OBJECT_FIELD))
+        reviewed = [i for i in labelled_images(self.wb, target.id, None, ExportOptions())[0]
+                    if i.object_id in object_ids]
+        images = [EvalImage(i.object_id, i.width, i.height,
+                            tuple(Box(b.cls, b.xyxy) for b in i.boxes)) for i in reviewed]
+        predictions: dict[str, list[Box]] = {i.image_id: [] for i in images}
+        for det in self.wb.detection.detections(target, chosen.key,
+                                                object_ids=list(predictions)):
+            predictions[det.object_id].append(Box(det.class_name, det.xyxy, det.confidence))
+        # conf=0: FiftyOne counts every prediction, so the per-image counts must too.
+        result = evaluate(images, predictions, list(chosen.classes), iou_match=iou, conf=0.0)
+        ours = {"map50_95": result.map50_95, "map50": result.map50,
+                **{name: sum(getattr(o, name) for o in result.per_image) for name in COUNTS}}
+        differences = {name: (None if ours[name] is None or theirs[name] is None
+                              else theirs[name] - ours[name]) for name in ours}
+        return CrossCheck(version=chosen.key, images=len(images), iou=iou, tolerance=tolerance,
+                          workbench=ours, fiftyone=theirs, differences=differences,
+                          eval_key=eval_key)
+
+    # -- the App ----------------------------------------------------------------------------
+    def open_app(self, collection: str, port: int = DEFAULT_PORT, dataset: str | None = None
+                 ) -> str:
+        """Serve the FiftyOne App on 127.0.0.1:``port`` with the collection's synced dataset
+        (sync first) and return its URL. The server runs in the background until this
+        process ends; a second call in the same process switches the dataset."""
+        global _session
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"port must be in 1-65535, got {port}")
+        ours = _session is not None and _session.server_port == port
+        if not ours and port_in_use(port):
+            raise ConfigError(
+                f"port {port} on {ADDRESS} is in use (another FiftyOne App, or another "
+                f"program); choose a free one with --port, e.g. --port {port + 1}")
+        ds = self.load(collection, dataset)
+        if ours:
+            _session.dataset = ds
+        else:
+            _session = self._fo().launch_app(ds, remote=True, address=ADDRESS, port=port,
+                                             auto=False)
+        return f"http://{ADDRESS}:{port}/datasets/{quote(ds.name)}"
+
+    def wait(self) -> None:
+        """Block while the App started by :meth:`open_app` serves (until Ctrl-C)."""
+        if _session is None:
+            raise ValidationError("no FiftyOne App is running in this process: open_app first")
+        _session.wait(-1)
+
+
+def _hash(snapshot: dict[str, Any]) -> str:
+    """A digest of everything the sync writes to a sample (vectors by their bytes)."""
+    digest = hashlib.sha256()
+    plain = {k: v for k, v in snapshot.items() if k not in ("embeddings", "hash")}
+    digest.update(json.dumps(plain, sort_keys=True, default=str).encode())
+    for version, vector in sorted(snapshot["embeddings"].items()):
+        digest.update(version.encode())
+        digest.update(vector.tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _defined(value: float) -> float | None:
+    """FiftyOne reports an undefined mAP (no truth boxes) as -1."""
+    return None if value is None or value < 0 else float(value)
