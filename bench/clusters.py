@@ -1,15 +1,16 @@
 """Cluster benchmark: one cluster run over 20,000 detection embeddings, end to end, in a
 warm worker process.
 
-Builds detections as bench/review.py does (448-d vectors around three class centres, plus
-a fourth, smaller group that no class names: the "unseen" one), warms UMAP up once (numba
-compiles for about a minute in every new process: the app's long-lived worker pays that once),
+Builds detections as bench/review.py does (1024-d vectors, the width of YOLOv8n's detection
+embedding, around three class centres, plus a fourth, smaller group that no class names: the
+"unseen" one), warms UMAP up once (numba compiles for about a minute in every new process: the
+app's long-lived worker pays that once),
 then times complete runs — select, read vectors from Chroma, reduce, cluster, 2D projection,
 store — for the configurations the Clusters page offers. Prints seconds per phase, how well
 the unseen group is recovered, and peak memory; writes bench/results/clusters.json.
 Target: <= 20 s for the UMAP run.
 
-    .venv/bin/python bench/clusters.py [--detections 20000] [--dim 448]
+    .venv/bin/python bench/clusters.py [--detections 20000] [--dim 1024]
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def add_unseen_group(wb, share: float, dim: int) -> set[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detections", type=int, default=20_000)
-    parser.add_argument("--dim", type=int, default=448)
+    parser.add_argument("--dim", type=int, default=1024)
     args = parser.parse_args()
 
     import numpy as np

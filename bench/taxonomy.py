@@ -1,14 +1,14 @@
 """Taxonomy benchmark: a retroactive apply over 100,000 detections.
 
-Builds a workspace as bench/review.py does (rows written directly, 448-d vectors in Chroma,
-three classes around their own centres), puts 600 detections into a reference set, builds a
+Builds a workspace as bench/review.py does (rows written directly, 1024-d vectors in Chroma,
+the width of YOLOv8n's detection embedding, three classes around their own centres), puts 600 detections into a reference set, builds a
 flat taxonomy and applies it to every detection (all new); then adds 300 references (a new
 set version, so a new taxonomy version) and applies it again retroactively, which rewrites
 only the assignments whose outcome changed. Prints detections/s for each apply, the time in
 each phase (reading vectors from Chroma, classifying, writing) and peak memory, and writes
 bench/results/taxonomy.json. Target: >= 10,000 detections/s on 2 cores.
 
-    .venv/bin/python bench/taxonomy.py [--detections 100000] [--dim 448]
+    .venv/bin/python bench/taxonomy.py [--detections 100000] [--dim 1024]
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detections", type=int, default=100_000)
-    parser.add_argument("--dim", type=int, default=448)
+    parser.add_argument("--dim", type=int, default=1024)
     args = parser.parse_args()
 
     import numpy as np
