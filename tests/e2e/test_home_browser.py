@@ -24,6 +24,6 @@ def test_load_demo_workspace_with_the_apps_own_worker(app_server, page, home):
     assert metric("Buckets") == 1
     assert metric("Failed jobs") == 0
     page.get_by_role("link", name="Detect").click()
-    page.get_by_text("170 of 170 images processed").wait_for()
+    page.get_by_text("150 of 150 images processed").wait_for()
     page.locator("[data-testid='stImage'] img").first.wait_for()
     assert (home / "logs" / "worker.log").exists()
