@@ -215,7 +215,7 @@ def test_evaluate_on_batch_reacts_to_later_versions_only(review_wb):
     assert latest["job_id"] == job.id
     assert job.params == {"collection_id": "col_x", "base_version": "1.0.0",
                           "candidate_version": "2.0.0",
-                          "gate": {"min_map50_95_gain": 0.0, "max_class_drop": 0.1}}
+                          "gate": {"min_map50_95_gain": 0.01, "max_class_drop": 0.1}}
 
 
 # -- parameters -----------------------------------------------------------------------------
@@ -388,3 +388,12 @@ def test_a_chain_that_passes_the_gate_promotes_and_redeploys(ewb):  # noqa: F811
     assert redeploy.status == "done" and redeploy.params["requested_by"] == run["job_id"]
     assert wb.detection.count_documents(wb.collections.get("c"), "yolo_detector@2.0.0") == 5
     assert wb.rules.runs("evaluate_on_batch") == []  # the chain evaluated it itself
+
+
+def test_an_unattended_gate_needs_a_gain():
+    """0 → 0 (a chain trained on too little, scored on held-out images nobody can find
+    anything on) must not be promoted: the rules ask for the app's 0.01 by default."""
+    from workbench.rules import RULES
+
+    for name in ("retrain_on_corrections", "evaluate_on_batch"):
+        assert RULES[name].defaults["min_map50_95_gain"] == pytest.approx(0.01)

@@ -347,7 +347,9 @@ def _evaluate_react(svc: RuleService, event: Event, params: dict[str, Any],
 
 def _gate_params() -> dict[str, Param]:
     return {
-        "min_map50_95_gain": Param(float, 0.0, "the gate: mAP50-95 must rise by at least this"),
+        # The bar of the app and CLI: an unattended chain must show a gain, never 0 → 0.
+        "min_map50_95_gain": Param(float, 0.01, "the gate: mAP50-95 must rise by at least "
+                                                "this"),
         "max_class_drop": Param(float, 0.05, "the gate: no class's AP50-95 may fall by more"),
     }
 
