@@ -454,7 +454,7 @@ class FiftyOneSync:
             per_version[version.version] = found
             if any(f.feature_name == IMAGE_EMBEDDING for f in version.spec.embeddings):
                 doc_ids = [d.id for d in documents if d.extractor_key == version.key]
-                embeddings[version.version] = self._vectors(
+                embeddings[version.version] = self.wb.vectors.get_by_id(
                     version.feature_uri(IMAGE_EMBEDDING), doc_ids)
 
         snapshots = []
@@ -483,19 +483,6 @@ class FiftyOneSync:
             item["hash"] = _hash(item)
             snapshots.append(item)
         return snapshots
-
-    def _vectors(self, feature_uri: str, ids: list[str], chunk: int = 5000) -> dict[str, Any]:
-        import numpy as np
-
-        if not ids:
-            return {}
-        found: dict[str, Any] = {}
-        store = self.wb.vectors.collection(feature_uri)
-        for begin in range(0, len(ids), chunk):
-            result = store.get(ids=ids[begin:begin + chunk], include=["embeddings"])
-            for vector_id, vector in zip(result["ids"], result["embeddings"], strict=True):
-                found[vector_id] = np.asarray(vector, dtype="float32")
-        return found
 
     def _fields(self, fo, snapshot: dict[str, Any]) -> dict[str, Any]:
         """The sample's fields (other than filepath) as FiftyOne values."""

@@ -84,16 +84,24 @@ class VectorStore:
         )
         return list(zip(result["ids"][0], result["distances"][0], strict=True))
 
+    def get_by_id(self, feature_uri: str, ids: Sequence[str]) -> dict:
+        """Embeddings by id, as ``{id: float32 vector}`` (missing ids are left out)."""
+        import numpy as np
+
+        if not ids:
+            return {}
+        result = self.collection(feature_uri).get(ids=list(ids), include=["embeddings"])
+        rows = np.asarray(result["embeddings"], dtype="float32")
+        return dict(zip(result["ids"], rows, strict=True))
+
     def get(self, feature_uri: str, ids: Sequence[str]):
         """Embeddings by id (a numpy array in the order of ``ids``; missing ids are left out)."""
         import numpy as np
 
-        if not ids:
+        found = self.get_by_id(feature_uri, ids)
+        if not found:
             return np.zeros((0, 0), dtype="float32")
-        result = self.collection(feature_uri).get(ids=list(ids), include=["embeddings"])
-        order = {id_: i for i, id_ in enumerate(result["ids"])}
-        rows = [result["embeddings"][order[i]] for i in ids if i in order]
-        return np.asarray(rows, dtype="float32")
+        return np.asarray([found[i] for i in ids if i in found], dtype="float32")
 
     def count(self, feature_uri: str) -> int:
         return self.collection(feature_uri).count()
