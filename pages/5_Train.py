@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from workbench.export import export_yolo
-from workbench.ui import jobs_panel, page_setup, pick_collection, show_errors
+from workbench.export import export_into_workspace
+from workbench.ui import jobs_panel, page_setup, pick_collection, plain, show_errors
 from workbench.ui.loop import (
     export_options_form,
     export_preview,
@@ -17,13 +17,12 @@ wb = page_setup("Export & Train")
 st.title("Export & Train")
 collection = pick_collection(wb, "train_collection",
                              "Nothing to export yet: detect and review first.")
-st.caption(f"Exports what reviewers said about {collection.active_key}'s detections.")
+st.caption(f"Exports what reviewers said about {plain(collection.active_key)}'s detections.")
 options = export_options_form()
-preview_dir = wb.home / "exports" / f"preview-{collection.id}"
 if st.button("Build dataset", key="build_export"):
     with show_errors():
-        st.session_state["export_result"] = export_yolo(wb, collection.name, preview_dir,
-                                                        options=options)
+        st.session_state["export_result"] = export_into_workspace(
+            wb, collection.name, f"preview-{collection.id}", options=options)
 result = st.session_state.get("export_result")
 if result is not None and result.path.exists():
     export_summary(result)

@@ -43,9 +43,9 @@ def test_register_weights_as_versions_that_coexist(wb, starter_weights, tmp_path
 @pytest.mark.parametrize(
     ("make", "error"),
     [
-        (lambda p, _: p.write_text("not a model, just text"), "not a loadable ultralytics"),
+        (lambda p, _: p.write_text("not a model, just text"), "not a loadable"),
         (lambda p, _: p.write_bytes(b""), "is empty"),
-        (lambda p, good: p.write_bytes(good.read_bytes()[:4000]), "not a loadable ultralytics"),
+        (lambda p, good: p.write_bytes(good.read_bytes()[:4000]), "not a loadable"),
     ],
     ids=["text-renamed-pt", "empty", "truncated"],
 )

@@ -157,6 +157,7 @@ class ExtractorVersion:
     created_at: datetime
     code_path: str | None = None  # custom extractors: their code, inside the workspace
     entrypoint: str | None = None  # custom extractors: "module:Class"
+    training_job: str | None = None  # the job that trained it (one version per job)
 
     @property
     def key(self) -> str:

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 
 from workbench.boxes import center_to_xyxy, clip_xyxy, xyxy_to_yolo
 from workbench.errors import ValidationError
+from workbench.outdir import check_output_folder, replace_folder
 from workbench.store import tables as t
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class ExportOptions:
             raise ValidationError(f"unreviewed must be 'skip' or 'fill', got {self.unreviewed!r}")
         for name in ("fill_threshold", "val_fraction", "holdout_fraction"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValidationError(f"{name} must be in [0, 1]")
+                raise ValidationError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.pseudo_label and self.unreviewed != "fill":
             raise ValidationError("pseudo_label needs unreviewed='fill' (its boxes come from "
                                   "the model above fill_threshold)")
@@ -264,10 +265,46 @@ def class_names(base: tuple[str, ...], images: list[ImageLabels]) -> tuple[str, 
     return tuple(base) + tuple(new)
 
 
+MANIFEST_GENERATOR = "flywheel-workbench export"
+
+
+def is_previous_export(folder: Path) -> bool:
+    """Whether a folder is an export this project wrote (so it may be replaced)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(manifest, dict):
+        return False
+    # Exports written before the generator key existed carry these keys.
+    return manifest.get("generator") == MANIFEST_GENERATOR or {
+        "collection", "extractor", "content_hash", "annotation_ids"} <= set(manifest)
+
+
 def export_yolo(wb: Workbench, collection: str, out: Path | str, version: str | None = None,
                 options: ExportOptions | None = None) -> ExportResult:
-    """Write the dataset to ``out`` (replaced if it exists) and return what was written."""
+    """Write the dataset to ``out`` and return what was written.
+
+    ``out`` must be a new folder, an empty one or an earlier export (which is replaced once
+    the new one is complete); never the workspace, a folder inside it or one that holds it.
+    """
+    return _export(wb, collection, out, version, options, allow_under=None)
+
+
+def export_into_workspace(wb: Workbench, collection: str, name: str,
+                          version: str | None = None, options: ExportOptions | None = None
+                          ) -> ExportResult:
+    """An export kept in the workspace's own ``exports/`` folder (training runs, the app's
+    preview)."""
+    return _export(wb, collection, wb.home / "exports" / name, version, options,
+                   allow_under=wb.home / "exports")
+
+
+def _export(wb: Workbench, collection: str, out: Path | str, version: str | None,
+            options: ExportOptions | None, allow_under: Path | None) -> ExportResult:
     options = options or ExportOptions()
+    final = check_output_folder(out, wb.home, is_previous_export, "an export",
+                                allow_under=allow_under)
     target = wb.collections.get(collection)
     chosen = wb.registry.get(target.extractor_name, version or target.active_version)
     images, report = labelled_images(wb, target.id, chosen.key, options)
@@ -276,11 +313,15 @@ def export_yolo(wb: Workbench, collection: str, out: Path | str, version: str | 
             f"nothing to export from {target.name!r}: no reviewed image qualifies "
             f"({len(report['skipped'])} skipped because not every detection was reviewed — "
             "review them, or export with unreviewed='fill')")
+    with replace_folder(final, is_previous_export) as staging:
+        return _write(wb, staging, final, target, chosen, images, report, options)
+
+
+def _write(wb: Workbench, out: Path, final: Path, target, chosen, images: list[ImageLabels],
+           report: dict[str, Any], options: ExportOptions) -> ExportResult:
+    """Write the dataset into ``out``, a staging folder that will be renamed to ``final``."""
     names = class_names(chosen.classes, images)
     ids = {name: i for i, name in enumerate(names)}
-    out = Path(out)
-    if out.exists():
-        shutil.rmtree(out)
     counts: Counter = Counter()
     objects: Counter = Counter()
     classes: Counter = Counter()
@@ -326,7 +367,7 @@ def export_yolo(wb: Workbench, collection: str, out: Path | str, version: str | 
         splits.append("test: images/holdout")
     (out / "data.yaml").write_text(
         f"# Exported by Flywheel Workbench from {target.name} ({chosen.key})\n"
-        f"path: {json.dumps(str(out.resolve()))}\n" + "\n".join(splits) + "\n"
+        f"path: {json.dumps(str(final))}\n" + "\n".join(splits) + "\n"
         f"nc: {len(names)}\nnames:\n{yaml_names}\n")
     if options.coco:
         (out / "coco").mkdir()
@@ -338,7 +379,8 @@ def export_yolo(wb: Workbench, collection: str, out: Path | str, version: str | 
     negatives = [{**n, "split": splits_of.get(n["object_id"])}  # None: image not exported
                  for n in hard_negatives(wb, target.id, chosen.key)]
     manifest = {
-        "collection": target.name, "extractor": chosen.key, "names": list(names),
+        "generator": MANIFEST_GENERATOR, "collection": target.name,
+        "extractor": chosen.key, "names": list(names),
         "options": asdict(options), "images": manifest_images,
         "annotation_ids": report["annotation_ids"], "skipped_images": report["skipped"],
         "rejected_boxes": report["rejected_boxes"], "hard_negatives": negatives,
@@ -347,7 +389,7 @@ def export_yolo(wb: Workbench, collection: str, out: Path | str, version: str | 
                    "classes": dict(classes), "background_images": background},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return ExportResult(out, content_hash, dict(counts), dict(objects), dict(classes), names,
+    return ExportResult(final, content_hash, dict(counts), dict(objects), dict(classes), names,
                         background, len(report["skipped"]), report["rejected_boxes"],
                         len(report["annotation_ids"]))
 

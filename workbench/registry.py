@@ -23,8 +23,10 @@ import sqlalchemy as sa
 
 from workbench.domain import ExtractorVersion
 from workbench.events import record_event
+from workbench.faults import crash_point
 from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
 from workbench.extractors.spec import bump_version, parse_spec
+from workbench.extractors.weights import check_weights, check_weights_in
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -36,19 +38,24 @@ MANIFEST = "extractor.json"
 
 
 def open_yolo(weights: Path | str | None):
-    """Load a YOLO detection model and explain every way that can fail."""
-    from ultralytics import YOLO
-
+    """Check a YOLO detection model without running it, load it, and explain every way that
+    can fail (see ``workbench.extractors.weights`` for what is checked)."""
     if weights is None:
         raise ValidationError("a YOLO extractor version needs a weights file")
     text = str(weights)
     path = Path(text)
     if not path.exists():
         if path.parent == Path(".") and path.suffix == ".pt":
-            return _fetch_hub_model(text)
-        raise ValidationError(f"weights file {text} does not exist")
+            path = _fetch_hub_weights(text)
+        else:
+            raise ValidationError(f"weights file {text} does not exist")
+    if path.is_dir():
+        raise ValidationError(f"{text} is a folder; give the .pt file (e.g. weights/best.pt)")
     if path.stat().st_size == 0:
         raise ValidationError(f"{path.name} is empty (0 bytes); it is not a model")
+    check_weights(path)
+    from ultralytics import YOLO
+
     try:
         model = YOLO(str(path))
     except Exception as exc:
@@ -61,11 +68,14 @@ def open_yolo(weights: Path | str | None):
     return model
 
 
-def _fetch_hub_model(name: str):
-    from ultralytics import YOLO
+def _fetch_hub_weights(name: str) -> Path:
+    """Download an ultralytics release asset (``yolo11n.pt``) to check it before loading."""
+    from ultralytics.utils.downloads import attempt_download_asset
 
     try:
-        model = YOLO(name)
+        path = Path(attempt_download_asset(name))
+        if not path.is_file():
+            raise FileNotFoundError(f"{name} was not downloaded")
     except Exception as exc:
         raise ValidationError(
             f"could not fetch {name!r} ({str(exc).splitlines()[0] if str(exc) else exc}). "
@@ -73,8 +83,7 @@ def _fetch_hub_model(name: str):
             "elsewhere and register the local file with `workbench models add PATH/TO/"
             f"{name}` (or upload it on the Detect page)"
         ) from None
-    _check_detect(model, name)
-    return model
+    return path
 
 
 def _check_detect(model, label: str) -> None:
@@ -113,8 +122,14 @@ class ModelRegistry:
         lineage: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
         notes: str = "",
+        training_job: str | None = None,
+        events: tuple[tuple[str, dict[str, Any]], ...] = (),
     ) -> ExtractorVersion:
-        """Check a YOLO weights file (or hub name), copy it in and register the next version."""
+        """Check a YOLO weights file (or hub name), copy it in and register the next version.
+
+        ``training_job`` is the job that trained it: a job registers one version at most.
+        ``events`` are recorded in the same transaction as the version row.
+        """
         from workbench.extractors.yolo import embedding_dims, yolo_spec
 
         model = open_yolo(weights)
@@ -127,6 +142,7 @@ class ModelRegistry:
         target = self.models_dir / name / version / "weights.pt"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
+        crash_point("register.weights_copied")
         det_dim, img_dim = embedding_dims(target)
         spec = yolo_spec(version, det_dim, img_dim)
         classes = tuple(model.names[i] for i in sorted(model.names))
@@ -135,7 +151,7 @@ class ModelRegistry:
             weights_path=str(target.relative_to(self.wb.home)), weights_sha256=sha,
             classes=list(classes), base_model=base_model or Path(str(weights)).name,
             parent_version=parent_version, lineage=lineage or {}, metrics=metrics or {},
-            notes=notes,
+            notes=notes, training_job=training_job, events=events,
         )
 
     def register_clip(self, version: str | None = None, notes: str = "") -> ExtractorVersion:
@@ -166,8 +182,10 @@ class ModelRegistry:
     def register_custom(self, path: str | Path) -> ExtractorVersion:
         """Register a custom extractor from a folder or zip holding ``extractor.json`` + code.
 
-        The extractor is imported, loaded and run on a small test image first; if any of that
-        fails the traceback is in the error and nothing is registered.
+        Its weights files are checked first (no pickle that would run code); then the
+        extractor is imported, loaded and run on a small test image. If any of that fails,
+        calls ``sys.exit`` included, the error says why, nothing is registered and the copy
+        of its code is removed.
         """
         source = Path(path)
         if not source.exists():
@@ -177,23 +195,28 @@ class ModelRegistry:
             manifest = self._read_manifest(folder)
             spec = parse_spec(manifest["spec"])
             entrypoint = manifest.get("entrypoint", "")
-            if ":" not in entrypoint:
+            if not isinstance(entrypoint, str) or ":" not in entrypoint:
                 raise ValidationError(f"{MANIFEST}: 'entrypoint' must look like 'module:Class', "
                                       f"got {entrypoint!r}")
+            check_weights_in(folder)
             self._ensure_new(spec.name, spec.version)
             target = self.models_dir / spec.name / spec.version / "code"
             if target.exists():
                 shutil.rmtree(target)
-            shutil.copytree(folder, target)
+            shutil.copytree(folder, target, symlinks=True)
         try:
             extractor = load_custom_class(target, entrypoint, spec)
             self._smoke_test(extractor, spec)
-        except Exception:
-            shutil.rmtree(target.parent, ignore_errors=True)
+        except (Exception, SystemExit) as exc:
+            _discard(target.parent)
+            detail = (f"it called sys.exit({exc.code!r})" if isinstance(exc, SystemExit)
+                      else traceback.format_exc(limit=8))
             raise ValidationError(
                 f"custom extractor {spec.key} failed its test run and was not registered:\n"
-                + traceback.format_exc(limit=8)
-            ) from None
+                + detail) from None
+        except BaseException:
+            _discard(target.parent)
+            raise
         return self._insert(
             name=spec.name, version=spec.version, kind="custom", spec=spec.to_dict(),
             code_path=str(target.relative_to(self.wb.home)), entrypoint=entrypoint,
@@ -256,17 +279,27 @@ class ModelRegistry:
             raise AlreadyExistsError(f"{name}@{version} is registered already; pick another "
                                      f"version (next free: {self.next_version(name)})")
 
-    def _insert(self, **values: Any) -> ExtractorVersion:
+    def _insert(self, events: tuple[tuple[str, dict[str, Any]], ...] = (), **values: Any
+                ) -> ExtractorVersion:
         with self.db.write() as conn:
             conn.execute(t.extractor_versions.insert().values(
                 id=new_id("ext"), created_at=utcnow(),
                 **{"weights_path": None, "weights_sha256": None, "code_path": None,
                    "entrypoint": None, "base_model": None, "parent_version": None,
-                   **values},
+                   "training_job": None, **values},
             ))
             record_event(conn, "model.registered", {"extractor": values["name"],
                                                     "version": values["version"]})
+            for kind, payload in events:
+                record_event(conn, kind, payload)
         return self.get(values["name"], values["version"])
+
+    def by_training_job(self, job_id: str) -> ExtractorVersion | None:
+        """The version a training job registered, if it got that far."""
+        with self.db.read() as conn:
+            row = conn.execute(sa.select(t.extractor_versions).where(
+                t.extractor_versions.c.training_job == job_id)).first()
+        return _version(row) if row is not None else None
 
     # -- reading -----------------------------------------------------------------------
     def get(self, name: str, version: str | None = None) -> ExtractorVersion:
@@ -337,6 +370,15 @@ class ModelRegistry:
         return extractor
 
 
+def _discard(version_folder: Path) -> None:
+    """Remove a version's folder, and its extractor's folder if nothing else is in it."""
+    shutil.rmtree(version_folder, ignore_errors=True)
+    try:
+        version_folder.parent.rmdir()
+    except OSError:  # other versions live there
+        pass
+
+
 def load_custom_class(folder: Path, entrypoint: str, spec) -> Extractor:
     """Import ``module:Class`` from a custom extractor's folder and instantiate it."""
     module_name, _, class_name = entrypoint.partition(":")
@@ -348,7 +390,11 @@ def load_custom_class(folder: Path, entrypoint: str, spec) -> Extractor:
     module_spec = importlib.util.spec_from_file_location(unique, file)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[unique] = module
-    module_spec.loader.exec_module(module)
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(unique, None)
+        raise
     cls = getattr(module, class_name, None)
     if cls is None:
         raise ValidationError(f"{file.name} defines no class {class_name!r}")
@@ -364,5 +410,5 @@ def _version(row) -> ExtractorVersion:
         weights_sha256=row.weights_sha256, classes=tuple(row.classes),
         base_model=row.base_model, parent_version=row.parent_version, lineage=row.lineage,
         metrics=row.metrics, notes=row.notes, created_at=as_utc(row.created_at),
-        code_path=row.code_path, entrypoint=row.entrypoint,
+        code_path=row.code_path, entrypoint=row.entrypoint, training_job=row.training_job,
     )

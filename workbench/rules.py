@@ -719,12 +719,8 @@ def run_retrain_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
     p = ctx.params
     collection = wb.collections.get(p["collection_id"])
     parent = wb.registry.get(collection.extractor_name, p["parent_version"])
-    registered = [v for v in wb.registry.list(collection.extractor_name)
-                  if v.lineage.get("training_job") == ctx.job.id]
-    if registered:
-        candidate = registered[0]
-    else:
-        candidate = wb.registry.get(wb.training.execute(ctx)["version"])
+    # The training job's own code: resumed, it finds the version it registered already.
+    candidate = wb.registry.get(wb.training.execute(ctx)["version"])
     ctx.check_cancelled()
     object_ids, _ = held_out_images(wb, collection, candidate)
     if not object_ids:

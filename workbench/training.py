@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import ValidationError
-from workbench.events import record_event
-from workbench.export import ExportOptions, export_yolo
+from workbench.faults import crash_point
+from workbench.export import ExportOptions, export_into_workspace
 
 if TYPE_CHECKING:
     from workbench import Workbench
@@ -131,22 +131,69 @@ class TrainingService:
         return job
 
     def execute(self, ctx: JobContext) -> dict[str, Any]:
-        from workbench.config import resolve_device
+        """Export, train, register; resumable at each commit point.
 
+        The commit points: the export (a folder named after the job), the end of training
+        (recorded in the job's result), the version row (keyed by the job id, with the
+        ``training.completed`` event in its transaction). A resumed job skips what is done:
+        it never trains twice once training has finished, and never registers a second
+        version.
+        """
         wb = self.wb
         collection = wb.collections.get(ctx.params["collection_id"])
         parent = wb.registry.get(collection.extractor_name, ctx.params["parent_version"])
+        registered = wb.registry.by_training_job(ctx.job.id)
+        if registered is not None:  # killed after registering, before the job was done
+            return _result(registered, parent, (ctx.job.result or {}).get("epochs", []))
         params = TrainParams(**ctx.params["train"])
         options = ExportOptions(**ctx.params["export"])
+        run_dir = wb.home / "runs" / ctx.job.id
+        best = run_dir / "weights" / "best.pt"
+        trained = (ctx.job.result or {}).get("trained")
+        if trained and best.exists():  # killed after training: register what it made
+            history, export = ctx.job.result["epochs"], trained["export"]
+            final, imgsz, device = trained["metrics"], trained["imgsz"], trained["device"]
+        else:
+            history, final, imgsz, device, export = self._train(ctx, collection, parent,
+                                                                params, options, run_dir)
+            ctx.update_result({"epochs": history, "trained": {
+                "export": export, "metrics": final, "imgsz": imgsz, "device": device}})
+            crash_point("train.trained")
+        number = wb.registry.next_version(parent.name)
+        completed = {"job_id": ctx.job.id, "version": f"{parent.name}@{number}",
+                     "parent": parent.key, "export_hash": export["content_hash"]}
+        version = wb.registry.register_yolo(
+            best, version=number, base_model=parent.base_model, parent_version=parent.version,
+            lineage={"parent": parent.key, "collection": collection.name,
+                     "export_hash": export["content_hash"], "export_path": export["path"],
+                     "export_options": asdict(options),
+                     "annotation_count": export["annotation_count"],
+                     "images": export["images"], "names": export["names"],
+                     "params": {**asdict(params), "imgsz": imgsz, "device": device},
+                     "imgsz": imgsz, "epochs_run": len(history), "training_job": ctx.job.id},
+            metrics={"val_mAP50": final.get("mAP50(B)"),
+                     "val_mAP50_95": final.get("mAP50-95(B)")},
+            notes=f"fine-tuned from {parent.key} on {export['annotation_count']} annotations",
+            training_job=ctx.job.id, events=(("training.completed", completed),))
+        crash_point("train.registered")
+        return _result(version, parent, history)
+
+    def _train(self, ctx: JobContext, collection, parent, params: TrainParams,
+               options: ExportOptions, run_dir: Path):
+        """Export and fine-tune; returns the epochs, the final metrics, the image size, the
+        device and what the lineage keeps of the export."""
+        from workbench.config import resolve_device
+
+        wb = self.wb
         ctx.progress(0, params.epochs, "exporting reviewed data")
-        export = export_yolo(wb, collection.name, wb.home / "exports" / ctx.job.id,
-                             parent.version, options)
+        export = export_into_workspace(wb, collection.name, ctx.job.id, parent.version,
+                                       options)
         if export.images.get("train", 0) == 0:
             raise ValidationError("the export has no training images; review more images")
+        crash_point("train.exported")
         prepare_ultralytics(wb.home / "ultralytics")
         from ultralytics import YOLO
 
-        run_dir = wb.home / "runs" / ctx.job.id
         imgsz = params.imgsz or int(parent.lineage.get("imgsz", 640))
         device = resolve_device(params.device or wb.settings.device)
         history: list[dict[str, Any]] = []
@@ -187,29 +234,18 @@ class TrainingService:
             name=run_dir.name, exist_ok=True, plots=False, verbose=False,
             amp=device != "cpu", close_mosaic=params.mosaic_off_epochs, freeze=params.freeze,
         )
-        best = run_dir / "weights" / "best.pt"
-        if not best.exists():
-            raise RuntimeError(f"ultralytics finished without {best}")
+        if not (run_dir / "weights" / "best.pt").exists():
+            raise RuntimeError(f"ultralytics finished without {run_dir / 'weights' / 'best.pt'}")
         final = best_metrics or (history[-1] if history else {})
-        version = wb.registry.register_yolo(
-            best, base_model=parent.base_model, parent_version=parent.version,
-            lineage={"parent": parent.key, "collection": collection.name,
-                     "export_hash": export.content_hash, "export_path": str(export.path),
-                     "export_options": asdict(options),
-                     "annotation_count": export.annotation_count,
-                     "images": export.images, "names": list(export.names),
-                     "params": {**asdict(params), "imgsz": imgsz, "device": device},
-                     "imgsz": imgsz, "epochs_run": len(history), "training_job": ctx.job.id},
-            metrics={"val_mAP50": final.get("mAP50(B)"),
-                     "val_mAP50_95": final.get("mAP50-95(B)")},
-            notes=f"fine-tuned from {parent.key} on {export.annotation_count} annotations")
-        result = {"version": version.key, "parent": parent.key,
-                  "export_hash": export.content_hash, "epochs": history}
-        with wb.db.write() as conn:
-            record_event(conn, "training.completed",
-                         {"job_id": ctx.job.id, "version": version.key, "parent": parent.key,
-                          "export_hash": export.content_hash})
-        return result
+        kept = {"content_hash": export.content_hash, "path": str(export.path),
+                "annotation_count": export.annotation_count, "images": export.images,
+                "names": list(export.names)}
+        return history, final, imgsz, device, kept
+
+
+def _result(version, parent, history: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"version": version.key, "parent": parent.key,
+            "export_hash": version.lineage.get("export_hash"), "epochs": history}
 
 
 def run_train_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:

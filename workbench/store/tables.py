@@ -103,7 +103,9 @@ extractor_versions = Table(
     Column("metrics", JSON, nullable=False),
     Column("notes", Text, nullable=False),
     Column("created_at", DateTime, nullable=False),
+    Column("training_job", String(64)),  # the job that trained it: one version per job
     UniqueConstraint("name", "version", name="uq_extractor_versions_name_version"),
+    Index("uq_extractor_versions_training_job", "training_job", unique=True),
 )
 
 collections = Table(
@@ -380,6 +382,8 @@ webhook_deliveries = Table(
     Column("status", String(20), nullable=False),  # pending | delivering | delivered | failed
     Column("attempts", Integer, nullable=False),
     Column("next_attempt_at", DateTime, nullable=False),
+    Column("retry_until", DateTime),  # failed for good if still failing then (None:
+    #                                   created_at + the retry window; set by a redelivery)
     Column("lease_until", DateTime),  # a "delivering" row whose lease ran out is retried
     Column("last_status_code", Integer),
     Column("last_error", Text),
