@@ -96,6 +96,11 @@ IMAGES = [
 @pytest.fixture
 def review_wb(wb):
     """A workspace with hand-made detections (exact values) and their vectors."""
+    return fill_review(wb)
+
+
+def fill_review(wb):
+    """Put the hand-made detections of ``review_wb`` into a workspace; returns it."""
     from datetime import timedelta
 
     from workbench.extractors.yolo import yolo_spec

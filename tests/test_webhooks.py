@@ -73,7 +73,7 @@ def receivers():
 
 @pytest.fixture
 def no_wait(monkeypatch):
-    monkeypatch.setattr(hooks, "backoff_s", lambda attempt: 0.0)
+    monkeypatch.setattr(hooks, "backoff_s", lambda attempt, cap_s=0.0: 0.0)
 
 
 def _annotate(wb, n: int = 1):
@@ -140,24 +140,54 @@ def test_two_500s_then_200_is_delivered_on_the_third_attempt(review_wb, receiver
     assert len({r["headers"]["X-Workbench-Delivery"] for r in receiver.requests}) == 1
 
 
-def test_gives_up_after_max_attempts_then_redelivers_by_hand(review_wb, receivers, no_wait):
-    wb = review_wb
-    receiver = receivers(script=[503] * hooks.MAX_ATTEMPTS)
+def test_retries_for_the_window_then_gives_up_and_redelivers_by_hand(home, receivers, no_wait):
+    from tests.conftest import fill_review
+    from workbench import Workbench
+
+    wb = fill_review(Workbench.open(home, webhook_retry_window_s=1.0))
+    receiver = receivers(script=[503] * 50)
     wb.webhooks.create("down", receiver.url)
     _annotate(wb)
-    for _ in range(hooks.MAX_ATTEMPTS + 2):
-        wb.webhooks.deliver_due()
+    wb.webhooks.deliver_due()
     (delivery,) = wb.webhooks.deliveries("down")
-    assert (delivery["status"], delivery["attempts"]) == ("failed", hooks.MAX_ATTEMPTS)
-    wb.webhooks.redeliver(delivery["id"])
+    assert (delivery["status"], delivery["attempts"]) == ("pending", 1)  # inside the window
+    time.sleep(1.1)
+    wb.webhooks.deliver_due()
+    (delivery,) = wb.webhooks.deliveries("down")
+    assert (delivery["status"], delivery["attempts"]) == ("failed", 2)
+    assert "retry window closed" in delivery["last_error"]
+    receiver.script.clear()
+    wb.webhooks.redeliver(delivery["id"])  # a fresh window
     wb.webhooks.deliver_due()
     assert wb.webhooks.deliveries("down")[0]["status"] == "delivered"
 
 
+def test_a_receiver_down_longer_than_six_attempts_is_still_retried(review_wb, receivers):
+    """The default window is a day: the old policy gave up after six attempts (~35 s)."""
+    wb = review_wb
+    assert wb.settings.webhook_retry_window_s == 86_400
+    receiver = receivers(script=[503] * 12)
+    wb.webhooks.create("flaky", receiver.url)
+    _annotate(wb)
+    for _ in range(12):
+        with wb.db.write() as conn:  # time passes: each retry falls due
+            conn.execute(t.webhook_deliveries.update().values(
+                next_attempt_at=sa.func.datetime("now", "-1 second")))
+        wb.webhooks.deliver_due()
+    (delivery,) = wb.webhooks.deliveries("flaky")
+    assert (delivery["status"], delivery["attempts"]) == ("pending", 12)
+    assert delivery["next_attempt_at"] > delivery["created_at"]
+    with wb.db.write() as conn:
+        conn.execute(t.webhook_deliveries.update().values(
+            next_attempt_at=sa.func.datetime("now", "-1 second")))
+    wb.webhooks.deliver_due()
+    assert wb.webhooks.deliveries("flaky")[0]["status"] == "delivered"
+
+
 def test_backoff_grows_with_jitter_and_a_cap():
-    waits = [hooks.backoff_s(n) for n in range(1, 12)]
+    waits = [hooks.backoff_s(n, 300.0) for n in range(1, 12)]
     assert waits[0] < waits[3] < waits[6]
-    assert max(waits) <= hooks.BACKOFF_MAX_S + 1 + 1e-9
+    assert max(waits) <= 300.0 + 1 + 1e-9
 
 
 def _free_port() -> int:

@@ -74,6 +74,14 @@ class Settings(BaseSettings):
         "taken over by another worker (a dead worker on this host is detected at once).",
     )
     worker_poll_s: float = Field(0.5, gt=0, description="How often an idle worker looks for jobs.")
+    webhook_retry_window_s: float = Field(
+        86_400.0, gt=0,
+        description="How long a webhook delivery is retried (exponential backoff with jitter) "
+        "before it is marked failed; redeliver it by hand after that. Default 24 h.",
+    )
+    webhook_backoff_max_s: float = Field(
+        3_600.0, gt=0, description="Longest wait between two attempts of one delivery."
+    )
     clip_model: str = Field("ViT-B-32", description="open_clip architecture of the optional "
                             "CLIP embedder.")
     clip_weights: Path | None = Field(

@@ -414,9 +414,13 @@ class Worker:
             job = jobs.claim(self.worker_id)
             if job is None and exit_when_idle:
                 # The last events may queue reactions (here, or on the rules thread, whose
-                # pass is committed once this one has the engine's lock): run them first.
+                # pass is committed once this one has the engine's lock): run them first,
+                # then send the webhook deliveries that are due (a later retry waits for the
+                # next worker).
                 self.wb.rules.process_pending()
                 job = jobs.claim(self.worker_id)
+                if job is None and self.wb.webhooks.deliver_all_due():
+                    job = jobs.claim(self.worker_id)
             if job is None:
                 if exit_when_idle:
                     return ran

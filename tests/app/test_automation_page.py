@@ -1,6 +1,6 @@
 """The Automation page: create a webhook (secret shown once), ping it, see and redeliver."""
 
-from tests.app.conftest import run_page
+from tests.app.conftest import run_page, shown
 
 
 def test_create_ping_and_redeliver(workspace):
@@ -10,7 +10,7 @@ def test_create_ping_and_redeliver(workspace):
     at.text_input(key="hook_name").input("ci")
     at.text_input(key="hook_url").input("ftp://nowhere")
     at.button(key="FormSubmitter:webhook_new-Create webhook").click().run()
-    assert any("http:// or https://" in e.value for e in at.error)
+    assert any("http:// or https://" in shown(e) for e in at.error)
     assert wb.webhooks.list() == []
     at.text_input(key="hook_url").input("http://127.0.0.1:9/hook")
     at.button(key="FormSubmitter:webhook_new-Create webhook").click().run()
@@ -37,7 +37,7 @@ def test_rules_toggle_parameters_and_last_runs(review_wb, monkeypatch):
     assert not at.toggle(key="rule_on_reference_on_verdict").value
     # Switching a rule on without the parameter it needs: refused, and it stays off.
     at.toggle(key="rule_on_reference_on_verdict").set_value(True).run()
-    assert any("needs reference_set" in e.value for e in at.error)
+    assert any("needs reference_set" in shown(e) for e in at.error)
     assert not at.toggle(key="rule_on_reference_on_verdict").value
     assert not wb.rules.get("reference_on_verdict").enabled
     at.text_input(key="rule_reference_on_verdict_reference_set").input("page-refs")
@@ -70,3 +70,19 @@ def test_rules_toggle_parameters_and_last_runs(review_wb, monkeypatch):
     # Switched off from the page.
     at.toggle(key="rule_on_hard_negative").set_value(False).run()
     assert not wb.rules.get("hard_negative").enabled
+
+
+def test_disable_enable_and_delete_a_webhook(workspace):
+    wb = workspace
+    wb.webhooks.create("ci", "http://127.0.0.1:9/hook")
+    at = run_page("pages/9_Automation.py")
+    at.button(key="hook_toggle").click().run()
+    assert not wb.webhooks.get("ci").active
+    assert at.button(key="hook_toggle").label == "Enable"
+    at.button(key="hook_toggle").click().run()
+    assert wb.webhooks.get("ci").active
+    assert at.button(key="hook_delete").disabled  # not before the box is ticked
+    at.checkbox(key="hook_delete_sure").check().run()
+    at.button(key="hook_delete").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert wb.webhooks.list() == []

@@ -7,7 +7,7 @@ import streamlit as st
 
 from workbench import Workbench
 from workbench.errors import WorkbenchError
-from workbench.ui import show_errors
+from workbench.ui import plain, show_errors
 from workbench.webhooks import EVENT_TYPES
 
 STATUSES = ("pending", "delivering", "delivered", "failed")
@@ -26,7 +26,7 @@ def webhook_form(wb: Workbench) -> None:
                 st.session_state["hook_secret"] = (hook.name, secret)
     shown = st.session_state.pop("hook_secret", None)
     if shown:
-        st.success(f"Webhook {shown[0]!r} created. Its signing secret, shown this once: "
+        st.success(f"Webhook {plain(shown[0])} created. Its signing secret, shown this once: "
                    f"`{shown[1]}`")
 
 
@@ -38,16 +38,26 @@ def webhook_table(wb: Workbench) -> None:
     st.dataframe([{"name": h.name, "url": h.url, "events": ", ".join(h.events),
                    "active": h.active, "secret": h.secret_hint} for h in hooks],
                  width="stretch", hide_index=True)
-    cols = st.columns(3)
+    cols = st.columns(4)
     chosen = cols[0].selectbox("Webhook", [h.name for h in hooks], key="hook_pick")
     if cols[1].button("Send a test ping", key="hook_ping"):
         with show_errors():
             st.toast(f"ping queued as {wb.webhooks.ping(chosen)}")
     active = wb.webhooks.get(chosen).active
-    if cols[2].button("Deactivate" if active else "Activate", key="hook_toggle"):
+    if cols[2].button("Disable" if active else "Enable", key="hook_toggle",
+                      help="A disabled webhook gets nothing; what it missed waits for it."):
         with show_errors():
             wb.webhooks.set_active(chosen, not active)
             st.rerun()
+    with cols[3].popover("Delete"):
+        st.caption("Deletes the webhook and its delivery log (the events stay).")
+        sure = st.checkbox("Yes, delete it", key="hook_delete_sure")
+        if st.button("Delete webhook", key="hook_delete", disabled=not sure, type="primary"):
+            with show_errors():
+                removed = wb.webhooks.delete(chosen)
+                st.session_state.pop("hook_pick", None)
+                st.toast(f"deleted, with {removed['deliveries']} deliveries")
+                st.rerun()
 
 
 def deliveries_log(wb: Workbench) -> None:
@@ -60,6 +70,7 @@ def deliveries_log(wb: Workbench) -> None:
     st.dataframe([{"delivery": r["id"], "event": r["event_type"], "status": r["status"],
                    "attempts": r["attempts"], "code": r["last_status_code"],
                    "error": r["last_error"], "created": r["created_at"],
+                   "next attempt": r["next_attempt_at"] if r["status"] == "pending" else None,
                    "delivered": r["delivered_at"]} for r in rows],
                  width="stretch", hide_index=True)
     if rows:
@@ -105,7 +116,7 @@ def _rule_card(wb: Workbench, rule, spec) -> None:
     cols[1].markdown(f"{rule.description}  \n*on* {', '.join(spec.triggers)}")
     failed = st.session_state.pop(f"rule_error_{rule.name}", None)
     if failed:
-        st.error(failed, icon="⚠️")
+        st.error(plain(failed), icon="⚠️")
     if spec.params:
         with st.form(f"rule_params_{rule.name}"):
             cols = st.columns(4)
