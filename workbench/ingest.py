@@ -16,7 +16,7 @@ import warnings
 import zipfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -201,11 +201,13 @@ def _unsafe_zip_name(name: str) -> bool:
     return ".." in PurePosixPath(normalised).parts
 
 
-def expand_source(source: Source, include: tuple[str, ...]) -> Iterator[tuple[str, dict, str]]:
+def expand_source(source: Source, include: tuple[str, ...], follow_symlinks: bool = False
+                  ) -> Iterator[tuple[str, dict, str]]:
     """Yield ``(label, locator, rejection)`` for every image a source stands for.
 
     ``rejection`` is empty for inputs to process and holds the reason for ones that are
-    refused before reading (zip-slip entries, missing paths, unsupported URL schemes).
+    refused before reading (zip-slip entries, missing paths, unsupported URL schemes, links
+    in a folder that lead out of it unless ``follow_symlinks``).
     """
     loc = source.locator
     label = source.label or loc
@@ -223,18 +225,7 @@ def expand_source(source: Source, include: tuple[str, ...]) -> Iterator[tuple[st
         return
     path = Path(loc).expanduser()
     if path.is_dir():
-        errors: list[OSError] = []
-        found = []
-        for root, dirs, files in os.walk(path, onerror=errors.append):
-            dirs.sort()
-            found.extend(Path(root) / name for name in sorted(files) if _matches(name, include))
-        for error in errors:
-            yield str(error.filename), {"kind": "file", "path": str(error.filename)}, (
-                f"cannot read folder: {error.strerror}"
-            )
-        for file in found:
-            shown = str(file.relative_to(path)) if source.label else str(file)
-            yield shown, {"kind": "file", "path": str(file.resolve()), "metadata": meta}, ""
+        yield from _expand_folder(path, source, include, follow_symlinks)
         return
     if path.suffix.lower() == ".zip" and path.is_file():
         try:
@@ -262,6 +253,70 @@ def expand_source(source: Source, include: tuple[str, ...]) -> Iterator[tuple[st
     yield label, {"kind": "file", "path": str(path.resolve()), "metadata": meta}, ""
 
 
+def _expand_folder(path: Path, source: Source, include: tuple[str, ...],
+                   follow_symlinks: bool) -> Iterator[tuple[str, dict, str]]:
+    """The images of a folder tree, in a stable order. A symbolic link that leads out of the
+    folder is reported and skipped (a folder of someone's images must not pull in
+    ``~/.ssh`` or ``/etc``) unless ``follow_symlinks``; with it, linked folders are walked
+    too, each real folder once (no loops)."""
+    root = path.resolve()
+    meta = source.metadata
+    errors: list[OSError] = []
+    found, outside = [], []
+    seen: set[Path] = set()
+    for folder, dirs, files in os.walk(path, onerror=errors.append, followlinks=follow_symlinks):
+        here = Path(folder)
+        real = here.resolve()
+        if real in seen:  # a link back to a folder walked already
+            dirs.clear()
+            continue
+        seen.add(real)
+        dirs.sort()
+        for name in list(dirs):
+            link = here / name
+            if link.is_symlink() and not follow_symlinks:
+                dirs.remove(name)
+                target = link.resolve()
+                if not (target == root or root in target.parents):
+                    outside.append((link, target, "folder"))
+        for name in sorted(files):
+            file = here / name
+            if not _matches(name, include):
+                continue
+            if file.is_symlink() and not follow_symlinks:
+                target = file.resolve()
+                if not (root in target.parents):
+                    outside.append((file, target, "file"))
+                    continue
+            found.append(file)
+    for error in errors:
+        yield str(error.filename), {"kind": "file", "path": str(error.filename)}, (
+            f"cannot read folder: {error.strerror}"
+        )
+    for link, target, kind in outside:
+        shown = str(link.relative_to(path)) if source.label else str(link)
+        yield shown, {"kind": "file", "path": str(link)}, (
+            f"symbolic link to a {kind} outside the folder ({target}); skipped — ingest with "
+            "--follow-symlinks to follow links"
+        )
+    for file in found:
+        shown = str(file.relative_to(path)) if source.label else str(file)
+        yield shown, {"kind": "file", "path": str(file.resolve()), "metadata": meta}, ""
+
+
+def _absolute(source: Source) -> Source:
+    """A local path made absolute in this process's folder (the worker that reads it runs in
+    another); the report still shows what was typed."""
+    loc = source.locator
+    if "://" in loc:
+        return source
+    path = Path(loc).expanduser()
+    if path.is_absolute():
+        return source
+    label = source.label or (None if path.is_dir() else loc)
+    return replace(source, locator=str(path.absolute()), label=label)
+
+
 # -- reading one input ---------------------------------------------------------------------
 class _Reader:
     """Reads the bytes behind a locator; keeps zip archives open for a whole run."""
@@ -280,10 +335,7 @@ class _Reader:
             archive = self._zips.get(locator["path"])
             if archive is None:
                 archive = self._zips[locator["path"]] = zipfile.ZipFile(locator["path"])
-            try:
-                return archive.read(locator["entry"])
-            except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
-                raise Rejected(f"cannot read zip entry: {exc}") from None
+            return self._read_zip_entry(archive, locator["entry"])
         return self._read_url(locator["url"])
 
     def _read_file(self, path: Path) -> bytes:
@@ -300,6 +352,28 @@ class _Reader:
             raise Rejected("is a folder, not a file") from None
         except OSError as exc:
             raise Rejected(f"cannot read file: {exc.strerror or exc}") from None
+
+    def _read_zip_entry(self, archive: zipfile.ZipFile, entry: str) -> bytes:
+        """An entry's bytes, streamed: the size its header declares and the size it really
+        inflates to are both held to the same limit as a file's (a small zip can inflate to
+        gigabytes, and a header can lie)."""
+        try:
+            info = archive.getinfo(entry)
+            if info.file_size > self.max_bytes:
+                raise Rejected(f"zip entry is {info.file_size:,} bytes uncompressed, over the "
+                               f"{self.max_bytes:,} limit")
+            chunks, size = [], 0
+            with archive.open(info) as stream:
+                while chunk := stream.read(1 << 20):
+                    size += len(chunk)
+                    if size > self.max_bytes:
+                        raise Rejected(f"zip entry inflates past the {self.max_bytes:,}-byte "
+                                       "limit (its header understates its size)")
+                    chunks.append(chunk)
+            return b"".join(chunks)
+        except (zipfile.BadZipFile, KeyError, OSError, EOFError, RuntimeError,
+                NotImplementedError, ValueError) as exc:
+            raise Rejected(f"cannot read zip entry: {exc}") from None
 
     def _read_url(self, url: str) -> bytes:
         import httpx
@@ -353,10 +427,12 @@ class IngestService:
         sources: Iterable[str | Path | Source],
         metadata: dict[str, Any] | None,
         include: tuple[str, ...] | None,
+        follow_symlinks: bool = False,
     ) -> dict[str, Any]:
         target = self.wb.buckets.get(bucket)
         MetadataValidator(target)({**(metadata or {})})  # fail the whole call on bad metadata
-        normalised = [s if isinstance(s, Source) else Source(str(s)) for s in sources]
+        normalised = [_absolute(s if isinstance(s, Source) else Source(str(s)))
+                      for s in sources]
         if not normalised:
             raise ValidationError("nothing to ingest: give at least one file, folder, zip or URL")
         return {
@@ -364,11 +440,14 @@ class IngestService:
             "sources": [s.to_json() for s in normalised],
             "metadata": metadata or {},
             "include": list(include or self.wb.settings.ingest_include),
+            "follow_symlinks": bool(follow_symlinks),
         }
 
-    def submit(self, bucket: str, sources, metadata=None, include=None) -> Job:
+    def submit(self, bucket: str, sources, metadata=None, include=None,
+               follow_symlinks: bool = False) -> Job:
         """Queue an ingest for the background worker."""
-        return self.wb.jobs.submit("ingest", self._params(bucket, sources, metadata, include))
+        return self.wb.jobs.submit("ingest", self._params(bucket, sources, metadata, include,
+                                                          follow_symlinks))
 
     def run(
         self,
@@ -377,9 +456,15 @@ class IngestService:
         metadata=None,
         include=None,
         listener: ProgressListener | None = None,
+        follow_symlinks: bool = False,
     ) -> IngestReport:
-        """Ingest in this process and return the report (still a durable, resumable job)."""
-        params = self._params(bucket, sources, metadata, include)
+        """Ingest in this process and return the report (still a durable, resumable job).
+
+        Local paths are made absolute here, where they were typed: a worker runs elsewhere.
+        A folder's symbolic links that lead out of it are skipped with a report line unless
+        ``follow_symlinks``.
+        """
+        params = self._params(bucket, sources, metadata, include, follow_symlinks)
         job = self.wb.jobs.run_inline("ingest", params, listener)
         if job.status == "failed":
             raise RuntimeError(f"ingest job {job.id} failed: {job.message}\n{job.error}")
@@ -445,7 +530,8 @@ class IngestService:
         include = tuple(params["include"])
         rows = []
         for source in params["sources"]:
-            for label, locator, rejection in expand_source(Source(**source), include):
+            for label, locator, rejection in expand_source(
+                    Source(**source), include, params.get("follow_symlinks", False)):
                 rows.append(
                     {
                         "job_id": job_id,
