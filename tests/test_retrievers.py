@@ -40,7 +40,6 @@ F = lambda field, op, value: {"field": field, "operator": op, "value": value}  #
         (F("metadata.frame", "gte", 1), {"obj_b_0", "obj_b_1", "obj_c_0"}),
         (F("camera_id", "exists", True), {"obj_a_0", "obj_a_1", "obj_b_0", "obj_b_1",
                                           "obj_c_0"}),
-        (F("nickname", "exists", True), set()),
         (F("detections.0.confidence", "lt", 0.7), {"obj_b_0", "obj_b_1", "obj_c_0"}),
         (F("detections.1.class", "eq", "circle"), {"obj_b_0", "obj_b_1"}),
         (F("bbox.w", "gt", 25), {"obj_b_0", "obj_b_1", "obj_c_0"}),
@@ -56,6 +55,14 @@ F = lambda field, op, value: {"field": field, "operator": op, "value": value}  #
 )
 def test_filters(rwb, filters, expected):
     assert set(run(rwb, filters)) == expected
+
+
+def test_a_field_that_no_bucket_has_is_refused_when_saved(rwb):
+    """It used to be saved and to match nothing, silently."""
+    with pytest.raises(ValidationError, match="field 'camera' is not known; did you mean "
+                                              "'camera_id'"):
+        run(rwb, F("camera", "eq", "cam_1"))
+    assert [r.name for r in rwb.retrievers.list()] == []
 
 
 def test_annotation_label_filters_reviewed_items(rwb):

@@ -13,6 +13,7 @@ missed object), ``collection_id``, ``label`` (``confirmed``, ``corrected``,
 from __future__ import annotations
 
 import getpass
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -75,7 +76,7 @@ class BulkResult:
 class _Input(BaseModel):
     """The shape of a write; the domain rules (boxes, verdicts) are checked after it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     document_id: str = Field(min_length=1)
     collection_id: str = Field(min_length=1)
     label: str = Field(min_length=1, max_length=100)
@@ -125,8 +126,9 @@ class AnnotationService:
             self._delete(conn, annotation_id, author)
         return self.get(annotation_id, include_deleted=True)
 
-    def bulk(self, operations: list[dict[str, Any]]) -> list[BulkResult]:
-        """Up to 1,000 ``{"op": "create"|"update"|"delete", ...}``; each stands on its own."""
+    def bulk(self, operations: list[Any]) -> list[BulkResult]:
+        """Up to 1,000 ``{"op": "create"|"update"|"delete", ...}``; each stands on its own: one
+        that is malformed (not a mapping, a wrong type, an unknown id) fails alone."""
         if len(operations) > MAX_BULK:
             raise ValidationError(f"a bulk request holds at most {MAX_BULK} operations, got "
                                   f"{len(operations)}; split it")
@@ -135,23 +137,7 @@ class AnnotationService:
             for index, operation in enumerate(operations):
                 savepoint = conn.begin_nested()
                 try:
-                    op = dict(operation)
-                    kind = op.pop("op", "create")
-                    if kind == "create":
-                        annotation_id = self._create(conn, op)
-                    elif kind == "update":
-                        annotation_id = op.pop("id", None) or op.pop("annotation_id", None)
-                        if not annotation_id:
-                            raise ValidationError("update needs 'id'")
-                        self._update(conn, annotation_id, op.pop("author", None), op)
-                    elif kind == "delete":
-                        annotation_id = op.get("id") or op.get("annotation_id")
-                        if not annotation_id:
-                            raise ValidationError("delete needs 'id'")
-                        self._delete(conn, annotation_id, op.get("author"))
-                    else:
-                        raise ValidationError(f"unknown op {kind!r}; use create, update or "
-                                              "delete")
+                    annotation_id = self._apply(conn, operation)
                     savepoint.commit()
                     results.append(BulkResult(index, True, annotation_id))
                 except (ValidationError, NotFoundError) as exc:
@@ -159,16 +145,43 @@ class AnnotationService:
                     results.append(BulkResult(index, False, error=str(exc)))
         return results
 
+    def _apply(self, conn, operation: Any) -> str:
+        """One bulk operation; returns the annotation id it wrote."""
+        if not isinstance(operation, dict):
+            raise ValidationError(f"an operation must be a JSON object like {{\"op\": "
+                                  f"\"create\", \"document_id\": …}}, got {operation!r:.80}")
+        op = dict(operation)
+        kind = op.pop("op", "create")
+        if kind == "create":
+            return self._create(conn, op)
+        if kind not in ("update", "delete"):
+            raise ValidationError(f"unknown op {kind!r}; use create, update or delete")
+        annotation_id = op.pop("id", None) or op.pop("annotation_id", None)
+        author = op.pop("author", None)
+        if not isinstance(annotation_id, str) or not annotation_id:
+            raise ValidationError(f"{kind} needs 'id', the annotation's id (a string)")
+        if author is not None and not isinstance(author, str):
+            raise ValidationError(f"author must be a string, got {author!r}")
+        if kind == "update":
+            self._update(conn, annotation_id, author, op)
+        elif op:
+            raise ValidationError(f"delete takes only 'id' and 'author', got {sorted(op)}")
+        else:
+            self._delete(conn, annotation_id, author)
+        return annotation_id
+
     def _create(self, conn, fields: dict[str, Any]) -> str:
         try:
             data = _Input(**fields)
         except PydanticValidationError as exc:
             raise ValidationError(_explain(exc)) from None
         target = _resolve(conn, data.document_id)
-        if target["collection_id"] != data.collection_id:
+        collection_id = _collection_id(conn, data.collection_id)
+        if target["collection_id"] != collection_id:
             raise ValidationError(
                 f"document {data.document_id} belongs to collection {target['collection_id']}, "
                 f"not {data.collection_id}")
+        data.collection_id = collection_id
         payload = _check_payload(data.label, data.payload, target)
         now = utcnow()
         annotation_id = new_id("ann")
@@ -294,6 +307,13 @@ class AnnotationService:
         return {r.document_id: _annotation(r) for r in rows}
 
 
+def _collection_id(conn, name_or_id: str) -> str:
+    """A collection's id from its id or its name (unchanged when neither matches)."""
+    found = conn.execute(sa.select(t.collections.c.id).where(sa.or_(
+        t.collections.c.id == name_or_id, t.collections.c.name == name_or_id))).scalar()
+    return found or name_or_id
+
+
 def _resolve(conn, document_id: str) -> dict[str, Any]:
     """A detection or an image document: its collection, image and size."""
     det = conn.execute(
@@ -318,6 +338,7 @@ def _resolve(conn, document_id: str) -> dict[str, Any]:
 def _check_payload(label: str, payload: dict[str, Any], target: dict[str, Any]
                    ) -> dict[str, Any]:
     payload = dict(payload)
+    _refuse_non_finite(payload, "payload")
     width, height = target["width"], target["height"]
     for key, real in (("image_width", width), ("image_height", height)):
         if key in payload and payload[key] != real:
@@ -340,6 +361,19 @@ def _check_payload(label: str, payload: dict[str, Any], target: dict[str, Any]
     return payload
 
 
+def _refuse_non_finite(value: Any, where: str) -> None:
+    """NaN and infinities are not numbers a box, a score or a size can have (JSON parsers
+    accept them; the store must not)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(f"{where} is {value}; give a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _refuse_non_finite(item, f"{where}[{index}]")
+
+
 def _check_box(bbox: Any, width: int, height: int) -> dict[str, float]:
     if not isinstance(bbox, dict) or not {"x", "y", "w", "h"} <= set(bbox):
         raise ValidationError("payload.bbox must be a centre box {x, y, w, h} in pixels, got "
@@ -348,6 +382,8 @@ def _check_box(bbox: Any, width: int, height: int) -> dict[str, float]:
         box = {k: float(bbox[k]) for k in ("x", "y", "w", "h")}
     except (TypeError, ValueError):
         raise ValidationError(f"payload.bbox values must be numbers, got {bbox!r}") from None
+    if not all(math.isfinite(v) for v in box.values()):
+        raise ValidationError(f"payload.bbox values must be finite numbers, got {bbox!r}")
     if box["w"] <= 0 or box["h"] <= 0:
         raise ValidationError(f"payload.bbox must have a positive size, got w={box['w']}, "
                               f"h={box['h']}")

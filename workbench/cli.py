@@ -48,7 +48,8 @@ app.add_typer(taxonomy_app, name="taxonomy")
 cluster_app = typer.Typer(help="Cluster runs: list, run, label, rename, promote, relabel.",
                           invoke_without_command=True)
 app.add_typer(cluster_app, name="cluster")
-webhooks_app = typer.Typer(help="Webhooks: list, create, ping, deliveries, redeliver.",
+webhooks_app = typer.Typer(help="Webhooks: list, create, enable, disable, delete, ping, "
+                                "deliveries, redeliver.",
                            invoke_without_command=True)
 app.add_typer(webhooks_app, name="webhooks")
 
@@ -155,6 +156,7 @@ def ingest(
     meta: Annotated[list[str], typer.Option("--meta", "-m", help="Metadata key=value for every image.")] = [],  # noqa: B006
     include: Annotated[list[str], typer.Option(help="Filename pattern for folders/zips (repeatable).")] = [],  # noqa: B006
     queue: Annotated[bool, typer.Option("--queue", help="Hand the ingest to the background worker.")] = False,
+    follow_symlinks: Annotated[bool, typer.Option("--follow-symlinks", help="Follow links in folders that lead out of them (skipped with a report line by default).")] = False,
 ) -> None:
     """Ingest images into a bucket and print the report."""
     from workbench.buckets import schema_from_fields
@@ -167,11 +169,13 @@ def ingest(
             typer.echo(f"created bucket {bucket!r}" + (
                 f" with text fields {', '.join(metadata)}" if metadata else ""))
     if queue:
-        job = wb.ingest.submit(bucket, paths, metadata, tuple(include) or None)
+        job = wb.ingest.submit(bucket, paths, metadata, tuple(include) or None,
+                               follow_symlinks)
         _emit(job, f"queued ingest job {job.id}; follow it with `workbench jobs`")
         return
     with _job_progress("ingest") as update:
-        report = wb.ingest.run(bucket, paths, metadata, tuple(include) or None, listener=update)
+        report = wb.ingest.run(bucket, paths, metadata, tuple(include) or None, listener=update,
+                               follow_symlinks=follow_symlinks)
     if state.json:
         _emit(report, "")
     else:
@@ -498,15 +502,7 @@ def annotate(
     """Record one verdict, or many from a JSONL file (each line succeeds or fails alone)."""
     wb = _open()
     if bulk is not None:
-        try:
-            operations = [json.loads(line) for line in bulk.read_text().splitlines()
-                          if line.strip()]
-        except (OSError, json.JSONDecodeError) as exc:
-            raise WorkbenchError(f"cannot read {bulk}: {exc}") from None
-        for op in operations:
-            if "collection_id" in op and not op["collection_id"].startswith("col_"):
-                op["collection_id"] = wb.collections.get(op["collection_id"]).id
-        results = wb.annotations.bulk(operations)
+        results = _bulk_annotate(wb, bulk)
         failed = [r for r in results if not r.ok]
         _emit(results, "\n".join([*(f"line {r.index + 1}: {r.error}" for r in failed),
                                   f"{len(results) - len(failed)} saved, {len(failed)} failed"]))
@@ -529,6 +525,32 @@ def annotate(
         confidence=confidence, reasoning=reasoning, payload=payload, retriever_id=retriever,
         execution_id=execution)
     _emit(saved, f"saved {saved.id}: {saved.label} on {saved.document_id}")
+
+
+def _bulk_annotate(wb, path: Path) -> list:
+    """Each non-blank line of a JSONL file is one operation that succeeds or fails alone (a
+    line that is not JSON included); results are numbered by line."""
+    from dataclasses import replace
+
+    from workbench.annotations import BulkResult
+
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WorkbenchError(f"cannot read {path}: {exc}") from None
+    parsed, broken = [], []
+    for number, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            parsed.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            broken.append(BulkResult(number, False, error=f"not JSON ({exc})"))
+    if not parsed and not broken:
+        raise WorkbenchError(f"{path} holds no operations (one JSON object per line)")
+    done = wb.annotations.bulk([op for _, op in parsed]) if parsed else []
+    results = broken + [replace(r, index=parsed[r.index][0]) for r in done]
+    return sorted(results, key=lambda r: r.index)
 
 
 @app.command()
@@ -571,7 +593,8 @@ def _export_options(unreviewed: str, fill_threshold: float, val: float, holdout:
 @app.command()
 def export(
     collection: str,
-    out: Annotated[Path, typer.Option(help="Folder to write (replaced if it exists).")],
+    out: Annotated[Path, typer.Option(help="Folder to write: a new or empty one, or an earlier "
+                                           "export (replaced once the new one is complete).")],
     version: Annotated[str | None, typer.Option(help="Reviewed version (default: active).")] = None,
     unreviewed: Annotated[str, typer.Option(help="skip: leave out images with unreviewed boxes; fill: complete them.")] = "skip",
     fill_threshold: Annotated[float, typer.Option(help="With fill: unreviewed boxes at or above this.")] = 0.5,
@@ -792,11 +815,23 @@ def taxonomy_create(
         except (OSError, json.JSONDecodeError) as exc:
             raise WorkbenchError(f"cannot read nodes from {nodes}: {exc}") from None
     wb = _open()
-    made = wb.taxonomies.create(name, references, kind, parsed, threshold, top_k)
-    if attach:
-        wb.taxonomies.attach(name, attach, mode)
+    made = wb.taxonomies.create(name, references, kind, parsed, threshold, top_k,
+                                attach=attach, mode=mode)
     _emit(made, f"created taxonomy {made.name!r} ({made.kind}, {len(made.nodes)} nodes)"
                 + (f", attached to {attach} ({mode})" if attach else ""))
+
+
+@taxonomy_app.command("attach")
+def taxonomy_attach(
+    name: str,
+    collection: Annotated[str, typer.Option("--collection", "-c")],
+    mode: Annotated[str, typer.Option(help="materialize (after each batch run), retroactive "
+                                           "or on_demand.")] = "materialize",
+) -> None:
+    """Attach a taxonomy to a collection (again: change its mode)."""
+    _open().taxonomies.attach(name, collection, mode)
+    _emit({"taxonomy": name, "collection": collection, "mode": mode},
+          f"taxonomy {name!r} attached to {collection!r} ({mode})")
 
 
 @taxonomy_app.command("apply")
@@ -1027,6 +1062,38 @@ def webhooks_create(
           f"webhook {hook.name!r} → {hook.url}\nsecret (shown once, keep it): {secret}")
 
 
+@webhooks_app.command("disable")
+def webhooks_disable(name: str) -> None:
+    """Stop sending to a webhook; its waiting deliveries wait until it is enabled again."""
+    hook = _open().webhooks.set_active(name, False)
+    _emit(hook, f"webhook {hook.name!r} disabled")
+
+
+@webhooks_app.command("enable")
+def webhooks_enable(name: str) -> None:
+    """Send to a webhook again, starting with what waited while it was disabled."""
+    hook = _open().webhooks.set_active(name, True)
+    _emit(hook, f"webhook {hook.name!r} enabled")
+
+
+@webhooks_app.command("delete")
+def webhooks_delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Really delete it, with its delivery log."
+                                      )] = False,
+) -> None:
+    """Delete a webhook with its deliveries and their attempts (events are kept)."""
+    wb = _open()
+    hook = wb.webhooks.get(name)
+    if not yes:
+        raise WorkbenchError(f"deleting webhook {hook.name!r} also deletes its delivery log; "
+                             "add --yes to do it (or `workbench webhooks disable` to pause it)")
+    removed = wb.webhooks.delete(hook.id)
+    _emit({"webhook": hook.name, **removed},
+          f"deleted webhook {hook.name!r} ({removed['deliveries']} deliveries, "
+          f"{removed['attempts']} attempts)")
+
+
 @webhooks_app.command("ping")
 def webhooks_ping(name: str) -> None:
     """Queue a ping event to one webhook (the worker sends it)."""
@@ -1043,9 +1110,14 @@ def webhooks_deliveries(
 ) -> None:
     """Recent deliveries with their status, attempts and last error."""
     rows = _open().webhooks.deliveries(name, status, limit)
+
+    def due(row) -> str:
+        return (f"next attempt {row['next_attempt_at']:%Y-%m-%d %H:%M:%S} UTC  "
+                if row["status"] == "pending" and row["attempts"] else "")
+
     _emit(rows, "\n".join(
         f"{r['id']}  {r['event_type']:22} {r['status']:10} attempts {r['attempts']}  "
-        f"{r['last_status_code'] or ''} {r['last_error'] or ''}" for r in rows)
+        f"{due(r)}{r['last_status_code'] or ''} {r['last_error'] or ''}" for r in rows)
         or "no deliveries")
 
 

@@ -16,6 +16,7 @@ clustering jobs so that it pays this once; PCA first keeps UMAP itself fast.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -89,6 +90,13 @@ def make_estimator(algorithm: str, params: dict[str, Any], seed: int = 0):
     }
     if algorithm not in factories:
         raise ValidationError(f"algorithm {algorithm!r} is not one of {', '.join(ALGORITHMS)}")
+    if params is not None and not isinstance(params, dict):
+        raise ValidationError(f"{algorithm} parameters must be a JSON object like "
+                              f"{{\"min_cluster_size\": 10}}, got {params!r:.80}")
+    for key, value in (params or {}).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationError(f"{algorithm} parameter {key!r} is {value}; give a finite "
+                                  "number")
     factory = factories[algorithm]
     merged = {**DEFAULT_PARAMS[algorithm], **(params or {})}
     known = set(factory().get_params())
@@ -257,9 +265,13 @@ class ClusterService:
         make_estimator(algorithm, params or {}, seed)  # refuse bad parameters before queueing
         if reduction is not None:
             unknown = set(reduction) - {"method", "n_components"}
-            if unknown or reduction.get("method") not in REDUCTIONS:
+            components = reduction.get("n_components", 2)
+            if unknown or reduction.get("method") not in REDUCTIONS or not (
+                    isinstance(components, int) and not isinstance(components, bool)
+                    and components >= 1):
                 raise ValidationError(f"reduction is {{\"method\": one of {', '.join(REDUCTIONS)}"
-                                      f", \"n_components\": n}}, got {reduction!r}")
+                                      f", \"n_components\": a positive integer}}, got "
+                                      f"{reduction!r}")
         if projection not in REDUCTIONS:
             raise ValidationError(f"projection must be one of {', '.join(REDUCTIONS)}")
         _check_members(self.wb.retrievers.count(target.name, filters, chosen.version))

@@ -29,8 +29,10 @@ gets an ``execution_id`` and is logged with its inputs, result ids and time per 
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import json
+import math
 import random
 import re
 import time
@@ -130,8 +132,13 @@ class ImageHit:
     object_id: str
 
 
-def validate_stages(stages: Any) -> list[dict[str, Any]]:
-    """Check a stage list when a retriever is saved; errors name the stage and the field."""
+def validate_stages(stages: Any, metadata_fields: frozenset[str] | None = None
+                    ) -> list[dict[str, Any]]:
+    """Check a stage list when a retriever is saved; errors name the stage and the field.
+
+    ``metadata_fields`` are the bucket fields a filter may name (the collection's buckets');
+    with None, any identifier is taken for one.
+    """
     if not isinstance(stages, list) or not stages:
         raise ValidationError("a retriever needs a non-empty list of stages")
     checked = []
@@ -151,7 +158,10 @@ def validate_stages(stages: Any) -> list[dict[str, Any]]:
         config = stage.get("config", {})
         if not isinstance(config, dict):
             raise ValidationError(f"{where}: config must be a mapping")
-        _CHECKS[kind](config, where)
+        if kind == "filter":
+            _check_filter_stage(config, where, metadata_fields)
+        else:
+            _CHECKS[kind](config, where)
         checked.append({"stage_name": stage.get("stage_name") or f"{kind}_{index}",
                         "stage_type": kind, "config": config})
     return checked
@@ -164,17 +174,40 @@ def _allowed(config: dict, keys: set[str], where: str) -> None:
                               f"{', '.join(sorted(keys))}")
 
 
-def _check_filter_stage(config: dict, where: str) -> None:
+def _check_filter_stage(config: dict, where: str, metadata_fields: frozenset[str] | None
+                        ) -> None:
     _allowed(config, {"filters"}, where)
     if "filters" not in config:
         raise ValidationError(f"{where}: config.filters is required")
-    _check_condition(config["filters"], f"{where}: filters")
+    _check_condition(config["filters"], f"{where}: filters", metadata_fields)
 
 
-def _check_condition(node: Any, where: str) -> None:
+def _check_field(path: str, where: str, metadata_fields: frozenset[str] | None) -> None:
+    """Refuse a field no filter can read, naming the closest one that exists."""
+    if path in DIRECT_FIELDS or path == "annotation.label" or _is_template(path):
+        return
+    if path.startswith("taxonomy.") and len(path) > len("taxonomy."):
+        return
+    if re.fullmatch(r"detections\.\d+\.(confidence|class|class_name)", path):
+        return
+    name = path.removeprefix("metadata.")
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and (
+            metadata_fields is None or name in metadata_fields):
+        return
+    known = [*DIRECT_FIELDS, "annotation.label", "taxonomy.<name>",
+             "detections.<n>.confidence", *(f"metadata.{f}" for f in sorted(
+                 metadata_fields or ()))]
+    close = difflib.get_close_matches(path, [*known, *(metadata_fields or ())], n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValidationError(
+        f"{where}: field {path!r} is not known; {hint}fields: {', '.join(known)}")
+
+
+def _check_condition(node: Any, where: str, metadata_fields: frozenset[str] | None = None
+                     ) -> None:
     if isinstance(node, list):
         for i, child in enumerate(node):
-            _check_condition(child, f"{where}[{i}]")
+            _check_condition(child, f"{where}[{i}]", metadata_fields)
         return
     if not isinstance(node, dict):
         raise ValidationError(f"{where}: a condition must be a mapping")
@@ -184,22 +217,26 @@ def _check_condition(node: Any, where: str) -> None:
             raise ValidationError(f"{where}: {logic[0]} must stand alone in its mapping")
         children = node[logic[0]]
         if logic[0] == "NOT":
-            _check_condition(children, f"{where}.NOT")
+            _check_condition(children, f"{where}.NOT", metadata_fields)
         elif not isinstance(children, list) or not children:
             raise ValidationError(f"{where}.{logic[0]}: needs a non-empty list")
         else:
             for i, child in enumerate(children):
-                _check_condition(child, f"{where}.{logic[0]}[{i}]")
+                _check_condition(child, f"{where}.{logic[0]}[{i}]", metadata_fields)
         return
     _allowed(node, {"field", "operator", "value"}, where)
     if not isinstance(node.get("field"), str) or not node["field"]:
         raise ValidationError(f"{where}: 'field' is required (e.g. 'confidence')")
+    _check_field(node["field"], where, metadata_fields)
     if node.get("operator") not in OPERATORS:
         raise ValidationError(f"{where}: operator {node.get('operator')!r} is not one of "
                               f"{', '.join(OPERATORS)}")
     if "value" not in node:
         raise ValidationError(f"{where}: 'value' is required")
     value = node["value"]
+    values = value if isinstance(value, list) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        raise ValidationError(f"{where}: value {value!r} is not a finite number")
     if node["operator"] in ("in", "nin") and not (isinstance(value, list) or _is_template(value)):
         raise ValidationError(f"{where}: operator {node['operator']} needs a list value")
 
@@ -300,22 +337,22 @@ def render(value: Any, inputs: dict[str, Any]) -> Any:
 # -- compiling filters to SQL ---------------------------------------------------------------
 _D = t.detections.alias("d")
 _O = t.objects.alias("o")
+DIRECT_FIELDS = {
+    "confidence": _D.c.confidence, "class": _D.c.class_name, "class_name": _D.c.class_name,
+    "object_id": _D.c.object_id, "document_id": _D.c.document_id, "id": _D.c.id,
+    "detection_id": _D.c.id, "image.width": _O.c.width, "image.height": _O.c.height,
+    "bbox.w": _D.c.x2 - _D.c.x1, "bbox.h": _D.c.y2 - _D.c.y1,
+    "bbox.x": (_D.c.x1 + _D.c.x2) / 2, "bbox.y": (_D.c.y1 + _D.c.y2) / 2,
+    "area": (_D.c.x2 - _D.c.x1) * (_D.c.y2 - _D.c.y1),
+}
 
 
 def _field(path: str, value: Any) -> sa.ColumnElement:
     numeric = isinstance(value, int | float) and not isinstance(value, bool)
     if isinstance(value, list) and value:
         numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    direct = {
-        "confidence": _D.c.confidence, "class": _D.c.class_name, "class_name": _D.c.class_name,
-        "object_id": _D.c.object_id, "document_id": _D.c.document_id, "id": _D.c.id,
-        "detection_id": _D.c.id, "image.width": _O.c.width, "image.height": _O.c.height,
-        "bbox.w": _D.c.x2 - _D.c.x1, "bbox.h": _D.c.y2 - _D.c.y1,
-        "bbox.x": (_D.c.x1 + _D.c.x2) / 2, "bbox.y": (_D.c.y1 + _D.c.y2) / 2,
-        "area": (_D.c.x2 - _D.c.x1) * (_D.c.y2 - _D.c.y1),
-    }
-    if path in direct:
-        return direct[path]
+    if path in DIRECT_FIELDS:
+        return DIRECT_FIELDS[path]
     if path == "annotation.label":
         a = t.annotations.alias("a")
         return (sa.select(a.c.label).where(a.c.document_id == _D.c.id, a.c.deleted_at.is_(None))
@@ -379,7 +416,7 @@ class RetrieverService:
         if not name or len(name) > 200:
             raise ValidationError("a retriever needs a name of 1-200 characters")
         target = self.wb.collections.get(collection)
-        checked = validate_stages(copy.deepcopy(stages))
+        checked = validate_stages(copy.deepcopy(stages), self._metadata_fields(target))
         now = utcnow()
         with self.db.write() as conn:
             existing = conn.execute(sa.select(t.retrievers.c.id).where(
@@ -395,6 +432,11 @@ class RetrieverService:
                     id=new_id("ret"), name=name, collection_id=target.id, stages=checked,
                     description=description, created_at=now, updated_at=now))
         return self.get(name)
+
+    def _metadata_fields(self, target: Collection) -> frozenset[str]:
+        """The metadata fields of a collection's buckets: what a filter may name."""
+        return frozenset(f.name for bucket_id in target.bucket_ids
+                         for f in self.wb.buckets.get(bucket_id).metadata_fields)
 
     def get(self, name_or_id: str) -> Retriever:
         row = self.db.find(t.retrievers, name_or_id)
@@ -483,7 +525,7 @@ class RetrieverService:
         chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
         conditions = _scope(target, chosen, indexed=True)
         if filters:
-            _check_condition(filters, "filters")
+            _check_condition(filters, "filters", self._metadata_fields(target))
             conditions.append(compile_condition(filters))
         return conditions
 

@@ -22,6 +22,7 @@ re-apply rewrites only the assignments whose outcome changed.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -103,6 +104,8 @@ def parse_nodes(kind: str, nodes: Sequence[Any]) -> tuple[Node, ...]:
     """Validate a node list; names unique, parents known, no cycles; flat means no parents."""
     if kind not in KINDS:
         raise ValidationError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not isinstance(nodes, list | tuple):
+        raise ValidationError(f"nodes must be a list of names or mappings, got {nodes!r:.80}")
     if not nodes:
         raise ValidationError("a taxonomy needs at least one node")
     parsed = []
@@ -119,11 +122,15 @@ def parse_nodes(kind: str, nodes: Sequence[Any]) -> tuple[Node, ...]:
             raise ValidationError(f"nodes[{i}]: name must be a non-empty string other than "
                                   f"{UNKNOWN!r}, got {name!r}")
         threshold = raw.get("threshold")
-        if threshold is not None and not -1 <= float(threshold) <= 1:
+        if threshold is not None and not (_is_number(threshold) and -1 <= threshold <= 1):
             raise ValidationError(f"nodes[{i}] ({name}): threshold is a cosine similarity in "
                                   f"[-1, 1], got {threshold!r}")
         classes = raw.get("classes") or [name]
-        if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+        parent = raw.get("parent")
+        if parent is not None and not isinstance(parent, str):
+            raise ValidationError(f"nodes[{i}] ({name}): parent must be a node's name, got "
+                                  f"{parent!r}")
+        if not isinstance(classes, list | tuple) or not all(isinstance(c, str) for c in classes):
             raise ValidationError(f"nodes[{i}] ({name}): classes must be a list of names")
         parsed.append(Node(name, raw.get("parent"),
                            None if threshold is None else float(threshold), tuple(classes)))
@@ -258,12 +265,16 @@ class TaxonomyService:
 
     def create(self, name: str, reference_set: str, kind: str = "flat",
                nodes: Sequence[Any] | None = None, threshold: float = DEFAULT_THRESHOLD, top_k: int = 5,
-               mapping: dict[str, str] | None = None) -> Taxonomy:
+               mapping: dict[str, str] | None = None, attach: str | None = None,
+               mode: str = "materialize") -> Taxonomy:
         """A taxonomy over a reference set. A flat one without ``nodes`` takes the set's
-        classes."""
-        if not name or len(name) > 200:
+        classes. With ``attach``, it is attached to that collection in ``mode`` in the same
+        transaction: everything is checked first, and nothing is created if anything is
+        wrong."""
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValidationError("a taxonomy needs a name of 1-200 characters")
         refs = self.wb.references.get(reference_set)
+        attach_to = self._attachable(refs, attach, mode) if attach is not None else None
         if nodes is None:
             if kind != "flat":
                 raise ValidationError("a tree taxonomy needs its nodes")
@@ -284,6 +295,10 @@ class TaxonomyService:
                 nodes=[n.to_dict() for n in parsed], threshold=float(threshold),
                 top_k=int(top_k), mapping=dict(mapping or DEFAULT_MAPPING), version=1,
                 reference_version=refs.version, created_at=now, updated_at=now))
+            if attach_to is not None:
+                conn.execute(t.taxonomy_attachments.insert().values(
+                    taxonomy_id=taxonomy_id, collection_id=attach_to.id, mode=mode,
+                    created_at=now))
         return self.get(taxonomy_id)
 
     def update(self, name: str, nodes: Sequence[Any] | None = None,
@@ -316,16 +331,21 @@ class TaxonomyService:
                 sa.select(t.taxonomies).order_by(t.taxonomies.c.name))]
 
     # -- attachment ----------------------------------------------------------------------
-    def attach(self, name: str, collection: str, mode: str = "materialize") -> None:
-        """Attach to a collection with a mode (attaching again changes the mode)."""
+    def _attachable(self, refs, collection: str, mode: str):
+        """The collection a taxonomy over ``refs`` can be attached to in ``mode``, or why not."""
         if mode not in MODES:
             raise ValidationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        taxonomy = self.get(name)
         target = self.wb.collections.get(collection)
-        refs = self.wb.references.get(taxonomy.reference_set_id)
         if refs.collection_id != target.id:
-            raise ValidationError(f"taxonomy {taxonomy.name!r} compares embeddings of "
-                                  f"{refs.feature_uri} in another collection")
+            raise ValidationError(f"the taxonomy compares embeddings of {refs.feature_uri} "
+                                  f"in another collection than {target.name!r}")
+        return target
+
+    def attach(self, name: str, collection: str, mode: str = "materialize") -> None:
+        """Attach to a collection with a mode (attaching again changes the mode)."""
+        taxonomy = self.get(name)
+        refs = self.wb.references.get(taxonomy.reference_set_id)
+        target = self._attachable(refs, collection, mode)
         with self.db.write() as conn:
             conn.execute(t.taxonomy_attachments.delete().where(
                 t.taxonomy_attachments.c.taxonomy_id == taxonomy.id,
@@ -497,8 +517,13 @@ class TaxonomyService:
         return self.get(taxonomy.id)
 
 
+def _is_number(value: Any) -> bool:
+    """A real, finite number (not a string, a bool or NaN)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_settings(threshold: float, top_k: int, mapping: dict[str, str] | None) -> None:
-    if not -1 <= float(threshold) <= 1:
+    if not (_is_number(threshold) and -1 <= threshold <= 1):
         raise ValidationError(f"threshold is a cosine similarity in [-1, 1], got {threshold!r}")
     if not isinstance(top_k, int) or top_k < 1:
         raise ValidationError(f"top_k must be a positive integer, got {top_k!r}")
