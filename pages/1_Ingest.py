@@ -8,6 +8,7 @@ from workbench.ui import (
     image_grid,
     jobs_panel,
     page_setup,
+    plain,
     show_errors,
     stage_uploads,
 )
@@ -25,7 +26,7 @@ with st.expander("Create a bucket", expanded=not wb.buckets.list()):
             with show_errors():
                 wb.buckets.create(name, schema, description)
                 st.session_state["bucket"] = name
-                st.success(f"Created bucket {name!r}.")
+                st.success(f"Created bucket {plain(name)}.")
 
 buckets = wb.buckets.list()
 if not buckets:
@@ -82,7 +83,7 @@ if report_id := st.session_state.get("last_report"):
 
 jobs_panel(wb)
 
-st.subheader(f"Images in {bucket.name}")
+st.subheader(f"Images in {plain(bucket.name)}")
 total = wb.buckets.count_objects(bucket)
 if total == 0:
     st.caption("No images yet.")

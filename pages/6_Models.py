@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from workbench.ui import jobs_panel, page_setup, pick_collection, show_errors
+from workbench.ui import jobs_panel, page_setup, pick_collection, plain, show_errors
 from workbench.ui.fiftyone import open_in_fiftyone
 from workbench.ui.loop import comparison_view, gate_form, registry_table, regression_gallery
 
@@ -31,7 +31,7 @@ if run_cols[0].button("Evaluate on held-out images", type="primary", key="evalua
     with show_errors():
         st.session_state["evaluation"] = wb.evaluation.compare_versions(
             collection.name, base, candidate, gate)
-if run_cols[1].button(f"Run {collection.extractor_name}@{candidate} over the collection",
+if run_cols[1].button(f"Run {plain(collection.extractor_name)}@{plain(candidate)} over the collection",
                       key="redeploy"):
     with show_errors():
         wb.detection.submit(collection.name, candidate)
@@ -60,8 +60,8 @@ st.subheader("Promote or roll back")
 target = st.selectbox("Make active", versions, index=len(versions) - 1, key="promote_version")
 reason = st.text_input("Reason (needed when the version has not passed the gate)",
                        key="promote_reason")
-if st.button(f"Make {target} active", key="promote"):
+if st.button(f"Make {plain(target)} active", key="promote"):
     with show_errors():
         done = wb.evaluation.promote(collection.name, target, reason or None)
-        st.success(f"{done['from_version']} → {done['to_version']}")
+        st.success(plain(f"{done['from_version']} → {done['to_version']}"))
 jobs_panel(wb)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,11 @@ def populate(wb: Workbench, tmp_path: Path) -> None:
     wb.collections.create("cams", ["cams"])
     wb.detection.run("cams", params=DetectParams(imgsz=320, conf=0.1))
     wb.jobs.submit("ingest", wb.ingest._params("cams", [tmp_path / "imgs"], None, None))
+
+
+def shown(element) -> str:
+    """An element's text as the browser shows it (user strings are Markdown-escaped)."""
+    return re.sub(r"\\(.)", r"\1", element.value)
 
 
 def run_page(page: str) -> AppTest:

@@ -6,6 +6,7 @@ A page is a few lines: ``wb = page_setup("Ingest")``, read widgets, call one ser
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import uuid
 from collections.abc import Iterator, Sequence
@@ -54,8 +55,20 @@ def page_setup(title: str) -> Workbench:
         for path, label, icon in NAVIGATION:
             st.page_link(path, label=label, icon=icon)
         st.divider()
-        st.caption(f"Workspace `{home}`")
+        st.caption(f"Workspace {plain(home)}")
     return wb
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]<>#|~$!:])")
+
+
+def plain(text: object) -> str:
+    """A user's string (a name, a file name, a metadata value, an error quoting input) made
+    safe to put in anything Streamlit renders as Markdown: the characters that make links,
+    images, HTML, Streamlit's ``:color[…]`` directives, LaTeX, code and emphasis are escaped,
+    so ``![x](http://…)`` shows as those characters and loads nothing, and newlines are
+    folded so that no block can start."""
+    return _MARKDOWN.sub(r"\\\1", " ".join(str(text).split()))
 
 
 @contextmanager
@@ -64,7 +77,7 @@ def show_errors() -> Iterator[None]:
     try:
         yield
     except WorkbenchError as exc:
-        st.error(str(exc), icon="⚠️")
+        st.error(plain(exc), icon="⚠️")
 
 
 def pick_collection(wb: Workbench, key: str, empty: str, where=None):
@@ -118,14 +131,15 @@ def image_grid(wb: Workbench, objects: Sequence[ImageObject], columns: int = 6) 
         cells = st.columns(columns)
         for cell, obj in zip(cells, objects[start : start + columns], strict=False):
             with cell:
-                st.image(thumbnail(wb, obj), caption=Path(obj.source).name, width="stretch")
+                st.image(thumbnail(wb, obj), caption=plain(Path(obj.source).name),
+                         width="stretch")
                 details = [f"{obj.width}×{obj.height} {obj.format}"]
-                details += [f"{k}: {v}" for k, v in obj.metadata.items()]
+                details += [f"{plain(k)}: {plain(v)}" for k, v in obj.metadata.items()]
                 st.caption(" · ".join(details))
 
 
 def _job_row(job: Job, cancellable: bool) -> None:
-    label = f"**{job.kind}** `{job.id}` — {job.status}: {job.message}"
+    label = f"**{job.kind}** `{job.id}` — {job.status}: {plain(job.message)}"
     left, right = st.columns([5, 1])
     if job.status == "running" and job.progress_total:
         left.progress(min(1.0, job.fraction), text=label)

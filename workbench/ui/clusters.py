@@ -11,7 +11,7 @@ import streamlit as st
 from workbench import Workbench
 from workbench.clusters import ALGORITHMS, DEFAULT_PARAMS, REDUCTIONS, ClusterRun
 from workbench.domain import Collection
-from workbench.ui import show_errors
+from workbench.ui import plain, show_errors
 from workbench.ui.review import crop
 
 GRID = 8
@@ -99,7 +99,7 @@ def scatter(wb: Workbench, run: ClusterRun) -> None:
         for cell, point in zip(cells, picked[:GRID], strict=False):
             data = point.get("customdata") or []
             if len(data) > 3 and data[3]:
-                cell.image(data[3], caption=f"{data[1]} {data[2]}", width="stretch")
+                cell.image(data[3], caption=plain(f"{data[1]} {data[2]}"), width="stretch")
 
 
 def cluster_table(run: ClusterRun) -> None:
@@ -117,7 +117,7 @@ def member_grid(wb: Workbench, run: ClusterRun, cluster: int, limit: int = 32) -
         for cell, m in zip(cells, members[start:start + GRID], strict=False):
             obj = wb.buckets.get_object(m["object_id"])
             cell.image(crop(str(wb.image_path(obj)), (m["x1"], m["y1"], m["x2"], m["y2"])),
-                       caption=f"{m['class_name']} {m['confidence']:.2f}", width="stretch")
+                       caption=f"{plain(m['class_name'])} {m['confidence']:.2f}", width="stretch")
 
 
 def actions(wb: Workbench, run: ClusterRun, cluster: int) -> None:
@@ -136,7 +136,7 @@ def actions(wb: Workbench, run: ClusterRun, cluster: int) -> None:
         if st.form_submit_button("Promote to a taxonomy node", disabled=not taxonomies):
             with show_errors():
                 done = wb.clusters.promote(run.id, cluster, taxonomy, None, parent or None)
-                st.toast(f"node {done['node']!r}: {done['references_added']} references; "
+                st.toast(f"node {plain(done['node'])}: {done['references_added']} references; "
                          f"taxonomy v{done['taxonomy_version']}")
     with right.form("cluster_relabel"):
         true_class = st.text_input("Relabel members as", run.name_of(cluster),

@@ -10,7 +10,7 @@ import streamlit as st
 from workbench import Workbench
 from workbench.detection import DetectParams, default_params
 from workbench.domain import Collection, ExtractorVersion
-from workbench.ui import show_errors
+from workbench.ui import plain, show_errors
 from workbench.ui.render import boxes_of, draw_boxes
 
 
@@ -26,7 +26,7 @@ def register_model_form(wb: Workbench) -> None:
                 path.write_bytes(upload.getbuffer())
                 with st.spinner("Loading and checking the model…"):
                     version = wb.registry.register_yolo(path, notes=notes)
-                st.success(f"Registered {version.key} ({', '.join(version.classes)}).")
+                st.success(f"Registered {plain(version.key)} ({plain(', '.join(version.classes))}).")
     with custom_tab:
         st.caption("A zip with `extractor.json` (`spec`, `entrypoint: module:Class`) and its "
                    "Python code. **It runs with your permissions**: register only code you trust.")
@@ -36,7 +36,7 @@ def register_model_form(wb: Workbench) -> None:
                 path = Path(tmp) / Path(archive.name).name
                 path.write_bytes(archive.getbuffer())
                 version = wb.registry.register_custom(path)
-                st.success(f"Registered {version.key}.")
+                st.success(f"Registered {plain(version.key)}.")
     versions = wb.registry.list()
     if versions:
         st.dataframe(
@@ -60,7 +60,7 @@ def collection_form(wb: Workbench) -> None:
         if st.form_submit_button("Create collection"):
             with show_errors():
                 wb.collections.create(name, chosen_buckets, extractor)
-                st.success(f"Created collection {name!r}.")
+                st.success(f"Created collection {plain(name)}.")
 
 
 def run_controls(wb: Workbench, collection: Collection, version: ExtractorVersion) -> None:
@@ -117,7 +117,7 @@ def results_grid(wb: Workbench, collection: Collection, version: ExtractorVersio
         with grid[index % 4]:
             st.image(draw_boxes(str(wb.image_path(obj)), boxes_of(by_image[object_id]),
                                 tuple(classes), 480), width="stretch")
-            st.caption(f"{Path(obj.source).name} · {len(by_image[object_id])} boxes")
+            st.caption(f"{plain(Path(obj.source).name)} · {len(by_image[object_id])} boxes")
     if not page_ids:
         return None
     return st.selectbox("Inspect an image", page_ids, key="detail_image",
@@ -138,7 +138,7 @@ def detail_view(wb: Workbench, collection: Collection, version: ExtractorVersion
     for column, key in zip(columns, [version.key, compare], strict=False):
         detections = wb.detection.detections(collection, key, object_ids=[object_id])
         with column:
-            st.markdown(f"**{key}** — {len(detections)} detections")
+            st.markdown(f"**{plain(key)}** — {len(detections)} detections")
             st.image(draw_boxes(str(wb.image_path(obj)), boxes_of(detections), classes, 960),
                      width="stretch")
             st.dataframe(
@@ -148,5 +148,5 @@ def detail_view(wb: Workbench, collection: Collection, version: ExtractorVersion
                 hide_index=True, width="stretch",
                 column_config={"class": st.column_config.TextColumn("class")},
             )
-    st.caption(" · ".join([f"{obj.width}×{obj.height}", *(f"{k}: {v}" for k, v in
+    st.caption(" · ".join([f"{obj.width}×{obj.height}", *(f"{plain(k)}: {plain(v)}" for k, v in
                                                          obj.metadata.items())]))

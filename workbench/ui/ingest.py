@@ -8,6 +8,7 @@ import streamlit as st
 
 from workbench import Workbench
 from workbench.domain import Bucket
+from workbench.ui import plain
 
 
 
@@ -54,7 +55,7 @@ def report_table(wb: Workbench, job_id: str) -> None:
     report = wb.ingest.report(job_id)
     job = wb.jobs.get(job_id)
     st.subheader("Ingest report")
-    text = f"{report.summary()} into **{report.bucket}** — job `{job_id}` {job.status}"
+    text = f"{report.summary()} into **{plain(report.bucket)}** — job `{job_id}` {job.status}"
     if report.rejected:
         st.warning(text)
     else:

@@ -15,7 +15,7 @@ from workbench.domain import Collection
 from workbench.evaluation import Gate
 from workbench.export import ExportOptions, ExportResult
 from workbench.training import TrainParams
-from workbench.ui import show_errors
+from workbench.ui import plain, show_errors
 from workbench.ui.render import draw_boxes
 
 
@@ -50,7 +50,7 @@ def export_summary(result: ExportResult) -> None:
     cols[1].metric("Objects", sum(result.objects.values()))
     cols[2].metric("Background images", result.background_images)
     cols[3].metric("Skipped (not fully reviewed)", result.skipped_images)
-    st.caption(f"Splits: {result.images} · classes: {', '.join(result.names)} · content hash "
+    st.caption(f"Splits: {plain(result.images)} · classes: {plain(', '.join(result.names))} · content hash "
                f"`{result.content_hash[:16]}…`")
     if result.class_counts:
         counts = [{"class": c, "objects": result.class_counts.get(c, 0)} for c in result.names]
@@ -80,7 +80,7 @@ def export_preview(result: ExportResult, limit: int = 8) -> None:
                           (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
         with cols[index % 4]:
             st.image(draw_boxes(str(image), tuple(boxes), result.names, 480), width="stretch",
-                     caption=f"{label.parent.name}/{label.stem}")
+                     caption=plain(f"{label.parent.name}/{label.stem}"))
 
 
 def zip_bytes(folder: Path) -> bytes:
@@ -101,7 +101,7 @@ def train_form(wb: Workbench, collection: Collection, options: ExportOptions) ->
     batch = cols[2].number_input("Batch", 1, 256, 8, key="train_batch")
     patience = cols[3].number_input("Patience", 1, 1000, 10, key="train_patience")
     running = [j for j in wb.jobs.active() if j.kind == "train"]
-    if st.button(f"Fine-tune {parent.key}", type="primary", disabled=bool(running),
+    if st.button(f"Fine-tune {plain(parent.key)}", type="primary", disabled=bool(running),
                  key="start_training"):
         with show_errors():
             job = wb.training.submit(collection.name, parent.version, options, TrainParams(
@@ -121,7 +121,7 @@ def training_curves(wb: Workbench) -> None:
             return
         job = jobs[0]
         epochs = (job.result or {}).get("epochs", [])
-        st.markdown(f"**Training** `{job.id}` — {job.status}: {job.message}")
+        st.markdown(f"**Training** `{job.id}` — {job.status}: {plain(job.message)}")
         if job.status == "running" and job.progress_total:
             st.progress(min(1.0, job.fraction))
         if job.status == "failed" and job.error:
@@ -170,7 +170,7 @@ def gate_form() -> Gate:
 def comparison_view(wb: Workbench, collection: Collection, record: dict) -> None:
     base, cand = record["base"], record["candidate"]
     n = len(record["images"]["ids"])
-    st.markdown(f"**{record['base_key']}** vs **{record['candidate_key']}** on {n} images — "
+    st.markdown(f"**{plain(record['base_key'])}** vs **{plain(record['candidate_key'])}** on {n} images — "
                 f"{record['images']['chosen_by']}")
     if n < SMALL_EVALUATION:
         st.warning(f"Only {n} held-out reviewed image(s): too few to judge a model. Review "
@@ -197,7 +197,7 @@ def comparison_view(wb: Workbench, collection: Collection, record: dict) -> None
     decision = record["decision"]
     (st.success if decision["promote"] else st.warning)(
         ("Passes the gate: " if decision["promote"] else "Does not pass the gate: ")
-        + "; ".join(decision["reasons"]))
+        + plain("; ".join(decision["reasons"])))
 
 
 def regression_gallery(wb: Workbench, collection: Collection, record: dict,
@@ -215,4 +215,4 @@ def regression_gallery(wb: Workbench, collection: Collection, record: dict,
             dets = wb.detection.detections(collection, key, object_ids=[object_id])
             boxes = tuple((d.class_name, round(d.confidence, 2), d.xyxy) for d in dets)
             col.image(draw_boxes(str(wb.image_path(obj)), boxes, classes, 640),
-                      caption=f"{key} · {Path(obj.source).name}", width="stretch")
+                      caption=plain(f"{key} · {Path(obj.source).name}"), width="stretch")

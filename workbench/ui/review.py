@@ -17,7 +17,7 @@ from workbench.boxes import xyxy_to_center
 from workbench.domain import Collection, ExtractorVersion
 from workbench.export import NO_OBJECTS
 from workbench.retrievers import Hit, ImageHit
-from workbench.ui import show_errors
+from workbench.ui import plain, show_errors
 from workbench.ui.render import boxes_of, draw_boxes
 
 NEW_CLASS = "new class…"
@@ -97,8 +97,8 @@ def current_view(wb: Workbench, collection: Collection, version: ExtractorVersio
     obj = wb.buckets.get_object(hit.object_id)
     detections = wb.detection.detections(collection, version.key, object_ids=[obj.id])
     highlight = next((i for i, d in enumerate(detections) if d.id == hit.detection_id), None)
-    st.markdown(f"**{hit.class_name}** at confidence **{hit.confidence:.2f}** — "
-                f"{Path(obj.source).name} ({obj.width}×{obj.height}), item {s.position + 1} "
+    st.markdown(f"**{plain(hit.class_name)}** at confidence **{hit.confidence:.2f}** — "
+                f"{plain(Path(obj.source).name)} ({obj.width}×{obj.height}), item {s.position + 1} "
                 f"of {len(s.hits)} on this page")
     if s.mode == "review":
         st.image(draw_boxes(str(wb.image_path(obj)), boxes_of(detections),
@@ -115,7 +115,7 @@ def next_strip(wb: Workbench, s: ReviewState) -> None:
     for col, hit in zip(cols, upcoming, strict=False):
         obj = wb.buckets.get_object(hit.object_id)
         col.image(crop(str(wb.image_path(obj)), hit.xyxy), width="stretch",
-                  caption=f"{hit.class_name} {hit.confidence:.2f}")
+                  caption=f"{plain(hit.class_name)} {hit.confidence:.2f}")
 
 
 @st.cache_data(show_spinner=False, max_entries=500)
@@ -310,11 +310,11 @@ def image_check(wb: Workbench, collection: Collection, version: ExtractorVersion
     cols[1].metric("Looked over in this session", len(s.done))
     image = s.current
     if image is None:
-        st.success(f"Every image on which {version.key} found nothing has been looked over.")
+        st.success(f"Every image on which {plain(version.key)} found nothing has been looked over.")
         _image_undo(wb, s)
         return
     obj = wb.buckets.get_object(image.object_id)
-    st.markdown(f"{version.key} found **nothing** on {Path(obj.source).name} "
+    st.markdown(f"{plain(version.key)} found **nothing** on {plain(Path(obj.source).name)} "
                 f"({obj.width}×{obj.height}). Draw a box around each object it missed, or "
                 "press **Nothing here** (N).")
     reasoning = st.text_input("Reasoning (optional)", key=f"image_reasoning_{s.canvas_round}")

@@ -13,7 +13,7 @@ from workbench.domain import Collection
 from workbench.errors import WorkbenchError
 from workbench.references import PROMOTABLE
 from workbench.taxonomies import DEFAULT_THRESHOLD, KINDS, MODES
-from workbench.ui import show_errors
+from workbench.ui import plain, show_errors
 
 GALLERY_PER_CLASS = 8
 TREE_EXAMPLE = [{"name": "polygon", "threshold": 0.7},
@@ -40,7 +40,7 @@ def reference_sets(wb: Workbench, collection: Collection) -> str | None:
     cols[0].metric("Version", refs.version)
     cols[1].metric("References", sum(counts.values()))
     cols[2].metric("Classes", len(counts))
-    st.caption(f"Embeddings: `{refs.feature_uri}`")
+    st.caption(f"Embeddings: {plain(refs.feature_uri)}")
     left, right = st.columns(2)
     with left.form("refs_promote"):
         labels = st.multiselect("Promote reviewed detections whose verdict is", PROMOTABLE,
@@ -75,7 +75,7 @@ def gallery(wb: Workbench, name: str) -> None:
     for item in wb.references.items(name):
         by_class.setdefault(item.true_class, []).append(item)
     for cls, items in by_class.items():
-        st.markdown(f"**{cls}** — {len(items)} reference(s)")
+        st.markdown(f"**{plain(cls)}** — {len(items)} reference(s)")
         cells = st.columns(GALLERY_PER_CLASS)
         for cell, item in zip(cells, items[:GALLERY_PER_CLASS], strict=False):
             crop = wb.references.thumbnail(item.id)
@@ -155,7 +155,7 @@ def apply_report(wb: Workbench) -> None:
             st.progress(min(1.0, job.fraction), text=f"Applying: {job.message}")
             return
         if job.status == "failed":
-            st.error(f"The apply failed: {job.message}")
+            st.error(f"The apply failed: {plain(job.message)}")
             return
         result = job.result or {}
         if not result:
@@ -173,7 +173,7 @@ def apply_report(wb: Workbench) -> None:
                 crop = detection_crop(wb, change["detection_id"])
                 if crop:
                     cell.image(crop, width="stretch")
-                cell.caption(f"{change['before']} → **{change['after']}** "
+                cell.caption(f"{plain(change['before'])} → **{plain(change['after'])}** "
                              f"({change['score']:.2f})")
 
     report()
