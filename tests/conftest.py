@@ -12,6 +12,9 @@ from PIL import Image
 
 # Tests never reach a network and never start the app's background worker by themselves.
 os.environ["WORKBENCH_AUTOSTART_WORKER"] = "false"
+# No image is reserved for the gold set unless a test asks for it (tests of the gold set set
+# their own share), so that a test's few complete images are all training data.
+os.environ["WORKBENCH_GOLD_FRACTION"] = "0"
 os.environ.setdefault("WORKBENCH_OFFLINE", "true")
 
 REPO = Path(__file__).resolve().parent.parent

@@ -98,7 +98,8 @@ class Workbench:
     def annotations(self):
         from workbench.annotations import AnnotationService
 
-        return AnnotationService(self.db, self.settings.author)
+        return AnnotationService(self.db, self.settings.author, self.settings.gold_fraction,
+                                 self.settings.gold_target)
 
     @cached_property
     def retrievers(self):
@@ -135,6 +136,18 @@ class Workbench:
         from workbench.clusters import ClusterService
 
         return ClusterService(self)
+
+    @cached_property
+    def image_review(self):
+        from workbench.image_review import ImageReviewService
+
+        return ImageReviewService(self)
+
+    @cached_property
+    def truth(self):
+        from workbench.truth import TruthService
+
+        return TruthService(self)
 
     @cached_property
     def webhooks(self):

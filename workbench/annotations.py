@@ -51,6 +51,7 @@ class Annotation:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+    origin: str = "human"  # or "carried": from the ground truth to another version's box
 
     @property
     def box_xyxy(self) -> tuple[float, float, float, float] | None:
@@ -102,9 +103,11 @@ def _explain(exc: PydanticValidationError) -> str:
 
 
 class AnnotationService:
-    def __init__(self, db: MetadataStore, default_author: str | None = None):
+    def __init__(self, db: MetadataStore, default_author: str | None = None,
+                 gold_fraction: float = 0.2, gold_target: int = 50):
         self.db = db
         self.default_author = default_author or getpass.getuser()
+        self.gold = (gold_fraction, gold_target)
 
     # -- writes --------------------------------------------------------------------------
     def create(self, **fields: Any) -> Annotation:
@@ -144,6 +147,15 @@ class AnnotationService:
                     savepoint.rollback()
                     results.append(BulkResult(index, False, error=str(exc)))
         return results
+
+    def apply_all(self, operations: list[Any]) -> list[str]:
+        """Operations as in :meth:`bulk`, all in one transaction: every one is written, or
+        (the first error raised) none is. Returns the annotation ids."""
+        if len(operations) > MAX_BULK:
+            raise ValidationError(f"at most {MAX_BULK} operations at once, got "
+                                  f"{len(operations)}")
+        with self.db.write() as conn:
+            return [self._apply(conn, operation) for operation in operations]
 
     def _apply(self, conn, operation: Any) -> str:
         """One bulk operation; returns the annotation id it wrote."""
@@ -195,8 +207,15 @@ class AnnotationService:
             "updated_at": now,
         }
         conn.execute(t.annotations.insert().values(**row))
+        self._truth(conn, row)
         record_event(conn, "annotation.created", _event_payload(row))
         return annotation_id
+
+    def _truth(self, conn, row: dict[str, Any]) -> None:
+        """The image's ground truth (and carried verdicts) follow, in this transaction."""
+        from workbench.truth import refresh
+
+        refresh(conn, row["collection_id"], [row["object_id"]], *self.gold)
 
     def _update(self, conn, annotation_id: str, author: str | None, changes: dict[str, Any]):
         current = self._row(conn, annotation_id)
@@ -226,6 +245,7 @@ class AnnotationService:
                   "revision": current["revision"] + 1, "updated_at": utcnow(), "author": who}
         conn.execute(t.annotations.update().where(t.annotations.c.id == annotation_id)
                      .values(**values))
+        self._truth(conn, current)
         record_event(conn, "annotation.updated", _event_payload({**current, **values}))
 
     def _delete(self, conn, annotation_id: str, author: str | None) -> None:
@@ -236,6 +256,7 @@ class AnnotationService:
             snapshot=_snapshot(current), changed_at=utcnow(), changed_by=who))
         conn.execute(t.annotations.update().where(t.annotations.c.id == annotation_id).values(
             deleted_at=utcnow(), revision=current["revision"] + 1, author=who))
+        self._truth(conn, current)
         record_event(conn, "annotation.deleted", _event_payload(current))
 
     def _row(self, conn, annotation_id: str) -> dict[str, Any]:
@@ -243,6 +264,10 @@ class AnnotationService:
             t.annotations.c.id == annotation_id, t.annotations.c.deleted_at.is_(None))).first()
         if row is None:
             raise NotFoundError(f"no annotation {annotation_id!r} (or it was deleted)")
+        if row.origin != "human":
+            raise ValidationError(f"{annotation_id} was carried over from the ground truth; "
+                                  "change the annotation it came from "
+                                  f"({(row.payload or {}).get('carried_from')})")
         return dict(row._mapping)
 
     # -- reads ---------------------------------------------------------------------------
@@ -269,15 +294,18 @@ class AnnotationService:
              label: str | None = None, retriever_id: str | None = None,
              execution_id: str | None = None, author: str | None = None,
              since: datetime | None = None, until: datetime | None = None,
-             include_deleted: bool = False, offset: int = 0, limit: int = 100) -> Page:
-        """Annotations matching every given filter, newest first, one page at a time."""
+             include_deleted: bool = False, offset: int = 0, limit: int = 100,
+             origin: str | None = "human") -> Page:
+        """Annotations matching every given filter, newest first, one page at a time: people's
+        (the default), those carried over from the ground truth (``origin="carried"``), or
+        both (``origin=None``)."""
         if not 1 <= limit <= 1000:
             raise ValidationError("limit must be between 1 and 1000")
         c = t.annotations.c
         conditions = [column == value for column, value in (
             (c.collection_id, collection_id), (c.document_id, document_id), (c.label, label),
             (c.retriever_id, retriever_id), (c.execution_id, execution_id),
-            (c.author, author)) if value is not None]
+            (c.author, author), (c.origin, origin)) if value is not None]
         if since is not None:
             conditions.append(c.created_at >= since.replace(tzinfo=None))
         if until is not None:
@@ -349,6 +377,9 @@ def _check_payload(label: str, payload: dict[str, Any], target: dict[str, Any]
         payload.setdefault("predicted_class", target["class_name"])
     if "bbox" in payload:
         payload["bbox"] = _check_box(payload["bbox"], width, height)
+    if label in ("image_done", "no_objects", "missed") and target["kind"] != "image":
+        raise ValidationError(f"a {label!r} annotation belongs to an image document (the "
+                              "image of a detection), not to a detection")
     if label == "corrected" and not (payload.get("true_class") or "bbox" in payload):
         raise ValidationError("a 'corrected' annotation needs payload.true_class or a new "
                               "payload.bbox")
@@ -415,4 +446,5 @@ def _annotation(row) -> Annotation:
         retriever_id=row.retriever_id, execution_id=row.execution_id, author=row.author,
         revision=row.revision, created_at=as_utc(row.created_at),
         updated_at=as_utc(row.updated_at), deleted_at=as_utc(row.deleted_at),
+        origin=row.origin,
     )

@@ -74,6 +74,16 @@ class Settings(BaseSettings):
         "taken over by another worker (a dead worker on this host is detected at once).",
     )
     worker_poll_s: float = Field(0.5, gt=0, description="How often an idle worker looks for jobs.")
+    gold_fraction: float = Field(
+        0.2, ge=0, le=1,
+        description="Share of images reserved for the gold set (never trained on, every "
+        "version scored on it) when they first become complete, drawn by a hash of their "
+        "bytes.",
+    )
+    gold_target: int = Field(
+        50, ge=0, description="The gold set's size: images stop being reserved once a "
+        "collection holds this many; evaluations warn below it.",
+    )
     webhook_retry_window_s: float = Field(
         86_400.0, gt=0,
         description="How long a webhook delivery is retried (exponential backoff with jitter) "

@@ -210,6 +210,8 @@ class DetectionService:
             record_event(conn, "batch.completed", {
                 **summary, "collection_id": collection.id, "job_id": ctx.job.id,
                 "requested_by": ctx.params.get("requested_by")})
+        # What people established carries over to this version's boxes on reviewed images.
+        summary["images_carried_over"] = self.wb.truth.refresh(collection.id)
         # Taxonomies attached in "materialize" mode classify what this run added.
         applied = self.wb.taxonomies.after_batch(collection.id, version.key)
         if applied:
@@ -295,6 +297,30 @@ class DetectionService:
             if detection_rows:
                 conn.execute(t.detections.insert(), detection_rows)
         return len(detection_rows)
+
+    def embed_boxes(self, version: ExtractorVersion, boxes: list[tuple[str, tuple]]):
+        """Detection embeddings, in ``version``'s feature space, of boxes ``(object_id,
+        xyxy)`` that its model did not necessarily find: a float32 array, one L2-normalised
+        row per box, in order. The extractor is loaded once per process and version."""
+        import numpy as np
+
+        if version.kind != "yolo":
+            raise ValidationError(f"{version.key} cannot embed arbitrary boxes (only YOLO "
+                                  "versions can); use its own detections")
+        cache = self.__dict__.setdefault("_embedders", {})
+        if version.key not in cache:
+            cache[version.key] = self.wb.registry.load_extractor(version)
+        extractor = cache[version.key]
+        by_object: dict[str, list[int]] = {}
+        for index, (object_id, _) in enumerate(boxes):
+            by_object.setdefault(object_id, []).append(index)
+        dim = version.spec.feature("detection_embedding").embedding_dim
+        out = np.zeros((len(boxes), dim), dtype="float32")
+        for object_id, indexes in by_object.items():
+            image = self._decode(self.wb.buckets.get_object(object_id))
+            (pooled,) = extractor.embed_boxes([image], [[boxes[i][1] for i in indexes]])
+            out[indexes] = pooled
+        return out
 
     # -- reading results ---------------------------------------------------------------
     def detections(self, collection: Collection, extractor_key: str,

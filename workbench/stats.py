@@ -92,14 +92,16 @@ PRECISION_RECALL_ASSUMPTIONS = (
 # -- loading ------------------------------------------------------------------------------
 def load_annotations(db: MetadataStore, collection_id: str | None = None,
                      extractor_key: str | None = None, since: datetime | None = None,
-                     until: datetime | None = None) -> pl.DataFrame:
+                     until: datetime | None = None, origin: str = "human") -> pl.DataFrame:
     """Live (not deleted) annotations matching every given filter, as a polars frame.
 
     ``since`` is inclusive and ``until`` exclusive, like ``AnnotationService.list``; both may
-    be naive UTC or timezone-aware.
+    be naive UTC or timezone-aware. ``origin``: people's verdicts (``"human"``, the default)
+    or those carried over from the ground truth to other versions (``"carried"``), which are
+    counted apart.
     """
     c = t.annotations.c
-    conditions = [c.deleted_at.is_(None)]
+    conditions = [c.deleted_at.is_(None), c.origin == origin]
     if collection_id is not None:
         conditions.append(c.collection_id == collection_id)
     if extractor_key is not None:
@@ -331,7 +333,11 @@ def compute_all(db: MetadataStore, collection_id: str | None = None,
     ``health`` (list of dicts), ``precision_recall`` and ``throughput`` (dicts).
     """
     _check_every(window)
-    return summarize(load_annotations(db, collection_id, extractor_key), window, now)
+    summary = summarize(load_annotations(db, collection_id, extractor_key), window, now)
+    carried = load_annotations(db, collection_id, extractor_key, origin="carried")
+    summary["carried"] = {row["label"]: row["count"] for row in
+                          carried.group_by("label").agg(count=pl.len()).to_dicts()}
+    return summary
 
 
 # -- helpers ------------------------------------------------------------------------------

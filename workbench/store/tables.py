@@ -210,9 +210,49 @@ annotations = Table(
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
     Column("deleted_at", DateTime),
+    # "human", or "carried": a verdict carried over from the ground truth to another
+    # version's detection (derived, redrawn whenever the ground truth changes)
+    Column("origin", String(20), nullable=False, server_default="human"),
     Index("ix_annotations_collection_label", "collection_id", "label", "created_at"),
     Index("ix_annotations_document", "document_id"),
     Index("ix_annotations_execution", "execution_id"),
+    Index("ix_annotations_object", "collection_id", "object_id"),
+)
+
+truth_boxes = Table(  # an image's ground truth: object boxes and negative regions
+    "truth_boxes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("collection_id", String(64), ForeignKey("collections.id"), nullable=False),
+    Column("object_id", String(64), nullable=False),
+    Column("kind", String(20), nullable=False),  # "object" or "negative"
+    Column("class_name", String(200)),
+    Column("x1", Float, nullable=False),
+    Column("y1", Float, nullable=False),
+    Column("x2", Float, nullable=False),
+    Column("y2", Float, nullable=False),
+    Column("annotation_id", String(64), nullable=False),  # the annotation that made it
+    Column("detection_id", String(80)),  # the detection it was judged on (None: drawn)
+    Column("extractor_key", String(140)),  # the version whose review it came from
+    Column("label", String(100), nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_truth_boxes_image", "collection_id", "object_id"),
+)
+
+image_truth = Table(  # an image's review state and its place in the gold set
+    "image_truth",
+    metadata,
+    Column("collection_id", String(64), ForeignKey("collections.id"), primary_key=True),
+    Column("object_id", String(64), primary_key=True),
+    Column("state", String(20), nullable=False),  # unreviewed | partial | complete
+    Column("objects", Integer, nullable=False),
+    Column("negatives", Integer, nullable=False),
+    Column("done_annotation_id", String(64)),
+    Column("gold", Boolean, nullable=False),  # reserved for evaluation, never trained on
+    Column("gold_decided", Boolean, nullable=False),  # the draw is made once, when complete
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_image_truth_state", "collection_id", "state"),
 )
 
 annotation_history = Table(
@@ -274,7 +314,8 @@ reference_items = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("set_id", String(64), ForeignKey("reference_sets.id"), nullable=False),
-    Column("detection_id", String(80), nullable=False),
+    Column("detection_id", String(80)),  # None: a box a person drew
+    Column("truth_annotation_id", String(64)),  # the ground-truth box it is, if it is one
     Column("object_id", String(64), nullable=False),
     Column("true_class", String(200), nullable=False),
     Column("category", String(200)),
@@ -287,6 +328,15 @@ reference_items = Table(
     Column("created_at", DateTime, nullable=False),
     Index("ix_reference_items_set", "set_id", "removed_in"),
     Index("ix_reference_items_detection", "set_id", "detection_id"),
+)
+
+reference_embeddings = Table(  # a reference's embedding in another version's feature space
+    "reference_embeddings",
+    metadata,
+    Column("item_id", String(64), ForeignKey("reference_items.id"), primary_key=True),
+    Column("feature_uri", String(300), primary_key=True),
+    Column("embedding", LargeBinary, nullable=False),  # float32 bytes, L2-normalised
+    Column("created_at", DateTime, nullable=False),
 )
 
 taxonomies = Table(
