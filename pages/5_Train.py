@@ -17,7 +17,12 @@ wb = page_setup("Export & Train")
 st.title("Export & Train")
 collection = pick_collection(wb, "train_collection",
                              "Nothing to export yet: detect and review first.")
-st.caption(f"Exports what reviewers said about {plain(collection.active_key)}'s detections.")
+counts = wb.truth.counts(collection.name)
+st.caption(f"Exports the ground truth people established, whatever version they reviewed: "
+           f"{counts['complete'] - counts['gold']} complete image(s) to train on "
+           f"({counts['gold']} more kept for the gold set), {counts['partial']} partly "
+           f"reviewed. Partly reviewed images and the model's confident boxes on others come in "
+           f"with fill, as pseudo-labels of {plain(collection.active_key)}.")
 options = export_options_form()
 if st.button("Build dataset", key="build_export"):
     with show_errors():

@@ -1,4 +1,4 @@
-"""Models: the registry with lineage, v1 against v2 on held-out images, promote or roll back."""
+"""Models: the registry with lineage, v1 against v2 on the gold set, promote or roll back."""
 
 import streamlit as st
 
@@ -27,7 +27,7 @@ candidate = right.selectbox("Candidate", versions, index=len(versions) - 1,
                             key="compare_candidate")
 gate = gate_form()
 run_cols = st.columns(3)
-if run_cols[0].button("Evaluate on held-out images", type="primary", key="evaluate"):
+if run_cols[0].button("Evaluate on the gold set", type="primary", key="evaluate"):
     with show_errors():
         st.session_state["evaluation"] = wb.evaluation.compare_versions(
             collection.name, base, candidate, gate)
@@ -36,14 +36,14 @@ if run_cols[1].button(f"Run {plain(collection.extractor_name)}@{plain(candidate)
     with show_errors():
         wb.detection.submit(collection.name, candidate)
         st.toast("Detection queued; evaluate when it has finished.")
-if run_cols[2].button("…on the held-out images only", key="redeploy_heldout"):
+if run_cols[2].button("…on the gold set only", key="redeploy_heldout"):
     with show_errors():
         from workbench.evaluation import held_out_images
 
         chosen = wb.registry.get(collection.extractor_name, candidate)
         ids, _ = held_out_images(wb, collection, chosen)
         wb.detection.submit(collection.name, candidate, object_ids=ids)
-        st.toast(f"Detection queued on {len(ids)} held-out images.")
+        st.toast(f"Detection queued on the {len(ids)} gold images.")
 record = st.session_state.get("evaluation") or wb.evaluation.latest(collection.name)
 if record:
     comparison_view(wb, collection, record)

@@ -65,6 +65,8 @@ def ewb(wb, tmp_path, starter_weights):
     verdict("doc_unreviewed_0", "confirmed")  # its second detection has no verdict
     # Inside the 1-px tolerance the annotation API allows, but only 0.5 px wide once clipped.
     verdict("doc_edge_0", "corrected", bbox={"x": -0.25, "y": 15, "w": 1.5, "h": 30})
+    for name in ("many", "fp_only", "small", "edge"):  # looked over as a whole: complete
+        verdict(f"doc_{name}", "image_done")
     wb._objects = objects
     return wb
 
@@ -105,7 +107,9 @@ def test_export_fixes_every_pitfall(ewb, tmp_path):
     assert "train: images/train" in data and "names:" in data and str(result.path) in data
     manifest = json.loads((result.path / "manifest.json").read_text())
     assert manifest["content_hash"] == result.content_hash
-    assert len(manifest["annotation_ids"]) == result.annotation_count == 7
+    assert len(manifest["annotation_ids"]) == result.annotation_count == 11  # 7 + 4 done marks
+    assert manifest["counts"]["boxes_by_origin"] == {f"review {KEY}": 5}
+    assert (result.path / "dataset.yaml").read_text() == data  # FiftyOne's default name
     coco = json.loads((result.path / "coco" / "train.json").read_text()) if (
         result.path / "coco" / "train.json").exists() else {"images": []}
     assert all(img["file_name"].startswith("images/") for img in coco["images"])
@@ -169,9 +173,9 @@ def test_fiftyone_reads_the_export(ewb, tmp_path):
     import fiftyone as fo
 
     result = export_yolo(ewb, "c", tmp_path / "out", options=ExportOptions(val_fraction=0.0))
+    # No yaml_path: FiftyOne's importer looks for dataset.yaml by default.
     dataset = fo.Dataset.from_dir(dataset_dir=str(result.path),
-                                  dataset_type=fo.types.YOLOv5Dataset, split="train",
-                                  yaml_path="data.yaml")
+                                  dataset_type=fo.types.YOLOv5Dataset, split="train")
     try:
         assert len(dataset) == result.images["train"]
         by_name = {Path(s.filepath).stem.rsplit("_", 1)[0]: s for s in dataset}
@@ -203,6 +207,7 @@ def test_pseudo_labels_add_only_images_the_model_is_sure_of(ewb, tmp_path):
         conn.execute(t2.detections.delete().where(t2.detections.c.document_id == "doc_edge"))
         conn.execute(t2.documents.update().where(t2.documents.c.id == "doc_edge")
                      .values(n_detections=0))
+    ewb.truth.refresh("c")  # the ground truth follows annotations removed behind its back
     plain = export_yolo(ewb, "c", tmp_path / "plain", options=ExportOptions(unreviewed="fill"))
     assert not list(plain.path.glob("labels/*/small_*.txt"))
     pseudo = export_yolo(ewb, "c", tmp_path / "pseudo",

@@ -47,13 +47,13 @@ def _detect_and_review(wb, scenes, images):
 
     wb.ingest.run("cams", images, metadata={"camera_id": "cam_1"})
     wb.detection.run("cams", params=DetectParams(imgsz=320, conf=0.1, batch_size=4))
-    SimulatedReviewer(wb, GroundTruth.from_datasets([scenes])).review(
-        "cams", budget=500, strategy="random")
+    SimulatedReviewer(wb, GroundTruth.from_datasets([scenes])).review_images(
+        "cams", budget=500, order="random")
 
 
 @pytest.fixture
 def fo_ws(wb, scenes, starter_weights):
-    """Four of the six scenes ingested, detected and every detection reviewed."""
+    """Four of the six scenes ingested, detected and every image reviewed to completion."""
     wb.buckets.create("cams", {"properties": {"image": {"type": "image"},
                                               "camera_id": {"type": "text"}}})
     wb.registry.register_yolo(starter_weights, lineage={"imgsz": 320})
@@ -90,8 +90,6 @@ def _verdicts(wb):
 def test_sync_round_trips_samples_boxes_verdicts_truth_and_embeddings(fo_ws, name):
     import fiftyone as fo
 
-    from workbench.export import ExportOptions, labelled_images
-
     wb = fo_ws
     collection = wb.collections.get("cams")
     report = wb.fiftyone.sync("cams", dataset=name)
@@ -104,7 +102,8 @@ def test_sync_round_trips_samples_boxes_verdicts_truth_and_embeddings(fo_ws, nam
     assert set(samples) == set(objects)
 
     verdicts = _verdicts(wb)
-    truth = {i.object_id: i for i in labelled_images(wb, collection.id, None, ExportOptions())[0]}
+    truth = wb.truth.images(collection.id, states=("complete",))
+    assert len(truth) == 4
     uri = wb.registry.get(KEY).feature_uri("image_embedding")
     tags = Counter()
     for object_id, sample in samples.items():
@@ -124,11 +123,11 @@ def test_sync_round_trips_samples_boxes_verdicts_truth_and_embeddings(fo_ws, nam
             tags.update(theirs.tags)
         if object_id in truth:
             boxes = sample[GROUND_TRUTH].detections
-            assert [b.label for b in boxes] == [b.cls for b in truth[object_id].boxes]
-            for box, labelled in zip(boxes, truth[object_id].boxes, strict=True):
+            assert [b.label for b in boxes] == [b.cls for b in truth[object_id].objects]
+            for box, labelled in zip(boxes, truth[object_id].objects, strict=True):
                 assert fiftyone_to_xyxy(box.bounding_box, obj.width, obj.height) == \
                     pytest.approx(labelled.xyxy, abs=1e-3)
-                assert box.source == labelled.source
+                assert box.source == labelled.label
         else:
             assert sample[GROUND_TRUTH] is None
         # The image embedding is stored under the image's document id.

@@ -13,10 +13,28 @@ from workbench.training import TrainParams
 pytestmark = pytest.mark.slow
 
 
-def test_the_loop_end_to_end(wb):
+@pytest.fixture
+def gold_wb(home, monkeypatch):
+    """A workspace that reserves half of the images it completes for the gold set."""
+    from workbench import Workbench
+
+    monkeypatch.setenv("WORKBENCH_GOLD_FRACTION", "0.5")
+    workbench = Workbench.open(home)
+    yield workbench
+    workbench.close()
+
+
+def _review(wb):
     setup_demo(wb, scale=0.15)
-    SimulatedReviewer(wb, GroundTruth.for_demo(wb)).review("shapeworld", budget=200,
-                                                          strategy="random")
+    SimulatedReviewer(wb, GroundTruth.for_demo(wb)).review_images("shapeworld", budget=200,
+                                                                  order="random")
+    counts = wb.truth.counts("shapeworld")
+    assert counts["complete"] > counts["gold"] > 0
+
+
+def test_the_loop_end_to_end(gold_wb):
+    wb = gold_wb
+    _review(wb)
     options = ExportOptions(unreviewed="fill", fill_threshold=0.5, val_fraction=0.4)
     job = wb.training.run("shapeworld", export=options,
                           params=TrainParams(epochs=1, imgsz=64, batch=8, workers=0))
@@ -27,7 +45,10 @@ def test_the_loop_end_to_end(wb):
     wb.detection.run("shapeworld", v2.version, params=DetectParams(imgsz=64))
     record = wb.evaluation.compare_versions("shapeworld", gate=Gate(min_map50_95_gain=0.5))
     assert record["base_key"] == "yolo_detector@1.0.0" and record["candidate_key"] == v2.key
-    assert record["images"]["ids"] and "val and holdout" in record["images"]["chosen_by"]
+    assert record["images"]["ids"] and "gold set" in record["images"]["chosen_by"]
+    assert len(record["images"]["ids"]) == wb.truth.counts("shapeworld")["gold"]
+    interval = record["comparison"]["interval"]
+    assert interval["delta"][0] <= interval["delta"][1] and interval["resamples"] == 500
     assert record["base"]["map50_95"] is not None
     # A 1-epoch model at 64 px cannot gain 0.5 mAP: the gate refuses, with its reasons.
     assert not record["decision"]["promote"]
@@ -43,8 +64,10 @@ def test_the_loop_end_to_end(wb):
     assert wb.collections.get("shapeworld").active_version == "1.0.0"
 
 
-def test_the_loop_from_the_command_line(wb, tmp_path):
+def test_the_loop_from_the_command_line(gold_wb, tmp_path):
     import json
+
+    wb = gold_wb
 
     from typer.testing import CliRunner
 
@@ -55,9 +78,7 @@ def test_the_loop_from_the_command_line(wb, tmp_path):
         assert result.exit_code == 0, result.output + str(result.exception)
         return json.loads(result.stdout)  # library chatter goes to stderr with --json
 
-    setup_demo(wb, scale=0.15)
-    SimulatedReviewer(wb, GroundTruth.for_demo(wb)).review("shapeworld", budget=200,
-                                                          strategy="random")
+    _review(wb)
     exported = cli("export", "shapeworld", "--out", tmp_path / "ds", "--unreviewed", "fill")
     assert (tmp_path / "ds" / "data.yaml").exists() and exported["content_hash"]
     trained = cli("train", "shapeworld", "--epochs", "1", "--imgsz", "64", "--unreviewed",

@@ -303,17 +303,21 @@ TINY = {"epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "unreviewed": "fill"
         "fill_threshold": 0.0, "val_fraction": 0.5}
 
 
+def _gold(wb) -> list[str]:
+    """Two of the fixture's complete images reserved for the gold set: the chain trains on
+    the others and is scored on these."""
+    chosen = sorted(wb._objects[name].id for name in ("many", "small"))
+    assert wb.truth.set_gold("c", chosen) == 2
+    return chosen
+
+
 @pytest.mark.slow
 def test_retrain_chain_registers_an_evaluated_version_with_the_gates_decision(ewb):  # noqa: F811
-    from workbench.export import ExportOptions, labelled_images, split_of
     from workbench.jobs import Worker
 
     wb = ewb
     corrections = 4  # the fixture's: corrected ×3 and a missed box
-    splits = {split_of(i.sha256, ExportOptions(val_fraction=TINY["val_fraction"]))
-              for i in labelled_images(wb, wb.collections.get("c").id, None,
-                                       ExportOptions())[0]}
-    assert splits == {"train", "val"}, "the tiny export needs images to train and evaluate on"
+    gold = _gold(wb)
     wb.rules.configure("retrain_on_corrections", enabled=True,
                        params={**TINY, "threshold": corrections + 2})
     collection_id = wb.collections.get("c").id
@@ -332,7 +336,7 @@ def test_retrain_chain_registers_an_evaluated_version_with_the_gates_decision(ew
     evaluation = wb.evaluation.latest("c")
     assert (evaluation["base_key"], evaluation["candidate_key"]) == (
         "yolo_detector@1.0.0", v2.key)
-    assert evaluation["images"]["ids"]
+    assert sorted(evaluation["images"]["ids"]) == gold
     (run,) = wb.rules.runs("retrain_on_corrections")
     assert run["status"] == "done" and run["job_id"] == chain.id
     assert run["result"]["evaluation_id"] == evaluation["id"]
@@ -342,9 +346,9 @@ def test_retrain_chain_registers_an_evaluated_version_with_the_gates_decision(ew
     assert not evaluation["decision"]["promote"] and not run["result"]["promoted"]
     assert "the gate holds it back; not promoted" in run["message"]
     assert wb.collections.get("c").active_version == "1.0.0"
-    # The chain ran v2 on the held-out images only, and evaluate_on_batch was not asked.
+    # The chain ran v2 on the gold set only, and evaluate_on_batch was not asked.
     docs = wb.detection.count_documents(wb.collections.get("c"), v2.key)
-    assert docs == len(evaluation["images"]["ids"]) < 5
+    assert docs == len(gold) < 5
     assert wb.rules.runs("evaluate_on_batch") == []
 
 
@@ -354,6 +358,7 @@ def test_evaluate_on_batch_evaluates_a_v2_batch_against_v1(ewb, starter_weights)
     from workbench.jobs import Worker
 
     wb = ewb
+    _gold(wb)
     wb.rules.configure("evaluate_on_batch", enabled=True)
     wb.registry.register_yolo(starter_weights, parent_version="1.0.0")
     wb.detection.run("c", "2.0.0", params=DetectParams(imgsz=64))
@@ -374,6 +379,7 @@ def test_a_chain_that_passes_the_gate_promotes_and_redeploys(ewb):  # noqa: F811
     from workbench.jobs import Worker
 
     wb = ewb
+    _gold(wb)
     wb.rules.configure("retrain_on_corrections", enabled=True, params={
         **TINY, "threshold": 5, "min_map50_95_gain": -1.0, "max_class_drop": 1.0})
     wb.rules.configure("evaluate_on_batch", enabled=True)

@@ -23,7 +23,7 @@ def test_a_one_epoch_fine_tune_registers_v2_with_lineage(ewb):  # noqa: F811
     v2 = ewb.registry.get("yolo_detector", "2.0.0")
     assert job.result["version"] == v2.key and v2.parent_version == "1.0.0"
     assert v2.lineage["export_hash"] == job.result["export_hash"]
-    assert v2.lineage["annotation_count"] == 8
+    assert v2.lineage["annotation_count"] == 12  # 8 verdicts and 4 images marked done
     assert v2.lineage["params"]["epochs"] == 1 and v2.lineage["imgsz"] == 64
     # The new classes from the review are now the model's own.
     assert v2.classes == ("circle", "square", "triangle", "hexagon", "star")

@@ -280,6 +280,83 @@ def compare(base: EvalResult, candidate: EvalResult) -> Comparison:
 
 
 @dataclass(frozen=True)
+class Interval:
+    """A bootstrap interval over images: mAP50-95 of base and candidate, and of their
+    difference on the same resampled images (paired), at ``level`` (0.95: the 2.5th and
+    97.5th percentiles)."""
+
+    base: tuple[float, float] | None
+    candidate: tuple[float, float] | None
+    delta: tuple[float, float] | None
+    resamples: int
+    level: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"base": self.base, "candidate": self.candidate, "delta": self.delta,
+                "resamples": self.resamples, "level": self.level}
+
+
+def bootstrap(images: Sequence[EvalImage], base: Mapping[str, Sequence[Box]],
+              candidate: Mapping[str, Sequence[Box]], classes: Sequence[str],
+              resamples: int = 500, level: float = 0.95, seed: int = 0,
+              max_dets: int = 100) -> Interval:
+    """Resample the images with replacement ``resamples`` times and read mAP50-95 of both
+    predictions on each resample (the same images for both: a paired interval of the gain).
+
+    COCOeval matches each image once; each resample only re-accumulates those per-image
+    matches (pycocotools' ``accumulate``), so an interval costs little more than one
+    evaluation.
+    """
+    if not 0 < level < 1:
+        raise ValidationError(f"level must be in (0, 1), got {level!r}")
+    if resamples < 1:
+        raise ValidationError(f"resamples must be at least 1, got {resamples!r}")
+    categories = list(dict.fromkeys([*_categories(images, base, classes),
+                                     *_categories(images, candidate, classes)]))
+    evals = [_run_cocoeval(images, predictions, categories, max_dets)
+             for predictions in (base, candidate)]
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    values = np.full((resamples, 2), np.nan)
+    for r in range(resamples):
+        picks = rng.integers(0, n, size=n)
+        for side, coco_eval in enumerate(evals):
+            mean = _mean_defined(_reaccumulate(coco_eval, picks)[:, :, :, 0, -1])
+            values[r, side] = np.nan if mean is None else mean
+    tail = (1 - level) / 2 * 100
+
+    def interval(column: np.ndarray) -> tuple[float, float] | None:
+        column = column[~np.isnan(column)]
+        if not column.size:
+            return None
+        low, high = np.percentile(column, [tail, 100 - tail])
+        return float(low), float(high)
+
+    return Interval(interval(values[:, 0]), interval(values[:, 1]),
+                    interval(values[:, 1] - values[:, 0]), resamples, level)
+
+
+def _reaccumulate(coco_eval: COCOeval, picks: np.ndarray) -> np.ndarray:
+    """The precision array of ``coco_eval`` over the images ``picks`` (indexes into its
+    images, repeats allowed), from its per-image matches."""
+    import copy
+
+    params = coco_eval.params
+    n_images = len(params.imgIds)
+    n_areas = len(params.areaRng)
+    n_cats = len(params.catIds)
+    resampled = copy.copy(coco_eval)
+    resampled.params = copy.copy(params)
+    resampled.params.imgIds = list(range(len(picks)))
+    resampled._paramsEval = copy.copy(resampled.params)
+    resampled.evalImgs = [coco_eval.evalImgs[k * n_areas * n_images + a * n_images + int(i)]
+                          for k in range(n_cats) for a in range(n_areas) for i in picks]
+    with contextlib.redirect_stdout(io.StringIO()):
+        resampled.accumulate()
+    return resampled.eval["precision"]
+
+
+@dataclass(frozen=True)
 class Gate:
     """The bar a candidate must clear to replace the base model."""
 
@@ -303,10 +380,13 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
 
 
-def promotion_decision(comparison: Comparison, gate: Gate) -> Decision:
+def promotion_decision(comparison: Comparison, gate: Gate,
+                       interval: Interval | None = None) -> Decision:
     """Apply ``gate`` to ``comparison``: promote only when mAP50-95 rose by at least
     ``gate.min_map50_95_gain`` and no class's AP50-95 fell by more than
-    ``gate.max_class_drop``. Classes without truth boxes are not in the comparison."""
+    ``gate.max_class_drop``. With a bootstrap ``interval``, the rise that counts is the lower
+    bound of the gain's interval: a gain that a different sample of images could undo does
+    not promote. Classes without truth boxes are not in the comparison."""
     reasons = []
     gain = comparison.map50_95.delta
     if gain is None:
@@ -314,15 +394,23 @@ def promotion_decision(comparison: Comparison, gate: Gate) -> Decision:
         reasons.append("mAP50-95 is undefined for base or candidate (no truth boxes), "
                        "so no gain can be shown — failed")
     else:
-        map_ok = gain >= gate.min_map50_95_gain - _GATE_TOLERANCE
         if round(gain, 3) > 0:
             change = f"rose by {gain:.3f}"
         elif round(gain, 3) < 0:
             change = f"fell by {-gain:.3f}"
         else:
             change = f"did not change ({gain:+.3f})"
-        reasons.append(f"mAP50-95 {change} (needs ≥ {gate.min_map50_95_gain:.3f}) — "
-                       f"{'passed' if map_ok else 'failed'}")
+        if interval is not None and interval.delta is not None:
+            low, high = interval.delta
+            map_ok = low >= gate.min_map50_95_gain - _GATE_TOLERANCE
+            reasons.append(
+                f"mAP50-95 {change}; its {interval.level:.0%} interval over images is "
+                f"[{low:+.3f}, {high:+.3f}] and its lower bound needs ≥ "
+                f"{gate.min_map50_95_gain:.3f} — {'passed' if map_ok else 'failed'}")
+        else:
+            map_ok = gain >= gate.min_map50_95_gain - _GATE_TOLERANCE
+            reasons.append(f"mAP50-95 {change} (needs ≥ {gate.min_map50_95_gain:.3f}) — "
+                           f"{'passed' if map_ok else 'failed'}")
 
     drops = {name: -d.delta for name, d in comparison.per_class.items()
              if d.delta is not None and d.delta < 0}
@@ -553,31 +641,33 @@ def _delta(base: float | None, candidate: float | None) -> Delta:
     return Delta(base, candidate, candidate - base)
 
 
-# -- the workspace side: truth from annotations, predictions from stored detections ----------
-def _held_out(images, candidate) -> tuple[list, str]:
-    """Of the reviewed images, those the candidate never trained on: the holdout and
-    validation splits of the export it was trained on (the base model never saw them either
-    when it is the candidate's parent). Without a training lineage, every reviewed image."""
-    from workbench.export import ExportOptions, split_of
+# -- the workspace side: truth from the ground truth, predictions from stored detections -----
+def complete_images(wb, collection_id: str, gold: bool | None = True,
+                    object_ids: Sequence[str] | None = None) -> list[EvalImage]:
+    """Complete images with their ground truth, as evaluation images: the gold set (the
+    default), the complete images outside it (``gold=False``) or every one (``None``)."""
+    import sqlalchemy as sa
 
-    if not candidate.lineage.get("export_options"):
-        return list(images), "all reviewed images (no training lineage)"
-    options = ExportOptions(**candidate.lineage["export_options"])
-    kept = [i for i in images if split_of(i.sha256, options) in ("val", "holdout")]
-    return kept, f"the val and holdout splits of the export (seed {options.seed!r})"
+    from workbench.store import tables as t
+
+    truths = wb.truth.images(collection_id, object_ids, states=("complete",), gold=gold)
+    with wb.db.read() as conn:
+        sizes = {r.id: (r.width, r.height) for r in conn.execute(sa.select(
+            t.objects.c.id, t.objects.c.width, t.objects.c.height).where(
+                t.objects.c.id.in_(list(truths))))} if truths else {}
+    return [EvalImage(o, *sizes[o], tuple(Box(b.cls, b.xyxy) for b in truth.objects))
+            for o, truth in sorted(truths.items())]
 
 
-def held_out_images(wb, collection, candidate) -> tuple[list[str], str]:
-    """Ids of the reviewed images the candidate never trained on, and how they were chosen."""
-    from workbench.export import ExportOptions, labelled_images
-
-    images, _ = labelled_images(wb, collection.id, None, ExportOptions())
-    kept, chosen_by = _held_out(images, candidate)
-    return [i.object_id for i in kept], chosen_by
+def held_out_images(wb, collection, candidate=None) -> tuple[list[str], str]:
+    """Ids of the images every version is scored on (the gold set), and how they were
+    chosen."""
+    images = complete_images(wb, collection.id)
+    return [i.image_id for i in images], "the gold set (complete images never trained on)"
 
 
 class EvaluationService:
-    """v1 against v2 on the same held-out images; results and promotions are kept."""
+    """v1 against v2 on the gold set; results and promotions are kept."""
 
     def __init__(self, wb):
         self.wb = wb
@@ -590,9 +680,11 @@ class EvaluationService:
 
     def compare_versions(self, collection: str, base: str | None = None,
                          candidate: str | None = None, gate: Gate | None = None,
-                         object_ids: list[str] | None = None) -> dict[str, Any]:
-        """Evaluate both versions on the same held-out images with pycocotools, compare,
-        apply the gate, store the evaluation and return it."""
+                         object_ids: list[str] | None = None,
+                         resamples: int = 500) -> dict[str, Any]:
+        """Evaluate both versions on the gold set (or the complete images given) with
+        pycocotools, with a bootstrap interval over images beside every figure; compare,
+        apply the gate on the gain's lower bound, store the evaluation and return it."""
         import sqlalchemy as sa
 
         from workbench.events import record_event
@@ -600,6 +692,7 @@ class EvaluationService:
         from workbench.store.metadata import new_id, utcnow
 
         wb = self.wb
+        gate = gate or Gate()
         target = wb.collections.get(collection)
         versions = wb.registry.list(target.extractor_name)
         cand = wb.registry.get(target.extractor_name, candidate) if candidate else versions[-1]
@@ -607,48 +700,50 @@ class EvaluationService:
                                        target.active_version)
         if base_version.key == cand.key:
             raise ValidationError(f"compare two different versions (both are {cand.key})")
-        # Truth comes from the annotations, on the version people reviewed (read once).
-        from workbench.export import ExportOptions, labelled_images
-
-        reviewed, _ = labelled_images(wb, target.id, None, ExportOptions())
         if object_ids is None:
-            kept, chosen_by = _held_out(reviewed, cand)
+            truth = complete_images(wb, target.id)
+            chosen_by = "the gold set (complete images never trained on)"
         else:
-            wanted = set(object_ids)
-            kept, chosen_by = [i for i in reviewed if i.object_id in wanted], \
-                "images given by the caller"
-        object_ids = [i.object_id for i in kept]
+            truth = complete_images(wb, target.id, None, object_ids)
+            chosen_by = "complete images given by the caller"
+        if not truth:
+            raise ValidationError(
+                f"nothing to evaluate on: {chosen_by} is empty; complete images in image "
+                "review (a share of them is reserved for the gold set as they are done)")
+        ids = [image.image_id for image in truth]
         for version in (base_version, cand):
             with wb.db.read() as conn:
                 done = set(conn.execute(sa.select(t.documents.c.object_id).where(
                     t.documents.c.collection_id == target.id,
                     t.documents.c.extractor_key == version.key)).scalars())
-            missing = [i for i in object_ids if i not in done]
+            missing = [i for i in ids if i not in done]
             if missing:
                 raise ValidationError(
                     f"{version.key} has not processed {len(missing)} of the "
-                    f"{len(object_ids)} evaluation images; run `workbench detect "
+                    f"{len(ids)} evaluation images; run `workbench detect "
                     f"{target.name} --version {version.version}` first")
-        truth = [EvalImage(i.object_id, i.width, i.height,
-                           tuple(Box(b.cls, b.xyxy) for b in i.boxes)) for i in kept]
-        if not truth:
-            raise ValidationError(
-                f"no held-out reviewed images to evaluate on ({chosen_by}); review more "
-                "images, or export with a holdout_fraction before training")
-        ids = [image.image_id for image in truth]
         classes = list(dict.fromkeys([*base_version.classes, *cand.classes]))
-        base_result = evaluate(truth, self._predictions(target, base_version.key, ids), classes)
-        cand_result = evaluate(truth, self._predictions(target, cand.key, ids), classes)
+        base_predictions = self._predictions(target, base_version.key, ids)
+        cand_predictions = self._predictions(target, cand.key, ids)
+        base_result = evaluate(truth, base_predictions, classes)
+        cand_result = evaluate(truth, cand_predictions, classes)
+        interval = bootstrap(truth, base_predictions, cand_predictions, classes, resamples)
         comparison = compare(base_result, cand_result)
-        decision = promotion_decision(comparison, gate or Gate())
+        decision = promotion_decision(comparison, gate, interval)
+        target_size = wb.settings.gold_target
+        warning = (f"the gold set holds {len(ids)} image(s), under its target of "
+                   f"{target_size}: the interval is wide; complete more images"
+                   if object_ids is None and len(ids) < target_size else None)
         record = {
             "id": new_id("eval"), "collection_id": target.id, "base_key": base_version.key,
-            "candidate_key": cand.key, "images": {"ids": ids, "chosen_by": chosen_by},
+            "candidate_key": cand.key,
+            "images": {"ids": ids, "chosen_by": chosen_by, "warning": warning,
+                       "gold_target": target_size},
             "base": base_result.to_dict(), "candidate": cand_result.to_dict(),
-            "comparison": _comparison_dict(comparison),
+            "comparison": {**_comparison_dict(comparison), "interval": interval.to_dict()},
             "decision": {"promote": decision.promote, "reasons": decision.reasons,
-                         "gate": {"min_map50_95_gain": (gate or Gate()).min_map50_95_gain,
-                                  "max_class_drop": (gate or Gate()).max_class_drop}},
+                         "gate": {"min_map50_95_gain": gate.min_map50_95_gain,
+                                  "max_class_drop": gate.max_class_drop}},
             "created_at": utcnow(),
         }
         with wb.db.write() as conn:
@@ -656,10 +751,11 @@ class EvaluationService:
             record_event(conn, "evaluation.completed", {
                 "evaluation_id": record["id"], "base": base_version.key,
                 "candidate": cand.key, "promote": decision.promote,
-                "map50_95": [base_result.map50_95, cand_result.map50_95]})
+                "map50_95": [base_result.map50_95, cand_result.map50_95],
+                "interval": interval.delta})
         wb.registry.update_metrics(cand.name, cand.version, {
-            f"holdout_mAP50_vs_{base_version.version}": cand_result.map50,
-            f"holdout_mAP50_95_vs_{base_version.version}": cand_result.map50_95})
+            f"gold_mAP50_vs_{base_version.version}": cand_result.map50,
+            f"gold_mAP50_95_vs_{base_version.version}": cand_result.map50_95})
         return record
 
     def latest(self, collection: str) -> dict[str, Any] | None:

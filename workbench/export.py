@@ -1,26 +1,28 @@
-"""Export reviewed detections as a YOLO dataset (and COCO JSON) that ultralytics and
-FiftyOne read unchanged.
+"""Export ground truth as a YOLO dataset (and COCO JSON) that ultralytics and FiftyOne read
+unchanged.
 
 What the seed's export script gets wrong, and what this one does instead:
 
 1. One label file per *image*, named after the image, holding every object of the image.
-2. Images are linked (or copied) beside the labels; ``data.yaml`` names them; the split is
-   by image, deterministic (a hash of the image's bytes and a seed), so no image is ever in
-   two splits, and an optional holdout split is fixed the same way and never trained on.
+2. Images are linked (or copied) beside the labels; ``data.yaml`` (and the same file as
+   ``dataset.yaml``, the name FiftyOne's YOLOv5 importer looks for) names them; the split is by
+   image, deterministic (a hash of the image's bytes and a seed), so no image is ever in two
+   splits, and an optional holdout split is fixed the same way and never trained on.
 3. Class ids follow the base model's ``names``; classes it does not know are appended.
-4. An image whose detections are not all reviewed is left out (``unreviewed="skip"``) or
-   completed with its unreviewed detections above a threshold (``unreviewed="fill"``).
-5. ``false_positive`` boxes are dropped (hard negatives): an image left with no object is a
-   background image with an empty label file. ``missed`` boxes are added. The manifest's
-   ``hard_negatives`` lists the boxes the ``hard_negative`` rule collected (see
-   ``workbench.rules``), with the split of their image, for hard-negative mining.
+4. Only **complete** images are exported by default (``unreviewed="skip"``): a person marked
+   every object on them (see ``workbench.truth``). A partly reviewed image is left out, or,
+   with ``unreviewed="fill"``, completed with the model's detections at or above a threshold
+   that no known object or negative region covers — marked as pseudo-labels in the manifest.
+5. Boxes come from the ground truth, whatever version people reviewed: confirmed, corrected
+   and missed objects of every review, each object once. Regions marked false positive are
+   hard negatives, listed in the manifest; a complete image with no object is a background
+   image with an empty label file. Gold-set images are never exported.
 6. Normalisation uses each image's real size (after EXIF orientation); boxes are clipped to
    the image and degenerate ones are refused with a message in the manifest.
 
-Only images that somebody reviewed (at least one annotation — a ``no_objects`` mark on an
-image document makes it a checked background image) are exported, unless ``pseudo_label``
-adds the others on which the model is sure of every box it found. A manifest lists
-the annotations, image hashes, class map, options and a content hash of the export.
+``pseudo_label`` (with ``fill``) also adds images nobody reviewed on which the model is sure of
+every box it found. The manifest lists the annotations, image hashes, class map, options,
+boxes by origin and a content hash of the export.
 """
 
 from __future__ import annotations
@@ -36,16 +38,16 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from workbench.boxes import center_to_xyxy, clip_xyxy, xyxy_to_yolo
+from workbench.boxes import clip_xyxy, xyxy_to_yolo
 from workbench.errors import ValidationError
 from workbench.outdir import check_output_folder, replace_folder
 from workbench.store import tables as t
+from workbench.truth import NO_OBJECTS  # noqa: F401 — importable from here too
 
 if TYPE_CHECKING:
     from workbench import Workbench
 
 SPLITS = ("train", "val", "holdout")
-NO_OBJECTS = "no_objects"  # an image document's mark: looked over, nothing (more) to add
 MIN_BOX_PX = 1.0  # a box thinner than a pixel after clipping is no object
 
 
@@ -83,6 +85,7 @@ class LabelledBox:
     xyxy: tuple[float, float, float, float]
     source: str  # "confirmed", "corrected", "missed" or "filled"
     annotation_id: str | None = None
+    origin: str = ""  # "review <version>" (people's, on that version) or "pseudo-label"
 
 
 @dataclass
@@ -108,6 +111,7 @@ class ExportResult:
     skipped_images: int
     rejected_boxes: list[dict[str, Any]]
     annotation_count: int
+    boxes_by_origin: dict[str, int] = field(default_factory=dict)
 
     @property
     def data_yaml(self) -> Path:
@@ -125,99 +129,88 @@ def split_of(sha256: str, options: ExportOptions) -> str:
     return "train"
 
 
-def labelled_images(wb: Workbench, collection_id: str, extractor_key: str | None,
+def labelled_images(wb: Workbench, collection_id: str, extractor_key: str,
                     options: ExportOptions) -> tuple[list[ImageLabels], dict[str, Any]]:
-    """Ground truth per reviewed image, from its annotations (and, with "fill", detections).
+    """Training images from the ground truth; ``extractor_key`` is the version whose
+    detections complete partly reviewed images (``fill``) and add pseudo-labelled ones.
 
-    ``extractor_key`` is the version whose detections were reviewed; ``None`` takes, per
-    image, the version its newest annotation was made on (ground truth for evaluating a
-    version that nobody reviewed). Returns the images and a report: skipped images, rejected
-    boxes, annotations used.
+    Returns the images and a report: skipped images, rejected boxes, annotations used, hard
+    negatives (the negative regions of every exported image) and gold images left out.
     """
-    with wb.db.read() as conn:
-        annotations = conn.execute(
-            sa.select(t.annotations).where(t.annotations.c.collection_id == collection_id,
-                                           t.annotations.c.deleted_at.is_(None))
-            .order_by(t.annotations.c.created_at, t.annotations.c.id)).all()
-        reviewed_on = {a.object_id: a.extractor_key for a in annotations}
-        if extractor_key is not None:
-            reviewed_on = dict.fromkeys(reviewed_on, extractor_key)
-            if options.pseudo_label:  # every image this version processed, reviewed or not
-                processed = conn.execute(sa.select(t.documents.c.object_id).where(
-                    t.documents.c.collection_id == collection_id,
-                    t.documents.c.extractor_key == extractor_key)).scalars()
-                reviewed_on.update(dict.fromkeys(processed, extractor_key))
-        object_ids = sorted(reviewed_on)
-        keys = sorted(set(reviewed_on.values()))
-        detections = [d for d in conn.execute(sa.select(t.detections).where(
-            t.detections.c.collection_id == collection_id,
-            t.detections.c.extractor_key.in_(keys),
-            t.detections.c.object_id.in_(object_ids)).order_by(
-                t.detections.c.object_id, t.detections.c.idx)).all()
-            if d.extractor_key == reviewed_on[d.object_id]] if object_ids else []
-        objects = {r.id: r for r in conn.execute(sa.select(t.objects).where(
-            t.objects.c.id.in_(object_ids)))} if object_ids else {}
-    latest: dict[str, Any] = {}  # newest annotation per detection
-    missed: dict[str, list] = {}
-    checked: dict[str, list[str]] = {}  # "no_objects" marks: looked over, nothing to add
-    for a in annotations:
-        if a.label == "missed":
-            missed.setdefault(a.object_id, []).append(a)
-        elif a.label == NO_OBJECTS:
-            checked.setdefault(a.object_id, []).append(a.id)
-        else:
-            latest[a.document_id] = a
-    annotated = {a.object_id for a in annotations}
-    by_object: dict[str, list] = {}
-    for d in detections:
-        by_object.setdefault(d.object_id, []).append(d)
     from workbench.ingest import FORMAT_EXTENSIONS
+    from workbench.truth import box_iou
 
-    images, skipped, rejected, used = [], [], [], []
-    for object_id in object_ids:
-        obj = objects[object_id]
+    truths = wb.truth.images(collection_id)
+    gold = sorted(o for o, truth in truths.items() if truth.gold and truth.state == "complete")
+    wanted = {o: tr for o, tr in truths.items() if not tr.gold and tr.state != "unreviewed"}
+    if options.pseudo_label:
+        with wb.db.read() as conn:
+            processed = conn.execute(sa.select(t.documents.c.object_id).where(
+                t.documents.c.collection_id == collection_id,
+                t.documents.c.extractor_key == extractor_key)).scalars().all()
+        for object_id in processed:
+            wanted.setdefault(object_id, None)
+    ids = sorted(wanted)
+    with wb.db.read() as conn:
+        objects = {r.id: r for r in conn.execute(sa.select(t.objects).where(
+            t.objects.c.id.in_(ids)))} if ids else {}
+        detections: dict[str, list] = {}
+        if options.unreviewed == "fill" and ids:
+            for d in conn.execute(sa.select(t.detections).where(
+                    t.detections.c.collection_id == collection_id,
+                    t.detections.c.extractor_key == extractor_key,
+                    t.detections.c.object_id.in_(ids)).order_by(
+                        t.detections.c.object_id, t.detections.c.idx)):
+                detections.setdefault(d.object_id, []).append(d)
+    images, skipped, rejected, used, negatives = [], [], [], [], []
+    for object_id in ids:
+        truth, obj = wanted[object_id], objects[object_id]
         item = ImageLabels(object_id, obj.sha256, wb.blobs.path_for(
             obj.sha256, FORMAT_EXTENSIONS[obj.format]), obj.width, obj.height, obj.source)
-        unreviewed, image_used = [], []
-        for det in by_object.get(object_id, []):
-            verdict = latest.get(det.id)
-            if verdict is None or verdict.label not in ("confirmed", "corrected",
-                                                        "false_positive"):
-                unreviewed.append(det)
+        if truth is None or truth.state == "unreviewed":
+            if options.unreviewed != "fill" or not _sure_of(detections.get(object_id, []),
+                                                            options.fill_threshold):
+                # An image the model was unsure about, or found nothing on, is no evidence of
+                # anything: as an empty label file it would teach the model that every object
+                # it missed there (a whole night scene) is background.
+                skipped.append({"object_id": object_id, "source": obj.source,
+                                "reason": "not reviewed and the model is unsure of it (a "
+                                          "detection under fill_threshold, or none)"})
                 continue
-            image_used.append(verdict.id)
-            if verdict.label == "false_positive":
+            known = []
+        else:
+            if truth.state == "partial" and options.unreviewed != "fill":
+                skipped.append({"object_id": object_id, "source": obj.source,
+                                "reason": f"partly reviewed ({len(truth.objects)} object(s) "
+                                          "known, image not marked done): complete it in image "
+                                          "review, or export with unreviewed='fill'"})
                 continue
-            payload = verdict.payload
-            box = center_to_xyxy(payload["bbox"]) if verdict.label == "corrected" and \
-                payload.get("bbox") else (det.x1, det.y1, det.x2, det.y2)
-            cls = payload.get("true_class") or det.class_name
-            _add(item, LabelledBox(cls, box, verdict.label, verdict.id), rejected)
-        image_used.extend(checked.get(object_id, []))
-        for a in missed.get(object_id, []):
-            image_used.append(a.id)
-            _add(item, LabelledBox(a.payload["true_class"], center_to_xyxy(a.payload["bbox"]),
-                                   "missed", a.id), rejected)
-        if object_id not in annotated and not _sure_of(unreviewed, options.fill_threshold):
-            # A pseudo-labelled image the model was unsure about, or found nothing on, is
-            # no evidence of anything: as an empty label file it would teach the model that
-            # every object it missed there (a whole night scene) is background.
-            skipped.append({"object_id": object_id, "source": obj.source,
-                            "reason": "not reviewed and the model is unsure of it (a "
-                                      "detection under fill_threshold, or none)"})
-            continue
-        if unreviewed and options.unreviewed == "skip":
-            skipped.append({"object_id": object_id, "source": obj.source,
-                            "reason": f"{len(unreviewed)} detection(s) not reviewed"})
-            continue
-        used.extend(image_used)
-        for det in unreviewed:
-            if det.confidence >= options.fill_threshold:
-                _add(item, LabelledBox(det.class_name, (det.x1, det.y1, det.x2, det.y2),
-                                       "filled"), rejected)
+            known = [*truth.objects, *truth.negatives]
+            for box in truth.objects:
+                _add(item, LabelledBox(box.cls, box.xyxy, box.label, box.annotation_id,
+                                       f"review {box.extractor_key}"), rejected)
+            used.extend(b.annotation_id for b in known)
+            if truth.done_annotation_id:
+                used.append(truth.done_annotation_id)
+            negatives.extend({"object_id": object_id, "detection_id": n.detection_id,
+                              "class": n.cls, "xyxy": list(n.xyxy),
+                              "annotation_id": n.annotation_id} for n in truth.negatives)
+        if truth is None or truth.state != "complete":
+            # Complete what people said with the model's confident boxes that no known
+            # object or negative region covers: pseudo-labels, counted apart.
+            fill = [d for d in detections.get(object_id, [])
+                    if d.confidence >= options.fill_threshold]
+            if fill and known:
+                overlap = box_iou([(d.x1, d.y1, d.x2, d.y2) for d in fill],
+                                  [k.xyxy for k in known]).max(axis=1)
+                fill = [d for d, o in zip(fill, overlap, strict=True) if o < 0.5]
+            for d in fill:
+                _add(item, LabelledBox(d.class_name, (d.x1, d.y1, d.x2, d.y2), "filled", None,
+                                       "pseudo-label"), rejected)
         images.append(item)
     return images, {"skipped": skipped, "rejected_boxes": rejected,
-                    "annotation_ids": sorted(set(used))}
+                    "annotation_ids": sorted(set(used)), "hard_negatives": negatives,
+                    "gold_images": gold}
 
 
 def _sure_of(detections: list, threshold: float) -> bool:
@@ -235,28 +228,8 @@ def _add(item: ImageLabels, box: LabelledBox, rejected: list[dict[str, Any]]) ->
                          "reason": f"degenerate after clipping to the {item.width}×"
                                    f"{item.height} image ({x2 - x1:.1f}×{y2 - y1:.1f} px)"})
         return
-    item.boxes.append(LabelledBox(box.cls, (x1, y1, x2, y2), box.source, box.annotation_id))
-
-
-def hard_negatives(wb: Workbench, collection_id: str, extractor_key: str
-                   ) -> list[dict[str, Any]]:
-    """The collection's hard-negative list for one version (the ``hard_negative`` rule fills
-    it): detections whose newest live verdict is still ``false_positive``."""
-    with wb.db.read() as conn:
-        rows = conn.execute(sa.select(t.hard_negatives).where(
-            t.hard_negatives.c.collection_id == collection_id,
-            t.hard_negatives.c.extractor_key == extractor_key)
-            .order_by(t.hard_negatives.c.detection_id)).all()
-        ids = [r.detection_id for r in rows]
-        verdicts = conn.execute(sa.select(t.annotations.c.document_id, t.annotations.c.label)
-                                .where(t.annotations.c.document_id.in_(ids),
-                                       t.annotations.c.deleted_at.is_(None))
-                                .order_by(t.annotations.c.created_at, t.annotations.c.id)
-                                ).all() if ids else []
-    newest = {v.document_id: v.label for v in verdicts}
-    return [{"detection_id": r.detection_id, "object_id": r.object_id, "class": r.class_name,
-             "xyxy": list(r.xyxy), "annotation_id": r.annotation_id}
-            for r in rows if newest.get(r.detection_id) == "false_positive"]
+    item.boxes.append(LabelledBox(box.cls, (x1, y1, x2, y2), box.source, box.annotation_id,
+                                  box.origin))
 
 
 def class_names(base: tuple[str, ...], images: list[ImageLabels]) -> tuple[str, ...]:
@@ -310,9 +283,10 @@ def _export(wb: Workbench, collection: str, out: Path | str, version: str | None
     images, report = labelled_images(wb, target.id, chosen.key, options)
     if not images:
         raise ValidationError(
-            f"nothing to export from {target.name!r}: no reviewed image qualifies "
-            f"({len(report['skipped'])} skipped because not every detection was reviewed — "
-            "review them, or export with unreviewed='fill')")
+            f"nothing to export from {target.name!r}: no complete image outside the gold set "
+            f"({len(report['skipped'])} skipped, {len(report['gold_images'])} in the gold "
+            "set) — finish images in image review (mark each one done), or export with "
+            "unreviewed='fill' to complete partly reviewed ones with the model's boxes")
     with replace_folder(final, is_previous_export) as staging:
         return _write(wb, staging, final, target, chosen, images, report, options)
 
@@ -325,6 +299,7 @@ def _write(wb: Workbench, out: Path, final: Path, target, chosen, images: list[I
     counts: Counter = Counter()
     objects: Counter = Counter()
     classes: Counter = Counter()
+    origins: Counter = Counter()
     background = 0
     coco: dict[str, dict] = {s: {"images": [], "annotations": [], "categories": [
         {"id": i + 1, "name": n} for i, n in enumerate(names)]} for s in SPLITS}
@@ -342,6 +317,7 @@ def _write(wb: Workbench, out: Path, final: Path, target, chosen, images: list[I
             cx, cy, w, h = xyxy_to_yolo(box.xyxy, image.width, image.height)
             lines.append(f"{ids[box.cls]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}")
             classes[box.cls] += 1
+            origins[box.origin] += 1
         label_file.write_text("".join(line + "\n" for line in lines))
         counts[split] += 1
         objects[split] += len(lines)
@@ -365,10 +341,12 @@ def _write(wb: Workbench, out: Path, final: Path, target, chosen, images: list[I
         splits.append("val: images/train")  # ultralytics needs a val split to train
     if counts["holdout"]:
         splits.append("test: images/holdout")
-    (out / "data.yaml").write_text(
-        f"# Exported by Flywheel Workbench from {target.name} ({chosen.key})\n"
-        f"path: {json.dumps(str(final))}\n" + "\n".join(splits) + "\n"
-        f"nc: {len(names)}\nnames:\n{yaml_names}\n")
+    data_yaml = (f"# Exported by Flywheel Workbench from {target.name} ({chosen.key})\n"
+                 f"path: {json.dumps(str(final))}\n" + "\n".join(splits) + "\n"
+                 f"nc: {len(names)}\nnames:\n{yaml_names}\n")
+    # The same file under the name FiftyOne's YOLOv5 importer looks for by default.
+    for name in ("data.yaml", "dataset.yaml"):
+        (out / name).write_text(data_yaml)
     if options.coco:
         (out / "coco").mkdir()
         for split in SPLITS:
@@ -376,8 +354,8 @@ def _write(wb: Workbench, out: Path, final: Path, target, chosen, images: list[I
                 (out / "coco" / f"{split}.json").write_text(json.dumps(coco[split]))
     content_hash = _content_hash(out, {m["file"]: m["sha256"] for m in manifest_images})
     splits_of = {m["object_id"]: m["split"] for m in manifest_images}
-    negatives = [{**n, "split": splits_of.get(n["object_id"])}  # None: image not exported
-                 for n in hard_negatives(wb, target.id, chosen.key)]
+    negatives = [{**n, "split": splits_of[n["object_id"]]} for n in report["hard_negatives"]
+                 if n["object_id"] in splits_of]
     manifest = {
         "generator": MANIFEST_GENERATOR, "collection": target.name,
         "extractor": chosen.key, "names": list(names),
@@ -385,13 +363,15 @@ def _write(wb: Workbench, out: Path, final: Path, target, chosen, images: list[I
         "annotation_ids": report["annotation_ids"], "skipped_images": report["skipped"],
         "rejected_boxes": report["rejected_boxes"], "hard_negatives": negatives,
         "content_hash": content_hash,
+        "gold_images_left_out": len(report["gold_images"]),
         "counts": {"images": dict(counts), "objects": dict(objects),
-                   "classes": dict(classes), "background_images": background},
+                   "classes": dict(classes), "boxes_by_origin": dict(origins),
+                   "background_images": background},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return ExportResult(final, content_hash, dict(counts), dict(objects), dict(classes), names,
                         background, len(report["skipped"]), report["rejected_boxes"],
-                        len(report["annotation_ids"]))
+                        len(report["annotation_ids"]), dict(origins))
 
 
 def _stem(image: ImageLabels) -> str:
@@ -427,7 +407,8 @@ def _content_hash(root: Path, image_hashes: dict[str, str]) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         relative = path.relative_to(root).as_posix()
-        if relative in ("data.yaml", "manifest.json") or relative.startswith("coco/"):
+        if relative in ("data.yaml", "dataset.yaml", "manifest.json") or \
+                relative.startswith("coco/"):
             continue  # data.yaml holds the absolute path; the others are derived
         digest.update(relative.encode())
         if relative in image_hashes:

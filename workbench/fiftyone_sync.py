@@ -13,7 +13,7 @@ copied), with:
 * ``embedding_<version>``: the version's image embedding from the vector store, so that
   ``fiftyone.brain.compute_visualization(dataset, embeddings="embedding_v1_0_0")`` works (the
   sync can compute it: ``compute_visualization=True``, brain key ``img_viz_<version>``);
-* ``ground_truth``: the reviewed truth that evaluation uses
+* ``ground_truth``: the ground truth of complete images (``gold`` tags the gold set)
   (:func:`workbench.export.labelled_images`) on images whose detections are all reviewed;
   ``None`` elsewhere, so ``dataset.exists("ground_truth")`` is the evaluable set;
 * sample tags ``reviewed`` and the image-level marks (``missed``, ``no_objects``).
@@ -390,7 +390,7 @@ class FiftyOneSync:
     def _snapshots(self, target: Collection, versions: list[ExtractorVersion]
                    ) -> list[dict[str, Any]]:
         """Per image, a plain description of its sample, with the hash of that description."""
-        from workbench.export import NO_OBJECTS, ExportOptions, labelled_images
+        from workbench.truth import IMAGE_MARKS
 
         with self.wb.db.read() as conn:
             objects = conn.execute(sa.select(t.objects).where(
@@ -426,15 +426,14 @@ class FiftyOneSync:
         marks: dict[str, set[str]] = {}  # image-level annotations per object
         for a in annotations:
             marks.setdefault(a.object_id, set()).add("reviewed")
-            if a.label in ("missed", NO_OBJECTS):
+            if a.label in ("missed", *IMAGE_MARKS):
                 marks[a.object_id].add(a.label)
             else:
                 verdicts[a.document_id] = a
         taxonomies: dict[str, dict[str, str]] = {}
         for detection_id, taxonomy, label in taxonomy_labels:
             taxonomies.setdefault(detection_id, {})[_attribute("taxonomy", taxonomy)] = label
-        truth = {image.object_id: image for image in labelled_images(
-            self.wb, target.id, None, ExportOptions())[0]}
+        truth = self.wb.truth.images(target.id, states=("complete",))
 
         docs = {(d.object_id, d.extractor_key): d.id for d in documents}
         per_version: dict[str, dict[str, list[dict[str, Any]]]] = {}
@@ -478,8 +477,10 @@ class FiftyOneSync:
                     item["embeddings"][version.version] = vector
             image = truth.get(obj.id)
             if image is not None:
-                item["truth"] = [{"label": b.cls, "xyxy": list(b.xyxy), "source": b.source,
-                                  "annotation_id": b.annotation_id} for b in image.boxes]
+                item["truth"] = [{"label": b.cls, "xyxy": list(b.xyxy), "source": b.label,
+                                  "annotation_id": b.annotation_id} for b in image.objects]
+                if image.gold:
+                    item["tags"] = sorted({*item["tags"], "gold"})
             item["hash"] = _hash(item)
             snapshots.append(item)
         return snapshots
@@ -568,8 +569,7 @@ class FiftyOneSync:
         The FiftyOne evaluation stays on the dataset as ``eval_<version>`` (TP/FP per box,
         counts per sample) for browsing in the App.
         """
-        from workbench.evaluation import Box, EvalImage, evaluate
-        from workbench.export import ExportOptions, labelled_images
+        from workbench.evaluation import Box, complete_images, evaluate
 
         target = self.wb.collections.get(collection)
         chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
@@ -581,8 +581,8 @@ class FiftyOneSync:
         view = ds.exists(GROUND_TRUTH).exists(pred)
         if not len(view):
             raise ValidationError(
-                f"no synced image has both ground truth and {chosen.key} predictions: review "
-                f"every detection of some images, then sync again")
+                f"no synced image has both ground truth and {chosen.key} predictions: complete "
+                f"some images in image review, then sync again")
         eval_key = f"eval_{version_slug(chosen.version)}"
         sweep_key = f"{eval_key}_map50"
         for key in (eval_key, sweep_key):
@@ -598,11 +598,7 @@ class FiftyOneSync:
         theirs = {"map50_95": _defined(full.mAP()), "map50": _defined(at_50.mAP()),
                   **{name: int(sum(view.values(f"{eval_key}_{name}"))) for name in COUNTS}}
 
-        object_ids = set(view.values(OBJECT_FIELD))
-        reviewed = [i for i in labelled_images(self.wb, target.id, None, ExportOptions())[0]
-                    if i.object_id in object_ids]
-        images = [EvalImage(i.object_id, i.width, i.height,
-                            tuple(Box(b.cls, b.xyxy) for b in i.boxes)) for i in reviewed]
+        images = complete_images(self.wb, target.id, None, list(view.values(OBJECT_FIELD)))
         predictions: dict[str, list[Box]] = {i.image_id: [] for i in images}
         for det in self.wb.detection.detections(target, chosen.key,
                                                 object_ids=list(predictions)):

@@ -4,20 +4,20 @@
   detection joins the reference set ``reference_set`` with its true class (the set is made
   over the verdict's collection when it does not exist).
 - ``hard_negative`` (**on**; on ``annotation.created|updated``): a false-positive detection
-  joins its collection's hard-negative list, which the next export lists in its manifest
-  (``hard_negatives``) for as long as the detection's newest verdict is ``false_positive``.
+  joins its collection's hard-negative list (the ``hard_negatives`` table, per version) for as
+  long as the detection's newest verdict is ``false_positive``. (The export's manifest takes
+  its hard negatives from the ground truth, so it needs no worker.)
 - ``retrain_on_corrections`` (off; on ``annotation.created``): once ``threshold``
   corrections — ``corrected`` and ``missed`` annotations, counted by creation time — have
   accumulated in a collection since its last training (a train job or a retrain chain,
   whatever its outcome), one ``retrain`` job exports, fine-tunes, runs the new version on the
-  held-out images, evaluates it against its parent and applies the promotion gate (and, with
+  gold set, evaluates it against its parent and applies the promotion gate (and, with
   ``promote``, promotes a version that passes and runs it over the whole collection).
 - ``evaluate_on_batch`` (off; on ``batch.completed``): a batch run of a version that is not
   the collection's first queues an ``evaluate`` job against the active version (or, for the
   active version itself, its parent); the gate's decision is logged, nothing is promoted.
 
-Only ``hard_negative`` is on by default: it only writes a list that the export reports, and
-changes no label. The others create sets, train or evaluate, so they wait to be asked.
+Only ``hard_negative`` is on by default: it only writes a list, and changes no label. The others create sets, train or evaluate, so they wait to be asked.
 
 **The engine** consumes the ``events`` table in order, from a cursor stored in the database
 (``event_cursors``), on a thread of the worker (``run_engine``) or synchronously
@@ -364,13 +364,13 @@ RULES: dict[str, RuleSpec] = {spec.name: spec for spec in (
         prepare=_reference_prepare, check=_reference_check),
     RuleSpec(
         "hard_negative",
-        "A false-positive detection joins the hard-negative list that the next export "
-        "lists in its manifest.",
+        "A false-positive detection joins the collection's hard-negative list (per "
+        "version).",
         ("annotation.created", "annotation.updated"), True, {}, react=_hard_negative_react),
     RuleSpec(
         "retrain_on_corrections",
         "After `threshold` new corrections (corrected + missed) since the collection's last "
-        "training: export, fine-tune, run the new version on the held-out images, evaluate "
+        "training: export, fine-tune, run the new version on the gold set, evaluate "
         "and apply the promotion gate, as one job.",
         ("annotation.created",), False,
         {"threshold": Param(int, 50, "corrections since the last training that start one"),
@@ -382,11 +382,10 @@ RULES: dict[str, RuleSpec] = {spec.name: spec for spec in (
          "workers": Param(int, 2, "data-loader processes"),
          "device": Param(str, None, "cpu or cuda:N (default: WORKBENCH_DEVICE)",
                          optional=True),
-         "unreviewed": Param(str, "skip", "images with unreviewed boxes: left out or filled "
-                                          "with the model's", choices=("skip", "fill")),
+         "unreviewed": Param(str, "skip", "partly reviewed images: left out, or completed "
+                                          "with the model's boxes", choices=("skip", "fill")),
          "fill_threshold": Param(float, 0.5, "with fill: model boxes at or above this"),
-         "val_fraction": Param(float, 0.2, "share of images in the validation split (the "
-                                           "evaluation's held-out images)"),
+         "val_fraction": Param(float, 0.2, "share of images in the validation split"),
          "holdout_fraction": Param(float, 0.0, "share in a fixed holdout split"),
          **_gate_params(),
          "promote": Param(bool, True, "promote the new version when it passes the gate, "
@@ -711,7 +710,7 @@ def run_evaluate_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
 @_settled
 def run_retrain_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
     """``retrain_on_corrections``'s chain: export + fine-tune (the training job's own code),
-    the new version over the held-out images (and the parent where it has not run), the
+    the new version over the gold set (and the parent where it has not run), the
     evaluation and the promotion gate. Resumed after a crash, it does not train again once
     the new version is registered."""
     from workbench.evaluation import Gate, held_out_images
@@ -724,12 +723,12 @@ def run_retrain_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
     ctx.check_cancelled()
     object_ids, _ = held_out_images(wb, collection, candidate)
     if not object_ids:
-        raise ValidationError(f"{candidate.key} is registered, but no held-out reviewed image "
-                              "is left to evaluate it on; raise val_fraction or "
-                              "holdout_fraction")
+        raise ValidationError(f"{candidate.key} is registered, but the gold set is empty: "
+                              "nothing to evaluate it on; complete images in image review "
+                              "(a share of them is reserved for it)")
     for version in (parent, candidate):
         if _unprocessed(wb, collection, version.key, object_ids):
-            ctx.progress(message=f"running {version.key} on {len(object_ids)} held-out images")
+            ctx.progress(message=f"running {version.key} on the {len(object_ids)} gold images")
             wb.detection.run(collection.name, version.version, object_ids=object_ids,
                              requested_by=ctx.job.id)
     ctx.check_cancelled()

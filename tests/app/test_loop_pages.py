@@ -14,9 +14,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def looped(workspace):
+    from workbench import Workbench
+
     setup_demo(workspace, scale=0.15)
-    SimulatedReviewer(workspace, GroundTruth.for_demo(workspace)).review(
-        "shapeworld", budget=200, strategy="random")
+    reviewing = Workbench.open(workspace.home, gold_fraction=0.5)  # keeps a gold set
+    SimulatedReviewer(reviewing, GroundTruth.for_demo(reviewing)).review_images(
+        "shapeworld", budget=200, order="random")
+    assert workspace.truth.counts("shapeworld")["gold"] > 0
     return workspace
 
 

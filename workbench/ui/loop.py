@@ -24,9 +24,10 @@ SMALL_EVALUATION = 20  # below this many held-out images a comparison is mostly 
 
 def export_options_form(key: str = "export") -> ExportOptions:
     cols = st.columns(6)
-    policy = cols[0].radio("Images with unreviewed boxes", ["skip", "fill"], key=f"{key}_policy",
-                           help="skip: leave them out. fill: keep them, completed with the "
-                                "model's unreviewed boxes above the threshold.")
+    policy = cols[0].radio("Partly reviewed images", ["skip", "fill"], key=f"{key}_policy",
+                           help="skip: only complete images (marked done in image review). "
+                                "fill: partly reviewed ones too, completed with the model's "
+                                "boxes above the threshold (pseudo-labels, counted apart).")
     threshold = cols[1].slider("Fill threshold", 0.0, 1.0, 0.5, 0.05, key=f"{key}_threshold",
                                disabled=policy == "skip")
     val = cols[2].slider("Validation share", 0.0, 0.5, 0.2, 0.05, key=f"{key}_val")
@@ -49,8 +50,9 @@ def export_summary(result: ExportResult) -> None:
     cols[0].metric("Images", sum(result.images.values()))
     cols[1].metric("Objects", sum(result.objects.values()))
     cols[2].metric("Background images", result.background_images)
-    cols[3].metric("Skipped (not fully reviewed)", result.skipped_images)
-    st.caption(f"Splits: {plain(result.images)} · classes: {plain(', '.join(result.names))} · content hash "
+    cols[3].metric("Skipped (not complete)", result.skipped_images)
+    st.caption(f"Splits: {plain(result.images)} · classes: {plain(', '.join(result.names))} · "
+               f"boxes by origin: {plain(result.boxes_by_origin)} · content hash "
                f"`{result.content_hash[:16]}…`")
     if result.class_counts:
         counts = [{"class": c, "objects": result.class_counts.get(c, 0)} for c in result.names]
@@ -172,9 +174,17 @@ def comparison_view(wb: Workbench, collection: Collection, record: dict) -> None
     n = len(record["images"]["ids"])
     st.markdown(f"**{plain(record['base_key'])}** vs **{plain(record['candidate_key'])}** on {n} images — "
                 f"{record['images']['chosen_by']}")
-    if n < SMALL_EVALUATION:
-        st.warning(f"Only {n} held-out reviewed image(s): too few to judge a model. Review "
-                   "more images, or export with a holdout share before training.")
+    warning = record["images"].get("warning")
+    if warning:
+        st.warning(plain(warning))
+    elif n < SMALL_EVALUATION:
+        st.warning(f"Only {n} evaluation image(s): too few to judge a model.")
+    interval = record["comparison"].get("interval")
+    if interval and interval.get("delta"):
+        low, high = interval["delta"]
+        st.caption(f"mAP50-95 gain, {interval['level']:.0%} bootstrap interval over the "
+                   f"images ({interval['resamples']} resamples): [{low:+.3f}, {high:+.3f}]; "
+                   "the gate decides on its lower bound")
     cols = st.columns(2)
     for col, name in zip(cols, ("map50", "map50_95"), strict=True):
         before, after = base[name], cand[name]
