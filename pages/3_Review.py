@@ -1,8 +1,10 @@
-"""Review: work through the detections the model is least sure of, from the keyboard."""
+"""Review: finish whole images (image review, the training data), or work through the
+detections the model is least sure of, from the keyboard."""
 
 import streamlit as st
 
 from workbench.ui import page_setup, pick_collection
+from workbench.ui.image_review import DISAGREEMENTS, IMAGE_REVIEW, disagreements, image_review
 from workbench.ui.review import (
     burn_down,
     correct_panel,
@@ -24,15 +26,22 @@ left, middle, right = st.columns(3)
 collection = pick_collection(
     wb, "review_collection",
     "Nothing to review yet: run a detector on the Detect page (or load the demo).", left)
-default_queue = wb.retrievers.review_queue(collection.name)
+wb.retrievers.review_queue(collection.name)
 wb.retrievers.spot_check(collection.name)
-retrievers = [r.name for r in wb.retrievers.list(collection.name)] + [IMAGE_QUEUE]
+wb.retrievers.image_review(collection.name)
+retrievers = [IMAGE_REVIEW] + [r.name for r in wb.retrievers.list(collection.name)
+                               if r.name != f"{collection.name}:image-review"] + [
+    IMAGE_QUEUE, DISAGREEMENTS]
 retriever = middle.selectbox("Queue (retriever)", retrievers,
-                             help="<collection>:review — uncertain detections; "
+                             help="image review — whole images, ranked by what the model "
+                                  "stands to learn: finish each one (the training data); "
+                                  "<collection>:review — uncertain detections; "
                                   "<collection>:spot-check — random confident ones (finds the "
                                   "errors the model is sure of); images with no detections — "
-                                  "draw what the model missed where it found nothing",
-                             index=retrievers.index(default_queue.name), key="review_retriever")
+                                  "draw what the model missed where it found nothing; "
+                                  "disagreements — complete images where the version and the "
+                                  "ground truth differ",
+                             index=0, key="review_retriever")
 versions = wb.collections.versions_run(collection) or [collection.active_key]
 key = right.selectbox("Model version", versions, key="review_version",
                       index=versions.index(collection.active_key)
@@ -40,6 +49,12 @@ key = right.selectbox("Model version", versions, key="review_version",
 version = wb.registry.get(key)
 if retriever == IMAGE_QUEUE:
     image_check(wb, collection, version)
+    st.stop()
+if retriever == IMAGE_REVIEW:
+    image_review(wb, collection, version)
+    st.stop()
+if retriever == DISAGREEMENTS:
+    disagreements(wb, collection, version)
     st.stop()
 
 s = load_queue(wb, collection, version, retriever)

@@ -72,7 +72,7 @@ def test_review_queue_spot_check_and_images_with_nothing_found(review_wb):
     images = json.loads(invoke(review_wb, "--json", "review-queue", "x", "--images").output)
     assert images["images"] == []
     both = invoke(review_wb, "review-queue", "x", "--images", "--spot-check")
-    assert both.exit_code != 0 and "not both" in str(both.exception or both.output)
+    assert both.exit_code != 0 and "choose one of" in str(both.exception or both.output)
 
 
 def test_references_and_taxonomy_commands(review_wb):

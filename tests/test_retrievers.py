@@ -202,3 +202,57 @@ def test_feature_search_by_example_image(rwb):
     # obj_a's image vector points where obj_b_0's detection vector does.
     hits = rwb.retrievers.execute("like-image", {"image": "obj_a"}).hits
     assert [h.detection_id for h in hits] == ["obj_b_0"]
+
+
+def _tied_workspace(home):
+    """Six detections at the same confidence on three images, under random ids."""
+    from workbench import Workbench
+    from workbench.extractors.yolo import yolo_spec
+    from workbench.store import tables as t
+    from workbench.store.metadata import new_id, utcnow
+
+    wb = Workbench.open(home)
+    now = utcnow()
+    collection = new_id("col")
+    with wb.db.write() as conn:
+        conn.execute(t.buckets.insert().values(id="bkt_t", name="t", schema={}, description="",
+                                               created_at=now))
+        conn.execute(t.extractor_versions.insert().values(
+            id=new_id("ext"), name="yolo_detector", version="1.0.0", kind="yolo",
+            spec=yolo_spec("1.0.0", 4, 4).to_dict(), classes=["circle"], lineage={},
+            metrics={}, notes="", created_at=now))
+        conn.execute(t.collections.insert().values(
+            id=collection, name="t", extractor_name="yolo_detector", active_version="1.0.0",
+            bucket_ids=["bkt_t"], created_at=now))
+        for sha in ("aa" * 32, "bb" * 32, "cc" * 32):
+            obj, doc = new_id("obj"), new_id("doc")
+            conn.execute(t.objects.insert().values(
+                id=obj, bucket_id="bkt_t", sha256=sha, width=100, height=100, format="PNG",
+                size_bytes=1, source=f"{sha[:2]}.png", metadata={}, created_at=now))
+            conn.execute(t.documents.insert().values(
+                id=doc, collection_id=collection, object_id=obj, extractor_key=KEY_T,
+                features={}, n_detections=2, created_at=now))
+            for idx in range(2):
+                conn.execute(t.detections.insert().values(
+                    id=new_id("det"), document_id=doc, collection_id=collection, object_id=obj,
+                    extractor_key=KEY_T, idx=idx, class_name="circle", confidence=0.4, x1=0,
+                    y1=0, x2=10 + idx, y2=10))
+    return wb
+
+
+KEY_T = "yolo_detector@1.0.0"
+
+
+def test_ties_in_a_queue_go_to_the_image_content_not_to_random_ids(tmp_path):
+    orders = []
+    for name in ("one", "two"):  # the same data, other ids
+        wb = _tied_workspace(tmp_path / name)
+        wb.retrievers.save("q", "t", [
+            {"stage_type": "sort", "config": {"by": "uncertainty"}},
+            {"stage_type": "limit", "config": {"limit": 6}}])
+        hits = wb.retrievers.execute("q").hits
+        orders.append([(wb.buckets.get_object(h.object_id).sha256[:2],
+                        h.detection_id.startswith("det")) for h in hits])
+        wb.close()
+    assert orders[0] == orders[1]
+    assert [sha for sha, _ in orders[0]] == ["aa", "aa", "bb", "bb", "cc", "cc"]

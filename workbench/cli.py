@@ -464,11 +464,38 @@ def review_queue(
         "--images", help="Images the model found nothing on: annotate each with `missed` "
                          "boxes or `no_objects`.")] = False,
     seed: Annotated[int, typer.Option(help="Order of --spot-check and --images.")] = 0,
+    whole: Annotated[bool, typer.Option(
+        "--image-review", help="Whole images to finish, ranked by what the model stands to "
+                               "learn: judge every box, draw what it missed, mark each image "
+                               "done (image_done).")] = False,
+    disagreements: Annotated[bool, typer.Option(
+        "--disagreements", help="Complete images on which the version disagrees with the "
+                                "ground truth.")] = False,
 ) -> None:
-    """The next page of the collection's review queue (unreviewed, uncertain, diverse)."""
+    """The next page of a review queue: uncertain detections (default), a spot-check, images
+    with no detections, whole images to finish, or disagreements with the ground truth."""
     wb = _open()
-    if spot_check and images:
-        raise WorkbenchError("choose --spot-check or --images, not both")
+    if sum((spot_check, images, whole, disagreements)) > 1:
+        raise WorkbenchError("choose one of --spot-check, --images, --image-review and "
+                             "--disagreements")
+    if whole:
+        queue = wb.image_review.queue(collection, version, limit)
+        _emit(queue, "\n".join(
+            [f"{queue.remaining} image(s) of {queue.extractor_key} not complete; execution "
+             f"{queue.execution_id}", *(f"{r.document_id}  {r.object_id}  score {r.score:.3f} "
+                                        f"(uncertainty {r.uncertainty:.2f}, disagreement "
+                                        f"{r.disagreement:.2f}, novelty {r.novelty:.2f}) "
+                                        f"{r.detections} boxes, {r.state}"
+                                        for r in queue.images)]))
+        return
+    if disagreements:
+        rows = wb.image_review.disagreements(collection, version, limit)
+        _emit(rows, "\n".join([f"{len(rows)} complete image(s) where the version disagrees "
+                               "with the ground truth", *(
+                                   f"{r['document_id']}  {r['object_id']}  {r['false_positives']} "
+                                   f"false positive(s), {r['wrong_class']} wrong class(es), "
+                                   f"{r['missed']} missed" for r in rows)]))
+        return
     if images:
         found = wb.retrievers.images_to_check(collection, version, limit, seed)
         _emit({"images": found}, "\n".join(
@@ -553,6 +580,46 @@ def _bulk_annotate(wb, path: Path) -> list:
     return sorted(results, key=lambda r: r.index)
 
 
+truth_app = typer.Typer(help="Ground truth: image states, carry-over, the gold set.",
+                        invoke_without_command=True)
+app.add_typer(truth_app, name="truth")
+
+
+@truth_app.callback()
+def truth_counts(ctx: typer.Context,
+                 collection: Annotated[str | None, typer.Argument()] = None) -> None:
+    """Images per state (unreviewed images have no row), and the gold set's size."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if collection is None:
+        raise WorkbenchError("give a collection: `workbench truth COLLECTION`")
+    wb = _open()
+    counts = wb.truth.counts(collection)
+    _emit(counts, f"{counts['complete']} complete image(s) ({counts['gold']} in the gold set, "
+                  f"target {wb.settings.gold_target}), {counts['partial']} partly reviewed")
+
+
+@truth_app.command("refresh")
+def truth_refresh(collection: str) -> None:
+    """Rebuild the ground truth from the annotations and carry it over to every version's
+    boxes again (a batch run does this by itself)."""
+    images = _open().truth.refresh(collection)
+    _emit({"images": images}, f"{images} image(s) refreshed")
+
+
+@truth_app.command("gold")
+def truth_gold(
+    collection: str,
+    object_ids: list[str],
+    remove: Annotated[bool, typer.Option("--remove", help="Take them out of the gold set."
+                                         )] = False,
+) -> None:
+    """Put complete images into the gold set by hand (or take them out)."""
+    changed = _open().truth.set_gold(collection, object_ids, not remove)
+    _emit({"changed": changed}, f"{changed} image(s) {'taken out of' if remove else 'put in'} "
+                                "the gold set")
+
+
 @app.command()
 def stats(
     collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
@@ -567,7 +634,10 @@ def stats(
     report = quality.compute_all(wb.db, collection_id, version, window)
     labels = report["labels"].to_dicts()
     pr = report["precision_recall"]
-    lines = [f"{report['total']} annotations"]
+    carried = report["carried"]
+    lines = [f"{report['total']} annotations by people" + (
+        f" (and {sum(carried.values())} carried over from the ground truth to other versions: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(carried.items())) + ")" if carried else "")]
     lines += [f"  {r['label']:16} {r['count']:6}  {r['rate']:6.1%}" for r in labels]
     lines.append("health:")
     for row in report["health"]:
@@ -576,7 +646,8 @@ def stats(
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     lines.append(f"precision ≈ {fmt(pr['precision'])}, recall ≈ {fmt(pr['recall'])} "
                  f"(TP {pr['tp']}, FP {pr['fp']}, FN {pr['fn']}; {pr['assumptions']})")
-    data = {"total": report["total"], "labels": labels, "health": report["health"],
+    data = {"total": report["total"], "carried": carried, "labels": labels,
+            "health": report["health"],
             "precision_recall": pr, "confusion": report["confusion"].to_dicts()}
     _emit(data, "\n".join(lines))
 
@@ -837,16 +908,19 @@ def taxonomy_attach(
 @taxonomy_app.command("apply")
 def taxonomy_apply(
     name: str,
+    version: Annotated[str | None, typer.Option(help="Whose detections (default: the "
+                                                      "collection's active version).")] = None,
     queue: Annotated[bool, typer.Option(help="Hand it to the background worker.")] = False,
 ) -> None:
-    """Re-apply a taxonomy to every existing detection and report what changed."""
+    """Re-apply a taxonomy to every existing detection of a version and report what changed
+    (references made on another version are embedded in this one's space)."""
     wb = _open()
     if queue:
-        job = wb.taxonomies.submit_apply(name)
+        job = wb.taxonomies.submit_apply(name, version)
         _emit({"job_id": job.id}, f"queued job {job.id}")
         return
     with _job_progress(f"taxonomy {name}") as update:
-        job = wb.taxonomies.run_apply(name, listener=update)
+        job = wb.taxonomies.run_apply(name, listener=update, version=version)
     report = job.result
     lines = [f"{report['classified']} classified in {report['seconds']} s "
              f"(version {report['taxonomy_version']}): {report['changed']} changed, "

@@ -124,6 +124,17 @@ def spot_check_stages(limit: int = 20, min_confidence: float = 0.7) -> list[dict
     ]
 
 
+def image_review_stages(limit: int = 20) -> list[dict[str, Any]]:
+    """Detections of images that are not complete, most uncertain first."""
+    return [
+        {"stage_name": "incomplete_images", "stage_type": "filter", "config": {"filters": {
+            "field": "image.state", "operator": "ne", "value": "complete"}}},
+        {"stage_name": "most_uncertain", "stage_type": "sort", "config": {"by": "uncertainty"}},
+        {"stage_name": "page", "stage_type": "limit",
+         "config": {"limit": f"{{{{INPUT.limit|{limit}}}}}"}},
+    ]
+
+
 @dataclass(frozen=True)
 class ImageHit:
     """An image document to look over as a whole (the model found nothing on it)."""
@@ -184,7 +195,8 @@ def _check_filter_stage(config: dict, where: str, metadata_fields: frozenset[str
 
 def _check_field(path: str, where: str, metadata_fields: frozenset[str] | None) -> None:
     """Refuse a field no filter can read, naming the closest one that exists."""
-    if path in DIRECT_FIELDS or path == "annotation.label" or _is_template(path):
+    if path in DIRECT_FIELDS or path in IMAGE_TRUTH_FIELDS or path == "annotation.label" \
+            or _is_template(path):
         return
     if path.startswith("taxonomy.") and len(path) > len("taxonomy."):
         return
@@ -194,7 +206,7 @@ def _check_field(path: str, where: str, metadata_fields: frozenset[str] | None) 
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and (
             metadata_fields is None or name in metadata_fields):
         return
-    known = [*DIRECT_FIELDS, "annotation.label", "taxonomy.<name>",
+    known = [*DIRECT_FIELDS, *IMAGE_TRUTH_FIELDS, "annotation.label", "taxonomy.<name>",
              "detections.<n>.confidence", *(f"metadata.{f}" for f in sorted(
                  metadata_fields or ()))]
     close = difflib.get_close_matches(path, [*known, *(metadata_fields or ())], n=1)
@@ -337,6 +349,7 @@ def render(value: Any, inputs: dict[str, Any]) -> Any:
 # -- compiling filters to SQL ---------------------------------------------------------------
 _D = t.detections.alias("d")
 _O = t.objects.alias("o")
+IMAGE_TRUTH_FIELDS = ("image.state", "image.gold")
 DIRECT_FIELDS = {
     "confidence": _D.c.confidence, "class": _D.c.class_name, "class_name": _D.c.class_name,
     "object_id": _D.c.object_id, "document_id": _D.c.document_id, "id": _D.c.id,
@@ -353,6 +366,12 @@ def _field(path: str, value: Any) -> sa.ColumnElement:
         numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
     if path in DIRECT_FIELDS:
         return DIRECT_FIELDS[path]
+    if path in IMAGE_TRUTH_FIELDS:  # the image's review state (unreviewed if no row)
+        it = t.image_truth.alias("it")
+        column = it.c.state if path == "image.state" else it.c.gold
+        value = sa.select(column).where(it.c.collection_id == _D.c.collection_id,
+                                         it.c.object_id == _D.c.object_id).scalar_subquery()
+        return sa.func.coalesce(value, "unreviewed" if path == "image.state" else False)
     if path == "annotation.label":
         a = t.annotations.alias("a")
         return (sa.select(a.c.label).where(a.c.document_id == _D.c.id, a.c.deleted_at.is_(None))
@@ -464,6 +483,14 @@ class RetrieverService:
         return self._built_in(collection, "spot-check", spot_check_stages(limit),
                               "Unreviewed detections at 0.7 or more, in random order")
 
+    def image_review(self, collection: str) -> Retriever:
+        """The collection's image-review retriever: the detections of images that are not
+        complete yet, most uncertain first. Image review ranks the images themselves (see
+        ``workbench.image_review``); its runs are logged as this retriever's executions."""
+        return self._built_in(collection, "image-review", image_review_stages(),
+                              "Images not complete yet, ranked by what the model stands to "
+                              "learn (uncertainty, disagreement, novelty, diversity)")
+
     def _built_in(self, collection: str, suffix: str, stages: list[dict[str, Any]],
                   description: str) -> Retriever:
         """A collection's built-in retriever ``<collection>:<suffix>``, saved on first use."""
@@ -485,16 +512,20 @@ class RetrieverService:
         """
         target = self.wb.collections.get(collection)
         chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
-        looked_at = sa.select(t.annotations.c.id).where(
-            t.annotations.c.document_id == t.documents.c.id,
-            t.annotations.c.deleted_at.is_(None)).exists()
+        # Looked at under any version: an image is offered once, not once per version.
+        looked_at = sa.select(t.image_truth.c.object_id).where(
+            t.image_truth.c.collection_id == target.id,
+            t.image_truth.c.object_id == t.documents.c.object_id,
+            t.image_truth.c.state != "unreviewed").exists()
         with self.db.read() as conn:
             rows = conn.execute(
-                sa.select(t.documents.c.id, t.documents.c.object_id)
+                sa.select(t.documents.c.id, t.documents.c.object_id, t.objects.c.sha256)
+                .join(t.objects, t.objects.c.id == t.documents.c.object_id)
                 .where(t.documents.c.collection_id == target.id,
                        t.documents.c.extractor_key == chosen.key,
                        t.documents.c.n_detections == 0, ~looked_at)).all()
-        ranked = sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{r.id}".encode()).digest())
+        ranked = sorted(rows, key=lambda r: hashlib.sha256(f"{seed}:{r.sha256}".encode()
+                                                           ).digest())
         return [ImageHit(r.id, r.object_id) for r in ranked[:limit]]
 
     def select(self, collection: str, filters: dict[str, Any] | None = None,
@@ -601,7 +632,7 @@ class RetrieverService:
     def _fetch(self, conditions, post, scores, count):
         """Rows for the Python stages: SQL does the first sort and, when it can, the limit."""
         columns = (_D.c.id, _D.c.document_id, _D.c.object_id, _D.c.class_name, _D.c.confidence,
-                   _D.c.x1, _D.c.y1, _D.c.x2, _D.c.y2)
+                   _D.c.x1, _D.c.y1, _D.c.x2, _D.c.y2, _O.c.sha256, _D.c.idx)
         base = sa.select(*columns).select_from(_D.join(_O, _O.c.id == _D.c.object_id)).where(
             *conditions)
         counted = sa.select(sa.func.count()).select_from(
@@ -629,15 +660,18 @@ class RetrieverService:
             elif scores is not None:
                 rows = sorted(conn.execute(base).all(), key=lambda r: -scores[r.id])[:need]
             else:
-                rows = conn.execute(base.order_by(_D.c.id).limit(
+                rows = conn.execute(base.order_by(_O.c.sha256, _D.c.idx).limit(
                     need if not post or post[0]["stage_type"] == "limit" else MAX_FETCH)).all()
         return rows, matched
 
     def _sorted(self, conn, base, config, need, scores):
+        """The first sort in SQL. Ties go to the image's content hash and the box's place on
+        it, so the same data gives the same queue in any workspace (ids are random)."""
         by, order = config["by"], config.get("order", "asc")
+        stable = (_O.c.sha256, _D.c.idx)
         if by == "confidence":
             column = _D.c.confidence.desc() if order == "desc" else _D.c.confidence.asc()
-            return conn.execute(base.order_by(column, _D.c.id).limit(need)).all()
+            return conn.execute(base.order_by(column, *stable).limit(need)).all()
         if by == "newest":
             column = _D.c.document_id  # ids carry no time: newest by image ingestion time
             return conn.execute(base.order_by(_O.c.created_at.desc(), column, _D.c.idx)
@@ -645,10 +679,10 @@ class RetrieverService:
         # Uncertainty: closest to 0.5 first. Two index-ordered scans (up from 0.5, down from
         # 0.5) merged, instead of sorting every candidate by |confidence - 0.5|.
         upper = conn.execute(base.where(_D.c.confidence >= 0.5).order_by(
-            _D.c.confidence.asc(), _D.c.id).limit(need)).all()
+            _D.c.confidence.asc(), *stable).limit(need)).all()
         lower = conn.execute(base.where(_D.c.confidence < 0.5).order_by(
-            _D.c.confidence.desc(), _D.c.id).limit(need)).all()
-        merged = sorted(upper + lower, key=lambda r: (abs(r.confidence - 0.5), r.id))
+            _D.c.confidence.desc(), *stable).limit(need)).all()
+        merged = sorted(upper + lower, key=lambda r: (abs(r.confidence - 0.5), r.sha256, r.idx))
         if order == "desc":
             merged.reverse()
         return merged[:need]
@@ -733,7 +767,7 @@ class RetrieverService:
             return self._classified(hits, config)
         if kind == "sort":
             by, reverse = config["by"], config.get("order", "asc") == "desc"
-            if by == "random":
+            if by == "random":  # hits come in content order: the same shuffle in any copy
                 shuffled = list(hits)
                 random.Random(config.get("seed", 0)).shuffle(shuffled)
                 return shuffled

@@ -15,9 +15,15 @@ def _current(at):
     return at.session_state["review"].current
 
 
+def _detection_queue(at):
+    """The page opens on image review; these tests use the detection queue."""
+    at.selectbox(key="review_retriever").select("cams:review").run()
+    return at
+
+
 def test_confirm_false_positive_skip_and_undo(reviewing):
     wb = reviewing
-    at = run_page("pages/3_Review.py")
+    at = _detection_queue(run_page("pages/3_Review.py"))
     assert not at.exception, [e.message for e in at.exception]
     first = _current(at)
     assert first is not None and first.confidence < 0.7
@@ -42,7 +48,7 @@ def test_confirm_false_positive_skip_and_undo(reviewing):
 
 def test_correct_with_a_new_class(reviewing):
     wb = reviewing
-    at = run_page("pages/3_Review.py")
+    at = _detection_queue(run_page("pages/3_Review.py"))
     target = _current(at)
     at.button(key="correct").click().run()
     assert not at.exception, [e.message for e in at.exception]
@@ -91,3 +97,48 @@ def test_images_with_no_detections_are_looked_over(reviewing):
         h.document_id for h in wb.retrievers.images_to_check("cams", limit=100)}
     at.button(key="image_undo").click().run()
     assert wb.annotations.list(label="no_objects").total == 0
+
+
+def test_image_review_accepts_deletes_and_finishes_an_image(reviewing):
+    """Whole images: each box judged (or left to the done button), the image complete."""
+    wb = reviewing
+    at = run_page("pages/3_Review.py")
+    assert not at.exception, [e.message for e in at.exception]
+    state = at.session_state["image_review"]
+    image = state.current
+    assert image is not None and state.remaining == 8
+    collection = wb.collections.get("cams")
+    boxes = wb.detection.detections(collection, collection.active_key,
+                                    object_ids=[image.object_id])
+    assert len(boxes) >= 2
+    at.button(key=f"ir_accept_{boxes[0].id}").click().run()
+    at.button(key=f"ir_delete_{boxes[1].id}").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.button(key="ir_done").click().run()  # the rest are rejected
+    assert not at.exception, [e.message for e in at.exception]
+    truth = wb.truth.image("cams", image.object_id)
+    assert truth.state == "complete"
+    assert [b.detection_id for b in truth.objects] == [boxes[0].id]
+    assert [b.detection_id for b in truth.negatives] == [boxes[1].id]
+    marks = wb.annotations.list(label="image_done").items
+    queue = wb.retrievers.image_review("cams")
+    assert [m.retriever_id for m in marks] == [queue.id]
+    # The next image is up; undo takes the done mark back and the image is partial again.
+    assert at.session_state["image_review"].current.object_id != image.object_id
+    at.button(key="ir_undo").click().run()
+    assert wb.truth.image("cams", image.object_id).state == "partial"
+
+
+def test_disagreements_show_where_a_version_and_the_truth_differ(reviewing):
+    wb = reviewing
+    collection = wb.collections.get("cams")
+    (first, *_) = wb.detection.detections(collection, collection.active_key)
+    wb.image_review.finish("cams", first.document_id, [
+        {"document_id": first.id, "label": "false_positive"}])
+    (row,) = [r for r in wb.image_review.disagreements("cams") if r["object_id"] ==
+              first.object_id]
+    assert row["false_positives"] >= 1
+    at = run_page("pages/3_Review.py")
+    at.selectbox(key="review_retriever").select("Disagreements with the ground truth").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert first.object_id in at.selectbox(key="disagreement_pick").options

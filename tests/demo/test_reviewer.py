@@ -303,7 +303,11 @@ def test_the_queue_is_answered_from_ground_truth_within_the_budget(ws, template)
         labels[k] for k in ("confirmed", "corrected", "false_positive"))
     n_known = sum(len(d) for oid, d in _detections(wb).items()
                   if truth.boxes(_sha(wb, oid)) is not None)
-    assert first["reviewed"] + second["reviewed"] + third["reviewed"] == n_known
+    # What the ground truth settled already (a box on a region marked false positive) was
+    # carried over, not asked again.
+    carried = wb.annotations.list(collection_id=wb.collections.get("scenes").id,
+                                  origin="carried", limit=1000).total
+    assert first["reviewed"] + second["reviewed"] + third["reviewed"] + carried == n_known
     assert third["skipped_unknown"] > 0
     again = SimulatedReviewer(wb, truth).review("scenes", budget=10, strategy="random")
     assert (again["reviewed"], again["missed"]) == (0, 0)
@@ -332,7 +336,7 @@ def test_bad_arguments_are_explained(ws, template):
     reviewer = SimulatedReviewer(ws, GroundTruth({}))
     assert reviewer.review("scenes", budget=0) == {
         "reviewed": 0, "confirmed": 0, "corrected": 0, "false_positive": 0, "missed": 0,
-        "images_checked": 0, "skipped_unknown": 0, "executions": []}
+        "images_checked": 0, "skipped_unknown": 0, "actions": 0, "executions": []}
     with pytest.raises(ValidationError, match="strategy 'best'"):
         reviewer.review("scenes", budget=5, strategy="best")
     with pytest.raises(ValidationError, match="budget"):

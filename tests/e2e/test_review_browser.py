@@ -36,6 +36,11 @@ def _press_until(page, key: str, arrived, tries: int = 3) -> None:
                 raise
 
 
+def _pick_queue(page, name: str) -> None:
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Queue").click()
+    page.get_by_role("option", name=name).click()
+
+
 def _draw_one_box(page, canvas, at: float) -> None:
     """Drag one box from ``at`` (a fraction of the canvas) over a fifth of its width.
 
@@ -73,6 +78,7 @@ def test_review_three_detections(app_server, page, home, tmp_path):
     wb.detection.run("scenes", params=DetectParams(imgsz=320, conf=0.1))
 
     page.goto(f"{app_server}/Review")
+    _pick_queue(page, "scenes:review")  # the detection queue (image review comes first)
     page.get_by_role("button", name="Confirm (A)").wait_for()
     assert _reviewed(page) == 0
 
@@ -135,8 +141,7 @@ def test_look_over_images_the_model_found_nothing_on(app_server, page, home, tmp
     assert len(empty) >= 2
 
     page.goto(f"{app_server}/Review")
-    page.locator("[data-testid='stSelectbox']").filter(has_text="Queue").click()
-    page.get_by_role("option", name="Images with no detections").click()
+    _pick_queue(page, "Images with no detections")
     page.get_by_text("found **nothing**").or_(page.get_by_text("found nothing")).first.wait_for()
     canvas = page.locator("canvas.upper-canvas").first
     canvas.wait_for()

@@ -125,6 +125,9 @@ def build_workspace(home: Path, scenes: Path) -> Path:
             if det.object_id in reviewed:
                 wb.annotations.create(document_id=det.id, collection_id=collection.id,
                                       label="confirmed")
+        for det in {d.object_id: d for d in detections if d.object_id in reviewed}.values():
+            wb.annotations.create(document_id=det.document_id, collection_id=collection.id,
+                                  label="image_done")
         wb.references.create("refs", "c")
         wb.references.promote("refs")
         wb.webhooks.create("hook", "http://127.0.0.1:9/hook")

@@ -38,7 +38,7 @@ import numpy as np
 from workbench.annotations import MAX_BULK
 from workbench.boxes import XYXY, xyxy_to_center
 from workbench.errors import NotFoundError, ValidationError
-from workbench.export import NO_OBJECTS
+from workbench.truth import NO_OBJECTS, match
 
 if TYPE_CHECKING:
     from workbench import Workbench
@@ -48,8 +48,9 @@ if TYPE_CHECKING:
 GtBox = tuple[str, XYXY]
 PARTIAL_IOU = 0.1  # below this overlap a box is not "the same object, drawn badly"
 STRATEGIES = ("queue", "random", "plan")
+IMAGE_ORDERS = ("ranked", "random")
 COUNTS = ("reviewed", "confirmed", "corrected", "false_positive", "missed", "images_checked",
-          "skipped_unknown")
+          "skipped_unknown", "actions")
 # The review plan: shares of a session's budget for images the model found nothing on and for
 # the spot-check of confident detections; the rest goes to the uncertainty queue.
 REVIEW_PLAN = {"images": 0.2, "spot_check": 0.2}
@@ -190,6 +191,8 @@ class GroundTruth:
 class SimulatedReviewer:
     """Answers review pages from ground truth, writing annotations as ``author``."""
 
+    _count_drawn, _empty_images = False, 0
+
     def __init__(self, wb: Workbench, truth: GroundTruth, author: str = "oracle",
                  iou: float = 0.5):
         if not PARTIAL_IOU < iou <= 1:
@@ -200,9 +203,113 @@ class SimulatedReviewer:
         self.iou = iou
         self._truth_by_object: dict[str, list[GtBox] | None] = {}
 
+    def review_images(self, collection: str, budget: int, order: str = "ranked",
+                      version: str | None = None, seed: int = 0) -> dict[str, Any]:
+        """Finish whole images until ``budget`` reviewer actions are spent (each verdict and
+        each drawn box is one; an image with nothing on it costs one), as a person does in
+        image review: the boxes of the version that the ground truth does not settle yet are
+        judged (the minority, right or wrong, one by one; the rest with the done mark), every
+        object no box covers is drawn, and the image is marked done.
+
+        ``order``: ``"ranked"`` takes the image-review queue (the same one the Review page
+        shows); ``"random"`` takes images that are not complete in an order fixed by
+        ``seed`` (the baseline). The image that crosses the budget is finished all the same.
+        """
+        if order not in IMAGE_ORDERS:
+            raise ValidationError(f"order {order!r} is not one of {', '.join(IMAGE_ORDERS)}")
+        if not isinstance(budget, int) or budget < 0:
+            raise ValidationError(f"budget must be a non-negative integer, got {budget!r}")
+        target = self.wb.collections.get(collection)
+        chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        counts = dict.fromkeys(COUNTS, 0) | {"images_completed": 0}
+        skipped: list[str] = []
+        executions: list[str] = []
+        shuffled = None
+        if order == "random":
+            shuffled = sorted(self.wb.image_review.open_images(target.name, chosen.version),
+                              key=lambda r: hashlib.sha256(f"{seed}:{r.sha256}".encode()
+                                                           ).digest())
+        while counts["actions"] < budget:
+            if shuffled is None:
+                queue = self.wb.image_review.queue(target.name, chosen.version, limit=1,
+                                                   exclude=skipped)
+                executions.append(queue.execution_id)
+                images, execution_id = queue.images, queue.execution_id
+            else:
+                images, execution_id = shuffled[:1], None
+                shuffled = shuffled[1:]
+            if not images:
+                break
+            image = images[0]
+            if self._truth_of(image.object_id) is None:
+                skipped.append(image.object_id)
+                counts["skipped_unknown"] += 1
+                continue
+            self._finish(target, chosen, image, execution_id, counts)
+        return {**counts, "executions": executions}
+
+    def _finish(self, target: Collection, chosen, image, execution_id: str | None,
+                counts: dict[str, int]) -> None:
+        """One image-review pass over ``image`` (with ``object_id`` and ``document_id``) from
+        the oracle's truth."""
+        truth = self._truth_of(image.object_id)
+        known = self.wb.truth.image(target.name, image.object_id)
+        detections = self.wb.detection.detections(target, chosen.key,
+                                                  object_ids=[image.object_id])
+        settled = set(self.wb.annotations.latest_by_document(
+            target.id, [d.id for d in detections]))
+        open_dets = [d for d in detections if d.id not in settled]
+        # Objects people (or this oracle, earlier) established already are not drawn again.
+        claimed = {j for _, j, _ in match([b.xyxy for b in known.objects],
+                                          [box for _, box in truth], self.iou)}
+        free = [j for j in range(len(truth)) if j not in claimed]
+        verdicts = judge([(d.class_name, d.xyxy) for d in open_dets],
+                         [truth[j] for j in free], self.iou)
+        # The boxes that are right and those that are wrong: the fewer are judged one by
+        # one, the others all at once when the image is marked done (accept or reject the
+        # rest), as a person with both buttons would.
+        right = sum(v.label == "confirmed" for v in verdicts)
+        wrong = sum(v.label == "false_positive" for v in verdicts)
+        rest = "accept" if right >= wrong else "reject"
+        implicit = "confirmed" if rest == "accept" else "false_positive"
+        actions = []
+        for det, verdict in zip(open_dets, verdicts, strict=True):
+            counts[verdict.label] += 1
+            if verdict.label == implicit:
+                continue
+            hit = _AsHit(det.class_name)
+            actions.append({"document_id": det.id, **_verdict_fields(hit, verdict)})
+            counts["reviewed"] += 1
+        used = {free[v.truth_index] for v in verdicts if v.truth_index is not None}
+        for j in free:
+            if j in used:
+                continue
+            cls, box = truth[j]
+            actions.append({"document_id": image.document_id, "label": "missed",
+                            "payload": {"true_class": cls, "bbox": xyxy_to_center(box)},
+                            "reasoning": f"simulated reviewer: this {cls} has no box"})
+            counts["missed"] += 1
+        self.wb.image_review.finish(target.name, image.document_id, actions, execution_id,
+                                    "simulated reviewer: every object on the image is boxed",
+                                    self.author, rest=rest)
+        counts["actions"] += len(actions) or 1
+        counts["images_completed"] += 1
+
+    def true_class(self, detection_id: str) -> str | None:
+        """What the oracle says a detection is: the class of the ground-truth box it overlaps
+        best at IoU ≥ ``iou``, or None (background)."""
+        det = self.wb.detection.get(detection_id)
+        truth = self._truth_of(det.object_id) or []
+        if not truth:
+            return None
+        overlaps = box_iou([det.xyxy], [box for _, box in truth])[0]
+        best = int(overlaps.argmax())
+        return truth[best][0] if overlaps[best] >= self.iou else None
+
     def review(self, collection: str, budget: int, strategy: str = "queue",
                version: str | None = None, seed: int = 0, page_size: int = 20,
-               plan: Mapping[str, float] | None = None) -> dict[str, Any]:
+               plan: Mapping[str, float] | None = None,
+               count_drawn: bool = False) -> dict[str, Any]:
         """Review up to ``budget`` items of ``collection`` and annotate them.
 
         ``strategy``:
@@ -216,7 +323,8 @@ class SimulatedReviewer:
           uncertainty queue; what one part cannot spend passes to the next.
 
         Detection verdicts and images looked over count towards the budget; ``missed`` boxes
-        are extra. Detections of images the ground truth does not know are skipped and counted
+        are extra, unless ``count_drawn`` (then the budget is in reviewer actions, as in
+        :meth:`review_images`: every verdict and every drawn box is one). Detections of images the ground truth does not know are skipped and counted
         in ``skipped_unknown``. Stops early when every queue runs dry.
         """
         if strategy not in STRATEGIES:
@@ -229,10 +337,11 @@ class SimulatedReviewer:
         counts = dict.fromkeys(COUNTS, 0)
         executions: list[str] = []
         looked_at: set[str] = set()  # image documents whose missed boxes are settled
+        self._count_drawn, self._empty_images = count_drawn, 0
         if strategy != "plan":
             self._detections(target, self._retriever(target, strategy), budget, version, seed,
                              page_size, strategy == "random", looked_at, counts, executions)
-            return {**counts, "executions": executions}
+            return self._spent(counts, executions)
         shares = dict(REVIEW_PLAN if plan is None else plan)
         if set(shares) - {"images", "spot_check"} or sum(shares.values()) > 1 or any(
                 v < 0 for v in shares.values()):
@@ -247,6 +356,12 @@ class SimulatedReviewer:
             looked_at, counts, executions)
         self._detections(target, self.wb.retrievers.review_queue(target.name), budget - spent,
                          version, seed, page_size, False, looked_at, counts, executions)
+        return self._spent(counts, executions)
+
+    def _spent(self, counts: dict[str, int], executions: list[str]) -> dict[str, Any]:
+        """The counts with ``actions``: every verdict, every drawn box, and every image
+        marked as having nothing on it."""
+        counts["actions"] = counts["reviewed"] + counts["missed"] + self._empty_images
         return {**counts, "executions": executions}
 
     def _detections(self, target: Collection, retriever: Retriever, budget: int,
@@ -275,9 +390,10 @@ class SimulatedReviewer:
                 else:
                     page.append(hit)
             if page:
-                before = counts["reviewed"]
+                before = counts["reviewed"] + (counts["missed"] if self._count_drawn else 0)
                 self._answer(target, execution, page[:wanted], looked_at, counts)
-                given += counts["reviewed"] - before
+                given += counts["reviewed"] + (counts["missed"] if self._count_drawn
+                                               else 0) - before
             page_number += 1
         counts["skipped_unknown"] += len(skipped)
         return given
@@ -307,12 +423,13 @@ class SimulatedReviewer:
                                    **common})
                 counts["missed"] += 1
             if not truth:
+                self._empty_images += 1
                 operations.append({"op": "create", "label": NO_OBJECTS, "payload": {},
                                    "reasoning": "simulated reviewer: looked over, no object",
                                    **common})
-            looked += 1
+            looked += max(1, len(truth)) if self._count_drawn else 1
             counts["images_checked"] += 1
-            if looked == budget:
+            if looked >= budget:
                 break
         self._write(operations)
         return looked
@@ -392,6 +509,13 @@ class SimulatedReviewer:
             return missing
         seen = box_iou([box for _, box in missing], recorded).max(axis=1)
         return [gt for gt, overlap in zip(missing, seen, strict=True) if overlap < self.iou]
+
+
+@dataclass(frozen=True)
+class _AsHit:
+    """What ``_verdict_fields`` reads of a hit: the predicted class."""
+
+    class_name: str
 
 
 def _verdict_fields(hit: Hit, verdict: Verdict) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,9 +28,19 @@ class VectorStore:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._client = None
+        # The app shares one workspace between script runs, and a rerun can start while the
+        # previous run is still opening the client: two half-made Chroma clients fail
+        # ("Could not connect to tenant default_tenant").
+        self._opening = threading.Lock()
 
     @property
     def client(self):
+        if self._client is not None:
+            return self._client
+        with self._opening:
+            return self._open()
+
+    def _open(self):
         if self._client is None:
             try:
                 import chromadb

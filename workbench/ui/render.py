@@ -20,8 +20,9 @@ def class_colour(name: str, classes: Sequence[str]) -> str:
 
 @st.cache_data(show_spinner=False, max_entries=2000)
 def draw_boxes(path: str, boxes: tuple, classes: tuple[str, ...], max_side: int = 640,
-               highlight: int | None = None) -> bytes:
-    """JPEG bytes of the image scaled to ``max_side`` with ``(class, conf, xyxy)`` boxes."""
+               highlight: int | None = None, colours: tuple[str, ...] | None = None) -> bytes:
+    """JPEG bytes of the image scaled to ``max_side`` with ``(class, conf, xyxy)`` boxes,
+    coloured by class (or by ``colours``, one per box)."""
     from PIL import ImageDraw, ImageFont
 
     from workbench.ingest import load_image
@@ -34,7 +35,8 @@ def draw_boxes(path: str, boxes: tuple, classes: tuple[str, ...], max_side: int 
     font = ImageFont.load_default(size=max(11, round(image.width / 50)))
     for index, (name, confidence, xyxy) in enumerate(boxes):
         current = index == highlight
-        colour = HIGHLIGHT if current else class_colour(name, classes)
+        colour = HIGHLIGHT if current else (colours[index] if colours else
+                                             class_colour(name, classes))
         x1, y1, x2, y2 = (v * scale for v in xyxy)
         width = 4 if current else 2
         draw.rectangle((x1, y1, x2, y2), outline=colour, width=width)

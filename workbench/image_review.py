@@ -1,0 +1,352 @@
+"""Image review: whole images, ranked by how much the model stands to learn from them, each
+finished in one pass (every pre-drawn box judged, every missed object drawn, the image
+marked done) so that it becomes complete ground truth.
+
+**The queue** holds the images a version processed that are not complete yet. Each gets a
+score from what the model did on it:
+
+- *uncertainty* — the sum over its detections of ``1 - |2c - 1|`` (a box at 0.5 counts 1, one
+  at 0.95 counts 0.1), scaled by the largest in the queue;
+- *disagreement* — where another version processed the image too, the share of either
+  version's boxes that the other does not match (IoU ≥ 0.5, same class);
+- *strangeness* — how unlike every box people confirmed or corrected its most unusual box is
+  (one minus the largest cosine similarity of detection embeddings), scaled by the largest
+  in the queue: an object of a class nobody has labelled yet (a star the model calls a
+  triangle) stands out;
+
+and the queue is drawn greedily, adding *novelty and diversity*: each pick maximises its
+score plus how far its image embedding is from every complete image and every image picked
+before it (one minus the largest cosine similarity, scaled by the largest such distance left
+in the queue). An image the model found nothing on
+scores no uncertainty, but a night scene unlike anything reviewed is far from everything:
+it comes up. Ties go to the image's content hash, so the same data gives the same queue.
+
+**A pass** is what the Review page, the CLI's ``annotate --bulk`` and the simulated reviewer
+all write: one annotation per action (``confirmed``, ``corrected``, ``false_positive`` on the
+version's boxes, ``missed`` for each drawn box), with the queue's execution as provenance,
+then ``image_done`` (or ``no_objects`` for an image with nothing on it). Boxes the ground
+truth already settles (carried verdicts) are shown as known and need no action.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from workbench.errors import ValidationError
+from workbench.store import tables as t
+from workbench.store.metadata import new_id, utcnow
+from workbench.truth import IMAGE_DONE, NO_OBJECTS, match
+
+if TYPE_CHECKING:
+    from workbench import Workbench
+
+IMAGE_EMBEDDING = "image_embedding"
+QUEUE_NAME = "image-review"
+
+
+@dataclass(frozen=True)
+class RankedImage:
+    """One image of the queue, with the parts of its score."""
+
+    object_id: str
+    document_id: str
+    score: float
+    uncertainty: float
+    disagreement: float
+    novelty: float
+    detections: int
+    state: str
+
+
+@dataclass(frozen=True)
+class ImageQueue:
+    execution_id: str
+    extractor_key: str
+    images: list[RankedImage]
+    remaining: int  # images of this version that are not complete
+
+
+class ImageReviewService:
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+        self.db = wb.db
+
+    def queue(self, collection: str, version: str | None = None, limit: int = 20,
+              exclude: Sequence[str] = ()) -> ImageQueue:
+        """The next ``limit`` images to finish, best first; ``exclude`` takes out images
+        (object ids) skipped in this session. The run is logged as a retriever execution."""
+        import time
+
+        if not isinstance(limit, int) or limit < 1:
+            raise ValidationError(f"limit must be a positive integer, got {limit!r}")
+        started = time.perf_counter()
+        wb = self.wb
+        target = wb.collections.get(collection)
+        chosen = wb.registry.get(target.extractor_name, version or target.active_version)
+        d, it = t.documents.c, t.image_truth.c
+        with self.db.read() as conn:
+            complete = set(conn.execute(sa.select(it.object_id).where(
+                it.collection_id == target.id, it.state == "complete")).scalars())
+            states = dict(conn.execute(sa.select(it.object_id, it.state).where(
+                it.collection_id == target.id)).all())
+            documents = conn.execute(
+                sa.select(d.id, d.object_id, t.objects.c.sha256)
+                .join(t.objects, t.objects.c.id == d.object_id)
+                .where(d.collection_id == target.id, d.extractor_key == chosen.key)).all()
+            candidates = [r for r in documents
+                          if r.object_id not in complete and r.object_id not in set(exclude)]
+            ids = [r.object_id for r in candidates]
+            dets = conn.execute(sa.select(
+                t.detections.c.id, t.detections.c.embedding_id, t.detections.c.object_id,
+                t.detections.c.extractor_key, t.detections.c.class_name,
+                t.detections.c.confidence, t.detections.c.x1, t.detections.c.y1,
+                t.detections.c.x2, t.detections.c.y2).where(
+                    t.detections.c.collection_id == target.id,
+                    t.detections.c.object_id.in_(ids))).all() if ids else []
+            a = t.annotations.c
+            known = conn.execute(sa.select(t.detections.c.embedding_id).join(
+                t.annotations, a.document_id == t.detections.c.id).where(
+                    t.detections.c.collection_id == target.id,
+                    t.detections.c.extractor_key == chosen.key,
+                    a.deleted_at.is_(None), a.label.in_(("confirmed", "corrected")))
+            ).scalars().all()
+        ranked = self._rank(target, chosen, candidates, dets, complete, documents, states,
+                            limit, known)
+        execution_id = self._log(target, chosen, ranked, len(candidates),
+                                 (time.perf_counter() - started) * 1000)
+        return ImageQueue(execution_id, chosen.key, ranked, len(candidates))
+
+    def disagreements(self, collection: str, version: str | None = None, limit: int = 20
+                      ) -> list[dict[str, Any]]:
+        """Complete images on which ``version`` disagrees with the ground truth, most
+        disagreements first: its boxes carried over as false positives or with another
+        class, and the objects none of its boxes found (IoU ≥ 0.5)."""
+        target = self.wb.collections.get(collection)
+        chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        truths = self.wb.truth.images(target.id, states=("complete",))
+        if not truths:
+            return []
+        a, d = t.annotations.c, t.detections.c
+        with self.db.read() as conn:
+            verdicts = conn.execute(sa.select(a.object_id, a.label, a.origin).where(
+                a.collection_id == target.id, a.extractor_key == chosen.key,
+                a.deleted_at.is_(None), a.object_id.in_(list(truths)),
+                a.label.in_(("corrected", "false_positive")))).all()
+            boxes = conn.execute(sa.select(d.object_id, d.x1, d.y1, d.x2, d.y2).where(
+                d.collection_id == target.id, d.extractor_key == chosen.key,
+                d.object_id.in_(list(truths)))).all()
+            documents = dict(conn.execute(sa.select(t.documents.c.object_id, t.documents.c.id)
+                                          .where(t.documents.c.collection_id == target.id,
+                                                 t.documents.c.extractor_key == chosen.key,
+                                                 t.documents.c.object_id.in_(list(truths))))
+                             .all())
+        found: dict[str, list] = {}
+        for box in boxes:
+            found.setdefault(box.object_id, []).append((box.x1, box.y1, box.x2, box.y2))
+        rows = []
+        for object_id, truth in truths.items():
+            if object_id not in documents:
+                continue  # this version has not run on it
+            wrong = [v for v in verdicts if v.object_id == object_id]
+            matched = match(found.get(object_id, []), [o.xyxy for o in truth.objects], 0.5)
+            row = {"object_id": object_id, "document_id": documents[object_id],
+                   "false_positives": sum(v.label == "false_positive" for v in wrong),
+                   "wrong_class": sum(v.label == "corrected" for v in wrong),
+                   "missed": len(truth.objects) - len(matched)}
+            row["total"] = row["false_positives"] + row["wrong_class"] + row["missed"]
+            if row["total"]:
+                rows.append(row)
+        rows.sort(key=lambda r: (-r["total"], r["object_id"]))
+        return rows[:limit]
+
+    def open_images(self, collection: str, version: str | None = None) -> list[Any]:
+        """Every image ``version`` processed that is not complete: rows with ``object_id``,
+        ``document_id`` and ``sha256``, in no particular order."""
+        target = self.wb.collections.get(collection)
+        chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        d, it = t.documents.c, t.image_truth.c
+        complete = sa.select(it.object_id).where(it.collection_id == target.id,
+                                                 it.state == "complete")
+        with self.db.read() as conn:
+            return conn.execute(
+                sa.select(d.object_id, d.id.label("document_id"), t.objects.c.sha256)
+                .join(t.objects, t.objects.c.id == d.object_id)
+                .where(d.collection_id == target.id, d.extractor_key == chosen.key,
+                       d.object_id.not_in(complete))).all()
+
+    def _rank(self, target, chosen, candidates, dets, complete, documents, states,
+              limit: int, known: list[str]) -> list[RankedImage]:
+        if not candidates:
+            return []
+        strangeness = self._strangeness(chosen, [d for d in dets
+                                                 if d.extractor_key == chosen.key], known)
+        by_image: dict[str, dict[str, list]] = {}
+        for det in dets:
+            by_image.setdefault(det.object_id, {}).setdefault(det.extractor_key, []).append(det)
+        uncertainty, disagreement, counts = [], [], []
+        for row in candidates:
+            versions = by_image.get(row.object_id, {})
+            own = versions.get(chosen.key, [])
+            counts.append(len(own))
+            uncertainty.append(sum(1 - abs(2 * det.confidence - 1) for det in own))
+            others = [boxes for key, boxes in versions.items() if key != chosen.key]
+            disagreement.append(max((_disagreement(own, other) for other in others),
+                                    default=0.0))
+        uncertainty = _scaled(uncertainty)
+        unlike = _scaled([max((strangeness.get(d.id, 0.0) for d in
+                               by_image.get(row.object_id, {}).get(chosen.key, [])), default=0.0)
+                          for row in candidates])
+        base = uncertainty + np.asarray(disagreement) + unlike
+        embeddings = self._embeddings(chosen, documents)
+        doc_of = {r.object_id: r.id for r in documents}
+        near = np.zeros(len(candidates))  # the largest similarity to what is covered
+        vectors = None
+        if embeddings:
+            dim = len(next(iter(embeddings.values())))
+            vectors = np.stack([embeddings.get(r.id, np.zeros(dim, "float32"))
+                                for r in candidates])
+            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            covered = [embeddings[doc_of[o]] for o in complete
+                       if doc_of.get(o) in embeddings]
+            if covered:
+                reference = np.stack(covered)
+                reference /= np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
+                near = np.clip(vectors @ reference.T, 0, 1).max(axis=1)
+        tiebreak = [hashlib.sha256(f"queue:{r.sha256}".encode()).hexdigest()
+                    for r in candidates]
+        picked: list[int] = []
+        chosen_rows: list[RankedImage] = []
+        available = set(range(len(candidates)))
+        while available and len(picked) < limit:
+            # Image embeddings sit close together (cosines of 0.9 and more), so distance is
+            # scaled by the largest one left: the most novel image scores 1, like the most
+            # uncertain one.
+            distance = 1 - near
+            novelty = distance / max(float(distance[list(available)].max()), 1e-9)
+            best = max(available, key=lambda i: (base[i] + novelty[i], tiebreak[i]))
+            available.discard(best)
+            picked.append(best)
+            row = candidates[best]
+            chosen_rows.append(RankedImage(
+                row.object_id, row.id, round(float(base[best] + novelty[best]), 4),
+                round(float(uncertainty[best]), 4), round(float(disagreement[best]), 4),
+                round(float(novelty[best]), 4), counts[best],
+                states.get(row.object_id, "unreviewed")))
+            if vectors is not None:
+                near = np.maximum(near, np.clip(vectors @ vectors[best], 0, 1))
+        return chosen_rows
+
+    def _strangeness(self, chosen, dets, known: list[str]) -> dict[str, float]:
+        """Per detection, how unlike every box people confirmed or corrected it is (one minus
+        the largest cosine similarity of the detection embeddings): an object of a class
+        nobody has labelled yet — a star the model calls a triangle — stands out."""
+        if not known or not dets or not any(
+                f.feature_name == "detection_embedding" for f in chosen.spec.embeddings):
+            return {}
+        uri = chosen.feature_uri("detection_embedding")
+        vectors = self.wb.vectors.get_by_id(uri, [d.embedding_id for d in dets
+                                                  if d.embedding_id] + list(known))
+        labelled = [vectors[k] for k in known if k in vectors]
+        if not labelled:
+            return {}
+        reference = np.stack(labelled)
+        reference /= np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
+        found = [d for d in dets if d.embedding_id in vectors]
+        if not found:
+            return {}
+        queries = np.stack([vectors[d.embedding_id] for d in found])
+        queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        nearest = (queries @ reference.T).max(axis=1)
+        return {d.id: float(1 - s) for d, s in zip(found, nearest, strict=True)}
+
+    def _embeddings(self, chosen, documents) -> dict[str, np.ndarray]:
+        if not any(f.feature_name == IMAGE_EMBEDDING for f in chosen.spec.embeddings):
+            return {}
+        return self.wb.vectors.get_by_id(chosen.feature_uri(IMAGE_EMBEDDING),
+                                         [r.id for r in documents])
+
+    def _log(self, target, chosen, ranked: list[RankedImage], matched: int,
+             ms: float) -> str:
+        """The queue's run, logged like any retriever execution (provenance of the pass)."""
+        retriever = self.wb.retrievers.image_review(target.name)
+        execution_id = new_id("exe")
+        with self.db.write() as conn:
+            conn.execute(t.retriever_executions.insert().values(
+                id=execution_id, retriever_id=retriever.id,
+                inputs={"limit": len(ranked), "version": chosen.key, "matched": matched},
+                result_ids=[r.document_id for r in ranked],
+                stage_ms={"rank": round(ms, 2), "total": round(ms, 2)}, created_at=utcnow()))
+        return execution_id
+
+    def finish(self, collection: str, document_id: str, actions: Sequence[dict[str, Any]],
+               execution_id: str | None = None, reasoning: str = "",
+               author: str | None = None, rest: str = "reject") -> list[str]:
+        """One pass over an image, in one transaction: ``actions`` are annotations (with
+        ``document_id`` and ``label``, and ``payload``), then the image is marked done
+        (``no_objects`` when nothing is on it). The version's boxes that no action and no
+        carried verdict judged are the ``rest``: ``"reject"``ed (false positives: the image's
+        objects are what was accepted and drawn) or ``"accept"``ed (a ``confirmed`` verdict
+        each, written with the mark). Returns the annotation ids."""
+        if rest not in ("accept", "reject"):
+            raise ValidationError(f"rest must be 'accept' or 'reject', got {rest!r}")
+        target = self.wb.collections.get(collection)
+        retriever = self.wb.retrievers.image_review(target.name)
+        provenance = {"collection_id": target.id, "retriever_id": retriever.id,
+                      "execution_id": execution_id, "author": author}
+        actions = list(actions)
+        if rest == "accept":
+            judged = {a["document_id"] for a in actions}
+            actions += [{"document_id": d, "label": "confirmed", "payload": {},
+                         "reasoning": "accepted with the image"}
+                        for d in self.open_boxes(target.id, document_id) if d not in judged]
+        operations = [{"op": "create", "reasoning": reasoning, **provenance, **a}
+                      for a in actions]
+        objects = [a for a in actions if a["label"] in ("confirmed", "corrected", "missed")]
+        mark = IMAGE_DONE if objects or self._known_objects(target.id, document_id) \
+            else NO_OBJECTS
+        operations.append({"op": "create", "document_id": document_id, "label": mark,
+                           "payload": {}, "reasoning": reasoning, **provenance})
+        return self.wb.annotations.apply_all(operations)
+
+    def open_boxes(self, collection_id: str, document_id: str) -> list[str]:
+        """The detections of an image document's version that nobody (and no carried
+        verdict) has judged yet: what an image-review pass still has to settle."""
+        a, d = t.annotations.c, t.detections.c
+        settled = sa.select(a.document_id).where(a.document_id == d.id,
+                                                 a.deleted_at.is_(None)).exists()
+        with self.db.read() as conn:
+            return list(conn.execute(sa.select(d.id).where(
+                d.collection_id == collection_id, d.document_id == document_id, ~settled)
+                .order_by(d.idx)).scalars())
+
+    def _known_objects(self, collection_id: str, document_id: str) -> bool:
+        with self.db.read() as conn:
+            object_id = conn.execute(sa.select(t.documents.c.object_id).where(
+                t.documents.c.id == document_id)).scalar()
+            return bool(conn.execute(sa.select(sa.func.count()).select_from(t.truth_boxes)
+                                     .where(t.truth_boxes.c.collection_id == collection_id,
+                                            t.truth_boxes.c.object_id == object_id,
+                                            t.truth_boxes.c.kind == "object")).scalar_one())
+
+
+def _scaled(values) -> np.ndarray:
+    """Values divided by the largest (all zero stays zero)."""
+    values = np.asarray(values, dtype=np.float64)
+    top = values.max() if values.size else 0.0
+    return values / top if top > 0 else values
+
+
+def _disagreement(boxes: list, other: list) -> float:
+    """The share of the two versions' boxes that the other version does not match."""
+    if not boxes and not other:
+        return 0.0
+    pairs = match([(b.x1, b.y1, b.x2, b.y2) for b in boxes],
+                  [(b.x1, b.y1, b.x2, b.y2) for b in other], 0.5)
+    agreed = sum(1 for i, j, _ in pairs if boxes[i].class_name == other[j].class_name)
+    return 1 - 2 * agreed / (len(boxes) + len(other))
