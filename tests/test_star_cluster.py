@@ -27,11 +27,11 @@ def true_classes(wb, truth) -> dict[str, str]:
 
     with wb.db.read() as conn:
         rows = conn.execute(sa.select(t.detections)).all()
-    by_object: dict[str, list] = {}
+    by_object: dict[tuple[str, str], list] = {}  # each version's boxes judged on their own
     for row in rows:
-        by_object.setdefault(row.object_id, []).append(row)
+        by_object.setdefault((row.object_id, row.extractor_key), []).append(row)
     found = {}
-    for object_id, detections in by_object.items():
+    for (object_id, _), detections in by_object.items():
         boxes = truth.boxes(wb.buckets.get_object(object_id).sha256) or []
         verdicts = judge([(d.class_name, (d.x1, d.y1, d.x2, d.y2)) for d in detections], boxes)
         for detection, verdict in zip(detections, verdicts, strict=True):
@@ -80,3 +80,53 @@ def test_unknown_stars_cluster_and_flow_into_the_next_export(wb, tmp_path):
     dataset = export_yolo(wb, DEMO_COLLECTION, tmp_path / "ds",
                           options=ExportOptions(unreviewed="fill"))
     assert "star" in dataset.names and dataset.class_counts.get("star", 0) >= n_stars
+
+
+def test_the_tutorials_order_across_versions(wb, tmp_path, starter_weights):
+    """Review v1, promote v2, then: references made on v1 classify v2's detections, v2's
+    unknowns cluster, the star cluster is promoted into the v1 taxonomy and relabelled, and
+    the next export holds v1's reviewed boxes and the stars."""
+    from workbench.export import ExportOptions, export_yolo
+
+    setup_demo(wb)
+    truth = GroundTruth.for_demo(wb)
+    SimulatedReviewer(wb, truth).review_images(DEMO_COLLECTION, budget=300)
+    v1 = wb.registry.get("yolo_detector", "1.0.0")
+    # v2: another version (here the same weights, registered again, so that the test is not
+    # about training), run over the collection and promoted.
+    v2 = wb.registry.register_yolo(starter_weights, parent_version="1.0.0",
+                                   lineage={"imgsz": 320})
+    wb.detection.run(DEMO_COLLECTION, v2.version)
+    wb.evaluation.promote(DEMO_COLLECTION, v2.version, override_reason="the tutorial's order")
+    carried = wb.annotations.list(collection_id=wb.collections.get(DEMO_COLLECTION).id,
+                                  origin="carried", limit=1).total
+    assert carried > 100  # what was reviewed on v1 is known on v2 without asking again
+
+    refs = wb.references.create("v1-refs", DEMO_COLLECTION, v1.feature_uri("detection_embedding"))
+    assert wb.references.promote(refs.name, classes=KNOWN)["added"] >= 30
+    wb.taxonomies.create("shapes", refs.name)
+    report = wb.taxonomies.apply("shapes", version=v2.version)
+    assert report["extractor"] == v2.key and report["classified"] > 0
+
+    run = wb.clusters.run(DEMO_COLLECTION, "hdbscan", filters=UNKNOWN, version=v2.version)
+    assert run.feature_uri == v2.feature_uri("detection_embedding")
+    classes = true_classes(wb, truth)
+    members = wb.clusters.members(run.id)
+
+    def star_share(cluster: str) -> tuple[float, int]:
+        inside = [classes[m["detection_id"]] for m in members if m["cluster"] == int(cluster)]
+        return inside.count("star") / len(inside), inside.count("star")
+
+    best = max(run.clusters, key=lambda c: (star_share(c)[1] >= 5, star_share(c)[0]))
+    purity, n_stars = star_share(best)
+    assert n_stars >= 5 and purity >= 0.8, (purity, n_stars)
+    wb.clusters.rename(run.id, int(best), "star")
+    promoted = wb.clusters.promote(run.id, int(best), "shapes")  # v2 boxes, v1 references
+    assert promoted["references_added"] > 0
+    assert "star" in [n.name for n in wb.taxonomies.get("shapes").nodes]
+    wb.clusters.relabel(run.id, int(best), "star", confirm=True)
+
+    dataset = export_yolo(wb, DEMO_COLLECTION, tmp_path / "ds",
+                          options=ExportOptions(unreviewed="fill"))
+    assert dataset.boxes_by_origin.get(f"review {v1.key}", 0) > 100  # v1's review, kept
+    assert dataset.class_counts.get("star", 0) >= n_stars

@@ -53,7 +53,7 @@ def open_yolo(weights: Path | str | None):
         raise ValidationError(f"{text} is a folder; give the .pt file (e.g. weights/best.pt)")
     if path.stat().st_size == 0:
         raise ValidationError(f"{path.name} is empty (0 bytes); it is not a model")
-    check_weights(path)
+    checkpoint = check_weights(path)
     from ultralytics import YOLO
 
     try:
@@ -65,7 +65,18 @@ def open_yolo(weights: Path | str | None):
             "from ultralytics (model.save or a training run's weights/best.pt)"
         ) from None
     _check_detect(model, path.name)
+    model.workbench_train_args = _train_args(checkpoint)
     return model
+
+
+def _train_args(checkpoint: Any) -> dict[str, Any]:
+    """What a checkpoint says about how it was trained (ultralytics keeps ``train_args``):
+    image size, epochs, data set, base model. Plain values only."""
+    args = checkpoint.get("train_args") if isinstance(checkpoint, dict) else None
+    if not isinstance(args, dict):
+        return {}
+    return {key: args[key] for key in ("imgsz", "epochs", "data", "model", "batch")
+            if isinstance(args.get(key), int | float | str) and not isinstance(args[key], bool)}
 
 
 def _fetch_hub_weights(name: str) -> Path:
@@ -146,11 +157,17 @@ class ModelRegistry:
         det_dim, img_dim = embedding_dims(target)
         spec = yolo_spec(version, det_dim, img_dim)
         classes = tuple(model.names[i] for i in sorted(model.names))
+        # A checkpoint registered by hand brings how it was trained: a model trained at 320
+        # runs (and is fine-tuned) at 320, not at the 640 default.
+        trained = getattr(model, "workbench_train_args", {})
+        lineage = {**({"trained_with": trained} if trained else {}),
+                   **({"imgsz": int(trained["imgsz"])} if isinstance(trained.get("imgsz"), int)
+                      else {}), **(lineage or {})}
         return self._insert(
             name=name, version=version, kind="yolo", spec=spec.to_dict(),
             weights_path=str(target.relative_to(self.wb.home)), weights_sha256=sha,
             classes=list(classes), base_model=base_model or Path(str(weights)).name,
-            parent_version=parent_version, lineage=lineage or {}, metrics=metrics or {},
+            parent_version=parent_version, lineage=lineage, metrics=metrics or {},
             notes=notes, training_job=training_job, events=events,
         )
 

@@ -364,30 +364,49 @@ class TaxonomyService:
     # -- applying ------------------------------------------------------------------------
     def classify_detections(self, name: str, detection_ids: Sequence[str]
                             ) -> dict[str, Assignment]:
-        """Classify detections now without storing anything (the ``on_demand`` mode)."""
+        """Classify detections of any version now without storing anything (the
+        ``on_demand`` mode): each against the references in its own version's space."""
         taxonomy = self.get(name)
-        refs = self.wb.references.matrix(taxonomy.reference_set_id)
         with self.db.read() as conn:
-            rows = conn.execute(sa.select(t.detections.c.id, t.detections.c.embedding_id)
+            rows = conn.execute(sa.select(t.detections.c.id, t.detections.c.embedding_id,
+                                          t.detections.c.extractor_key)
                                 .where(t.detections.c.id.in_(list(detection_ids)))).all()
-        rows = [r for r in rows if r.embedding_id]
-        vectors = self.wb.vectors.get(refs.set.feature_uri, [r.embedding_id for r in rows])
-        if len(vectors) != len(rows):
-            raise NotFoundError(f"some detections have no vector in {refs.set.feature_uri}")
-        outcome = classify(vectors, refs, taxonomy.nodes, taxonomy.threshold, taxonomy.top_k)
-        return dict(zip((r.id for r in rows), outcome, strict=True))
+        found: dict[str, Assignment] = {}
+        by_version: dict[str, list] = {}
+        for row in rows:
+            if row.embedding_id:
+                by_version.setdefault(row.extractor_key, []).append(row)
+        for key, group in by_version.items():
+            uri = self._feature_uri(key)
+            refs = self.wb.references.matrix(taxonomy.reference_set_id, feature_uri=uri)
+            vectors = self.wb.vectors.get(uri, [r.embedding_id for r in group])
+            if len(vectors) != len(group):
+                raise NotFoundError(f"some detections have no vector in {uri}")
+            outcome = classify(vectors, refs, taxonomy.nodes, taxonomy.threshold,
+                               taxonomy.top_k)
+            found.update(zip((r.id for r in group), outcome, strict=True))
+        return found
+
+    def _feature_uri(self, extractor_key: str) -> str:
+        return self.wb.registry.get(extractor_key).feature_uri("detection_embedding")
 
     def apply(self, name: str, only_new: bool = False,
-              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-        """Classify every detection of the reference set's version and collection and store
-        what changed; ``only_new`` classifies only detections with no assignment yet (what
+              progress: Callable[[int, int], None] | None = None,
+              version: str | None = None) -> dict[str, Any]:
+        """Classify every detection of one version (default: the collection's active one)
+        against the references in that version's feature space and store what changed;
+        ``only_new`` classifies only detections with no assignment yet (what
         ``materialize`` does after a batch run). Returns a report with a before/after sample.
         """
         started = time.perf_counter()
         taxonomy = self._current_version(self.get(name))
-        refs = self.wb.references.matrix(taxonomy.reference_set_id)
-        feature_uri = refs.set.feature_uri
-        extractor_key = refs.set.extractor_key
+        refs_set = self.wb.references.get(taxonomy.reference_set_id)
+        collection = self.wb.collections.get(refs_set.collection_id)
+        chosen = self.wb.registry.get(collection.extractor_name,
+                                      version or collection.active_version)
+        extractor_key = chosen.key
+        feature_uri = chosen.feature_uri("detection_embedding")
+        refs = self.wb.references.matrix(taxonomy.reference_set_id, feature_uri=feature_uri)
         d, a = t.detections.c, t.taxonomy_assignments.c
         with self.db.read() as conn:
             query = sa.select(d.id, d.embedding_id).where(
@@ -449,7 +468,8 @@ class TaxonomyService:
                         [c["detection_id"] for c in changed if c["detection_id"] in previous])))
                 conn.execute(t.taxonomy_assignments.insert(), changed)
             report = {"taxonomy": taxonomy.name, "taxonomy_version": taxonomy.version,
-                      "reference_version": refs.version, "classified": total,
+                      "reference_version": refs.version, "extractor": extractor_key,
+                      "classified": total,
                       "new": sum(1 for c in changed if c["detection_id"] not in previous),
                       "changed": relabelled, "rewritten": len(changed),
                       "unchanged": total - len(changed), "labels": dict(labels),
@@ -468,21 +488,20 @@ class TaxonomyService:
             rows = conn.execute(sa.select(t.taxonomy_attachments.c.taxonomy_id).where(
                 t.taxonomy_attachments.c.collection_id == collection_id,
                 t.taxonomy_attachments.c.mode == "materialize")).scalars().all()
-        reports = []
-        for taxonomy_id in rows:
-            taxonomy = self.get(taxonomy_id)
-            refs = self.wb.references.get(taxonomy.reference_set_id)
-            if refs.extractor_key == extractor_key:
-                reports.append(self.apply(taxonomy_id, only_new=True))
-        return reports
+        version = extractor_key.split("@", 1)[1]
+        return [self.apply(taxonomy_id, only_new=True, version=version) for taxonomy_id in rows
+                if self.wb.references.matrix(self.get(taxonomy_id).reference_set_id).items]
 
-    def submit_apply(self, name: str):
+    def submit_apply(self, name: str, version: str | None = None):
         """Queue a retroactive apply for the worker."""
-        return self.wb.jobs.submit("taxonomy", {"taxonomy_id": self.get(name).id})
+        return self.wb.jobs.submit("taxonomy", {"taxonomy_id": self.get(name).id,
+                                                "version": version})
 
-    def run_apply(self, name: str, listener: ProgressListener | None = None):
+    def run_apply(self, name: str, listener: ProgressListener | None = None,
+                  version: str | None = None):
         """The retroactive apply as a job in this process (the CLI)."""
-        job = self.wb.jobs.run_inline("taxonomy", {"taxonomy_id": self.get(name).id}, listener)
+        job = self.wb.jobs.run_inline("taxonomy", {"taxonomy_id": self.get(name).id,
+                                                   "version": version}, listener)
         if job.status == "failed":
             raise RuntimeError(f"taxonomy job {job.id} failed: {job.message}\n{job.error}")
         return job
@@ -548,4 +567,5 @@ def run_taxonomy_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
         ctx.check_cancelled()
         ctx.progress(done, total, f"classified {done}/{total}")
 
-    return wb.taxonomies.apply(ctx.params["taxonomy_id"], progress=step)
+    return wb.taxonomies.apply(ctx.params["taxonomy_id"], progress=step,
+                               version=ctx.params.get("version"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import ValidationError
 
@@ -73,8 +74,9 @@ def _allowed(name: str):
     return None
 
 
-def check_weights(path: Path | str, label: str | None = None) -> None:
-    """Refuse a weights file that would run code when loaded; see the module docstring."""
+def check_weights(path: Path | str, label: str | None = None) -> Any:
+    """Refuse a weights file that would run code when loaded (see the module docstring);
+    returns what the file holds, loaded without running anything."""
     import torch
     from torch.serialization import get_unsafe_globals_in_checkpoint, safe_globals
 
@@ -103,7 +105,7 @@ def check_weights(path: Path | str, label: str | None = None) -> None:
             "accepted; re-save the model with ultralytics (model.save) from a trusted source")
     try:
         with safe_globals(allowed):
-            torch.load(str(path), map_location="cpu", weights_only=True)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ValidationError(f"{label} does not load as plain weights ({reason[:300]}); it "

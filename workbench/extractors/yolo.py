@@ -116,25 +116,53 @@ class YoloDetector(Extractor):
     def _keep_grid_map(self, _module, _args, output) -> None:
         self._captured["grid_map"] = output.detach()
 
-    def process(self, images: list[Any]) -> list[dict[str, Any]]:
+    def _forward(self, images: list[Any]):
+        """Run the model on RGB images; returns its results and the input's size, with the
+        feature maps captured by the hooks."""
         import numpy as np
+
+        # ultralytics reads numpy images as BGR (OpenCV's order).
+        bgr = [np.ascontiguousarray(image[..., ::-1]) for image in images]
+        self._captured.clear()
+        results = self._predict(bgr)
+        if self._captured["features"][0].shape[0] != len(images):
+            raise RuntimeError("ultralytics split the batch; embeddings would be misaligned")
+        _, _, in_h, in_w = self._captured["input_shape"]
+        return results, (in_h, in_w)
+
+    def _pool(self, boxes, results, input_size):
+        rois = _letterbox_rois(boxes, [r.orig_shape for r in results], input_size)
+        return (_pool_boxes(self._captured["features"], self.strides, rois) if self.pool_neck
+                else _pool_grid(self._captured["grid_map"], GRID_STRIDE, rois))
+
+    def embed_boxes(self, images: list[Any], boxes: list[Any]) -> list[Any]:
+        """The detection embedding of given boxes (pixel ``xyxy``, one array per image):
+        the same pooling as a detection's, for a box the model did not find itself (a
+        reference drawn by a person, seen by another version)."""
         import torch
 
         if not images:
             return []
-        # ultralytics reads numpy images as BGR (OpenCV's order).
-        bgr = [np.ascontiguousarray(image[..., ::-1]) for image in images]
-        self._captured.clear()
         with torch.inference_mode():
-            results = self._predict(bgr)
+            results, input_size = self._forward(images)
+            tensors = [torch.as_tensor(b, dtype=torch.float32).reshape(-1, 4) for b in boxes]
+            pooled = self._pool(tensors, results, input_size)
+        out, start = [], 0
+        for b in tensors:
+            out.append(pooled[start:start + len(b)])
+            start += len(b)
+        return out
+
+    def process(self, images: list[Any]) -> list[dict[str, Any]]:
+        import torch
+
+        if not images:
+            return []
+        with torch.inference_mode():
+            results, input_size = self._forward(images)
             features = self._captured["features"]
-            if features[0].shape[0] != len(images):
-                raise RuntimeError("ultralytics split the batch; embeddings would be misaligned")
-            _, _, in_h, in_w = self._captured["input_shape"]
             boxes = [r.boxes.xyxy.float() for r in results]
-            rois = _letterbox_rois(boxes, [r.orig_shape for r in results], (in_h, in_w))
-            det_embeddings = (_pool_boxes(features, self.strides, rois) if self.pool_neck
-                              else _pool_grid(self._captured["grid_map"], GRID_STRIDE, rois))
+            det_embeddings = self._pool(boxes, results, input_size)
             image_embeddings = _pool_images(features)
         outputs = []
         start = 0
