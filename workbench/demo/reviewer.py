@@ -38,7 +38,7 @@ import numpy as np
 from workbench.annotations import MAX_BULK
 from workbench.boxes import XYXY, xyxy_to_center
 from workbench.errors import NotFoundError, ValidationError
-from workbench.truth import NO_OBJECTS, match
+from workbench.truth import NO_OBJECTS, box_iou, match
 
 if TYPE_CHECKING:
     from workbench import Workbench
@@ -68,23 +68,6 @@ def random_stages() -> list[dict[str, Any]]:
 
 
 # -- pure matching ---------------------------------------------------------------------------
-def box_iou(boxes_a: Sequence[Sequence[float]], boxes_b: Sequence[Sequence[float]]
-            ) -> np.ndarray:
-    """Pairwise IoU of two lists of pixel ``xyxy`` boxes, shape ``(len(a), len(b))``.
-
-    A pair whose union has no area (two degenerate boxes) has IoU 0.
-    """
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-
-
 @dataclass(frozen=True)
 class Verdict:
     """What the oracle says about one detection."""
