@@ -211,7 +211,14 @@ class DetectionService:
                 **summary, "collection_id": collection.id, "job_id": ctx.job.id,
                 "requested_by": ctx.params.get("requested_by")})
         # What people established carries over to this version's boxes on reviewed images.
-        summary["images_carried_over"] = self.wb.truth.refresh(collection.id)
+        # (every image this version has processed, not only this run's: a resumed run must
+        # not leave out what the killed one did)
+        with self.db.read() as conn:
+            processed_ids = conn.execute(sa.select(t.documents.c.object_id).where(
+                t.documents.c.collection_id == collection.id,
+                t.documents.c.extractor_key == version.key)).scalars().all()
+        summary["images_carried_over"] = self.wb.truth.refresh(collection.id, processed_ids,
+                                                               known_only=True)
         # Taxonomies attached in "materialize" mode classify what this run added.
         applied = self.wb.taxonomies.after_batch(collection.id, version.key)
         if applied:

@@ -327,19 +327,22 @@ class TruthService:
         self.wb = wb
         self.db = wb.db
 
-    def refresh(self, collection: str, object_ids: Iterable[str] | None = None) -> int:
-        """Recompute ground truth and carried verdicts (every image of the collection, or
-        these); returns how many images. New versions' detections are carried over by this
-        (a batch run calls it when it completes)."""
+    def refresh(self, collection: str, object_ids: Iterable[str] | None = None,
+                known_only: bool = False) -> int:
+        """Recompute ground truth and carried verdicts (every image of the collection that
+        has annotations or a ground truth, or these; with ``known_only``, those of these that
+        have); returns how many images. A batch run calls it for the images it processed, so
+        that a new version's boxes on reviewed images are carried over."""
         target = self.wb.collections.get(collection)
         settings = self.wb.settings
-        if object_ids is None:  # every image with annotations or a ground truth
+        if object_ids is None or known_only:
             with self.db.read() as conn:
-                object_ids = [*conn.execute(sa.select(t.annotations.c.object_id).distinct()
-                                            .where(t.annotations.c.collection_id == target.id)
-                                            ).scalars(),
-                              *conn.execute(sa.select(t.image_truth.c.object_id).where(
-                                  t.image_truth.c.collection_id == target.id)).scalars()]
+                known = {*conn.execute(sa.select(t.annotations.c.object_id).distinct()
+                                       .where(t.annotations.c.collection_id == target.id)
+                                       ).scalars(),
+                         *conn.execute(sa.select(t.image_truth.c.object_id).where(
+                             t.image_truth.c.collection_id == target.id)).scalars()}
+            object_ids = known if object_ids is None else known & set(object_ids)
         object_ids = sorted(set(object_ids))
         for start in range(0, len(object_ids), 200):
             with self.db.write() as conn:
