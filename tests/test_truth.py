@@ -181,3 +181,15 @@ def test_the_gold_set_is_drawn_once_and_stops_at_its_target(review_wb, monkeypat
     assert wb.truth.image("x", "obj_a").gold
     wb.truth.set_gold("x", ["obj_a"], gold=False)
     assert wb.truth.counts("x")["gold"] == 1
+
+
+def test_image_review_ranks_a_partly_reviewed_image(review_wb):
+    """A confirmed box on an image not yet done is both a candidate's detection and a known
+    box for strangeness: its embedding is asked for twice, which Chroma refuses unless the
+    ids are made unique (this crashed the loop benchmark's ranked reviewer)."""
+    wb = review_wb
+    wb.annotations.create(document_id="obj_a_0", collection_id="col_x", label="confirmed")
+    queue = wb.image_review.queue("x", limit=10)
+    ranked = {r.object_id: r for r in queue.images}
+    assert ranked["obj_a"].state == "partial"
+    assert set(ranked) == {"obj_a", "obj_b", "obj_c", "obj_d"}

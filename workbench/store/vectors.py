@@ -96,12 +96,14 @@ class VectorStore:
         return list(zip(result["ids"][0], result["distances"][0], strict=True))
 
     def get_by_id(self, feature_uri: str, ids: Sequence[str]) -> dict:
-        """Embeddings by id, as ``{id: float32 vector}`` (missing ids are left out)."""
+        """Embeddings by id, as ``{id: float32 vector}`` (missing ids are left out; an id asked
+        for twice is fetched once — Chroma refuses duplicate ids)."""
         import numpy as np
 
+        ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
-        result = self.collection(feature_uri).get(ids=list(ids), include=["embeddings"])
+        result = self.collection(feature_uri).get(ids=ids, include=["embeddings"])
         rows = np.asarray(result["embeddings"], dtype="float32")
         return dict(zip(result["ids"], rows, strict=True))
 
