@@ -31,6 +31,7 @@ reviewer's workspace reserved) with a bootstrap interval. Writes bench/results/l
 
     .venv/bin/python bench/loop.py [--worlds shapeworld sketchworld] [--seeds 5]
         [--pool 200] [--test 80] [--budget 150] [--cycles 3] [--image-epochs 1200] [--jobs 2]
+        [--unreviewed fill|skip]
 """
 
 from __future__ import annotations
@@ -210,7 +211,7 @@ def run_track(base: Path, root: Path, world: str, track: str, seed: int, test: P
             review = reviewer.review("pool", budget, strategy="plan", seed=cycle,
                                      count_drawn=True)
         grown = compound(wb, reviewer, truth, cycle)
-        options = ExportOptions(unreviewed="fill", fill_threshold=args.fill_threshold,
+        options = ExportOptions(unreviewed=args.unreviewed, fill_threshold=args.fill_threshold,
                                 val_fraction=args.val, pseudo_label=args.pseudo_label)
         epochs = _epochs(wb, args)
         job = wb.training.run("pool", export=options, params=TrainParams(
@@ -318,6 +319,9 @@ def main() -> None:
     parser.add_argument("--freeze", type=int, default=None,
                         help="layers kept frozen while fine-tuning (10: the backbone)")
     parser.add_argument("--imgsz", type=int, default=320)
+    parser.add_argument("--unreviewed", choices=("fill", "skip"), default="fill",
+                        help="partly reviewed images: completed with the model's boxes at "
+                             "--fill-threshold (fill) or left out (skip, export's default)")
     parser.add_argument("--fill-threshold", type=float, default=0.5)
     parser.add_argument("--gold-fraction", type=float, default=0.15)
     parser.add_argument("--pseudo-label", action=argparse.BooleanOptionalAction, default=False)
