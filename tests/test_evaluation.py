@@ -322,17 +322,17 @@ def comparison(base_map, candidate_map, classes=None):
          "mAP50-95 rose by 0.031 (needs ≥ 0.010) — passed"),
         (comparison(0.600, 0.605), Gate(0.010, 0.05), False,
          "mAP50-95 rose by 0.005 (needs ≥ 0.010) — failed"),
-        (comparison(0.600, 0.580), Gate(), False, "mAP50-95 fell by 0.020 (needs ≥ 0.000)"),
-        (comparison(0.600, 0.600), Gate(), True, "mAP50-95 did not change"),
+        (comparison(0.600, 0.580), Gate(0.0), False, "mAP50-95 fell by 0.020 (needs ≥ 0.000)"),
+        (comparison(0.600, 0.600), Gate(0.0), True, "mAP50-95 did not change"),
         (comparison(0.600, 0.640, {"square": (0.700, 0.618), "circle": (0.5, 0.6)}),
          Gate(0.010, 0.05), False,
          "class 'square' dropped by 0.082 (allowed ≤ 0.050) — failed"),
         # A drop of exactly the limit is allowed, float noise notwithstanding.
         (comparison(0.600, 0.640, {"square": (0.80, 0.75)}), Gate(0.010, 0.05), True,
          "no class dropped by more than 0.050 (largest drop: 'square' by 0.050) — passed"),
-        (comparison(0.600, 0.640, {"square": (0.5, 0.6)}), Gate(), True,
+        (comparison(0.600, 0.640, {"square": (0.5, 0.6)}), Gate(0.0), True,
          "no class dropped by more than 0.050 (none dropped) — passed"),
-        (comparison(None, None), Gate(), False, "mAP50-95 is undefined"),
+        (comparison(None, None), Gate(0.0), False, "mAP50-95 is undefined"),
     ],
 )
 def test_promotion_decision(case, gate, promote, reason):
@@ -348,7 +348,7 @@ def test_promotion_on_real_evaluations():
     candidate = evaluate(images, predictions, CLASSES)
 
     assert promotion_decision(compare(base, candidate), Gate(0.1)).promote
-    refused = promotion_decision(compare(candidate, base), Gate())
+    refused = promotion_decision(compare(candidate, base), Gate(0.0))
     assert not refused.promote
     assert sum("dropped by" in r and "failed" in r for r in refused.reasons) == 3
 

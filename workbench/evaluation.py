@@ -360,7 +360,9 @@ def _reaccumulate(coco_eval: COCOeval, picks: np.ndarray) -> np.ndarray:
 class Gate:
     """The bar a candidate must clear to replace the base model."""
 
-    min_map50_95_gain: float = 0.0  # candidate must beat base by at least this (absolute)
+    # The candidate must beat the base by at least this (absolute): the same bar as the CLI,
+    # the Models page and the rules (0.0 here let the Python API promote what they refused).
+    min_map50_95_gain: float = 0.01
     max_class_drop: float = 0.05  # no class's ap50_95 may drop by more than this
 
     def __post_init__(self):

@@ -162,9 +162,11 @@ def registry_table(wb: Workbench, collection: Collection) -> None:
 
 def gate_form() -> Gate:
     cols = st.columns(2)
-    gain = cols[0].number_input("Promote when mAP50-95 rises by at least", 0.0, 1.0, 0.01, 0.005,
+    gain = cols[0].number_input("Promote when mAP50-95 rises by at least", 0.0, 1.0,
+                                Gate.min_map50_95_gain, 0.005,
                                 format="%.3f", key="gate_gain")
-    drop = cols[1].number_input("…and no class drops by more than", 0.0, 1.0, 0.05, 0.01,
+    drop = cols[1].number_input("…and no class drops by more than", 0.0, 1.0,
+                                Gate.max_class_drop, 0.01,
                                 format="%.3f", key="gate_drop")
     return Gate(min_map50_95_gain=gain, max_class_drop=drop)
 
