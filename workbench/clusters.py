@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from workbench.errors import NotFoundError, ValidationError, WorkbenchError
+from workbench.errors import JobFailed, NotFoundError, ValidationError, WorkbenchError
 from workbench.events import record_event
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
@@ -297,7 +297,7 @@ class ClusterService:
             collection, algorithm, params, filters, reduction, projection, version, seed),
             listener)
         if job.status == "failed":
-            raise RuntimeError(f"cluster job {job.id} failed: {job.message}\n{job.error}")
+            raise JobFailed(job)
         return self.get(job.result["run_id"])
 
     def execute(self, ctx: JobContext) -> dict[str, Any]:

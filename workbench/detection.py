@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from workbench.boxes import center_to_xyxy, clip_xyxy
 from workbench.domain import Collection, Detection, ExtractorVersion
-from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.errors import AlreadyExistsError, JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
@@ -152,7 +152,7 @@ class DetectionService:
                                                              object_ids, requested_by),
                                       listener)
         if job.status == "failed":
-            raise RuntimeError(f"detect job {job.id} failed: {job.message}\n{job.error}")
+            raise JobFailed(job)
         return job
 
     # -- the job -----------------------------------------------------------------------

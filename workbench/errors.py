@@ -29,5 +29,15 @@ class MissingDependencyError(WorkbenchError):
     """An optional heavy library is needed for this call and is not installed."""
 
 
+class JobFailed(WorkbenchError):
+    """A job run in this process failed: the message says which job and why in one line;
+    ``error`` keeps the job's traceback (also in the job's row)."""
+
+    def __init__(self, job):
+        reason = " ".join((job.message or "no reason given").split())
+        super().__init__(f"{job.kind} job {job.id} failed: {reason}")
+        self.job_id, self.error = job.id, job.error
+
+
 class JobCancelled(WorkbenchError):
     """A running job noticed that it was asked to stop."""

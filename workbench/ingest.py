@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from workbench.buckets import MetadataValidator
 from workbench.domain import Bucket, IngestItem, IngestReport, Job
-from workbench.errors import NotFoundError, ValidationError
+from workbench.errors import JobFailed, NotFoundError, ValidationError
 from workbench.store import tables as t
 from workbench.store.blobs import sha256_of
 from workbench.store.metadata import new_id, utcnow
@@ -467,7 +467,7 @@ class IngestService:
         params = self._params(bucket, sources, metadata, include, follow_symlinks)
         job = self.wb.jobs.run_inline("ingest", params, listener)
         if job.status == "failed":
-            raise RuntimeError(f"ingest job {job.id} failed: {job.message}\n{job.error}")
+            raise JobFailed(job)
         return self.report(job.id)
 
     def report(self, job_id: str) -> IngestReport:

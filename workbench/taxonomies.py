@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.errors import AlreadyExistsError, JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
 from workbench.references import ReferenceMatrix, normalise
 from workbench.store import tables as t
@@ -503,7 +503,7 @@ class TaxonomyService:
         job = self.wb.jobs.run_inline("taxonomy", {"taxonomy_id": self.get(name).id,
                                                    "version": version}, listener)
         if job.status == "failed":
-            raise RuntimeError(f"taxonomy job {job.id} failed: {job.message}\n{job.error}")
+            raise JobFailed(job)
         return job
 
     def assignments(self, name: str, label: str | None = None, limit: int = 100

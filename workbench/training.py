@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import ValidationError
+from workbench.errors import JobFailed, ValidationError
 from workbench.faults import crash_point
 from workbench.export import ExportOptions, export_into_workspace
 
@@ -73,12 +73,12 @@ class TrainParams:
             raise ValidationError(f"close_mosaic must be 0 or more, got {self.close_mosaic}")
         if self.freeze is not None and self.freeze < 0:
             raise ValidationError(f"freeze must be 0 or more, got {self.freeze}")
+        if self.imgsz is not None and self.imgsz < 32:
+            raise ValidationError(f"imgsz must be at least 32 pixels, got {self.imgsz}")
 
     @property
     def mosaic_off_epochs(self) -> int:
         return self.close_mosaic if self.close_mosaic is not None else max(1, self.epochs // 4)
-        if self.imgsz is not None and self.imgsz < 32:
-            raise ValidationError("imgsz must be at least 32")
 
 
 def prepare_ultralytics(config_dir: Path | None = None) -> None:
@@ -153,7 +153,7 @@ class TrainingService:
         job = self.wb.jobs.run_inline("train", self._params(collection, base_version, export,
                                                             params), listener)
         if job.status == "failed":
-            raise RuntimeError(f"training job {job.id} failed: {job.message}\n{job.error}")
+            raise JobFailed(job)
         return job
 
     def execute(self, ctx: JobContext) -> dict[str, Any]:
