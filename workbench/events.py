@@ -1,11 +1,14 @@
 """Events: a row per thing that happened (``batch.completed``, ``model.registered``, …).
 
 An event is written in the same transaction as the change that caused it, so it exists
-exactly when the change does; so are the webhook outbox rows that will deliver it.
+exactly when the change does; so are the webhook outbox rows that will deliver it. The
+outbox is written here and read by ``workbench.webhooks`` (which imports this module, never
+the other way round).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,11 +27,30 @@ def new_event(conn: sa.Connection, kind: str, payload: dict[str, Any]):
 
 def record_event(conn: sa.Connection, kind: str, payload: dict[str, Any]) -> str:
     """Write an event and its webhook outbox rows, in the caller's transaction."""
-    from workbench.webhooks import enqueue
-
     event_id, created_at = new_event(conn, kind, payload)
     enqueue(conn, event_id, kind, created_at)
     return event_id
+
+
+def enqueue(conn: sa.Connection, event_id: str, kind: str, created_at: datetime
+            ) -> list[str]:
+    """Outbox rows for every active webhook subscribed to ``kind``, in the caller's
+    transaction (``record_event`` calls this; the webhook dispatcher reads them)."""
+    rows = conn.execute(sa.select(t.webhooks.c.id, t.webhooks.c.events).where(
+        t.webhooks.c.active.is_(True))).all()
+    targets = [r.id for r in rows if kind in r.events or "*" in r.events]
+    return outbox(conn, event_id, created_at, targets)
+
+
+def outbox(conn: sa.Connection, event_id: str, created_at: datetime,
+            webhook_ids: list[str]) -> list[str]:
+    """Pending deliveries of one event to these webhooks; returns their ids."""
+    rows = [{"id": new_id("dlv"), "webhook_id": webhook_id, "event_id": event_id,
+             "status": "pending", "attempts": 0, "next_attempt_at": created_at,
+             "created_at": created_at} for webhook_id in webhook_ids]
+    if rows:
+        conn.execute(t.webhook_deliveries.insert(), rows)
+    return [r["id"] for r in rows]
 
 
 def recent_events(db, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:

@@ -47,6 +47,7 @@ from urllib.parse import urlparse
 import sqlalchemy as sa
 
 from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.events import new_event, outbox
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -98,27 +99,6 @@ def backoff_s(attempt: int, cap_s: float = 3600.0) -> float:
     state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
     state.attempt_number = attempt
     return wait_exponential_jitter(initial=BACKOFF_INITIAL_S, max=cap_s)(state)
-
-
-def enqueue(conn: sa.Connection, event_id: str, kind: str, created_at: datetime
-            ) -> list[str]:
-    """Outbox rows for every active webhook subscribed to ``kind``, in the caller's
-    transaction (``record_event`` calls this)."""
-    rows = conn.execute(sa.select(t.webhooks.c.id, t.webhooks.c.events).where(
-        t.webhooks.c.active.is_(True))).all()
-    targets = [r.id for r in rows if kind in r.events or "*" in r.events]
-    return _outbox(conn, event_id, created_at, targets)
-
-
-def _outbox(conn: sa.Connection, event_id: str, created_at: datetime,
-            webhook_ids: list[str]) -> list[str]:
-    """Pending deliveries of one event to these webhooks; returns their ids."""
-    rows = [{"id": new_id("dlv"), "webhook_id": webhook_id, "event_id": event_id,
-             "status": "pending", "attempts": 0, "next_attempt_at": created_at,
-             "created_at": created_at} for webhook_id in webhook_ids]
-    if rows:
-        conn.execute(t.webhook_deliveries.insert(), rows)
-    return [r["id"] for r in rows]
 
 
 class WebhookService:
@@ -187,12 +167,10 @@ class WebhookService:
 
     def ping(self, name: str) -> str:
         """Queue a ``ping`` event to this webhook only; returns the delivery id."""
-        from workbench.events import new_event
-
         hook = self.get(name)
         with self.db.write() as conn:
             event_id, created_at = new_event(conn, "ping", {"webhook": hook.name})
-            (delivery_id,) = _outbox(conn, event_id, created_at, [hook.id])
+            (delivery_id,) = outbox(conn, event_id, created_at, [hook.id])
         return delivery_id
 
     def redeliver(self, delivery_id: str) -> None:
