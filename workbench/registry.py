@@ -26,7 +26,7 @@ from workbench.events import record_event
 from workbench.faults import crash_point
 from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
 from workbench.extractors.spec import bump_version, parse_spec
-from workbench.extractors.weights import check_weights, check_weights_in
+from workbench.extractors.weights import check_weights_in
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -35,77 +35,6 @@ if TYPE_CHECKING:
     from workbench.extractors.base import Extractor
 
 MANIFEST = "extractor.json"
-
-
-def open_yolo(weights: Path | str | None):
-    """Check a YOLO detection model without running it, load it, and explain every way that
-    can fail (see ``workbench.extractors.weights`` for what is checked)."""
-    if weights is None:
-        raise ValidationError("a YOLO extractor version needs a weights file")
-    text = str(weights)
-    path = Path(text)
-    if not path.exists():
-        if path.parent == Path(".") and path.suffix == ".pt":
-            path = _fetch_hub_weights(text)
-        else:
-            raise ValidationError(f"weights file {text} does not exist")
-    if path.is_dir():
-        raise ValidationError(f"{text} is a folder; give the .pt file (e.g. weights/best.pt)")
-    if path.stat().st_size == 0:
-        raise ValidationError(f"{path.name} is empty (0 bytes); it is not a model")
-    checkpoint = check_weights(path)
-    from ultralytics import YOLO
-
-    try:
-        model = YOLO(str(path))
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValidationError(
-            f"{path.name} is not a loadable ultralytics checkpoint ({reason}); export a .pt "
-            "from ultralytics (model.save or a training run's weights/best.pt)"
-        ) from None
-    _check_detect(model, path.name)
-    model.workbench_train_args = _train_args(checkpoint)
-    return model
-
-
-def _train_args(checkpoint: Any) -> dict[str, Any]:
-    """What a checkpoint says about how it was trained (ultralytics keeps ``train_args``):
-    image size, epochs, data set, base model. Plain values only."""
-    args = checkpoint.get("train_args") if isinstance(checkpoint, dict) else None
-    if not isinstance(args, dict):
-        return {}
-    return {key: args[key] for key in ("imgsz", "epochs", "data", "model", "batch")
-            if isinstance(args.get(key), int | float | str) and not isinstance(args[key], bool)}
-
-
-def _fetch_hub_weights(name: str) -> Path:
-    """Download an ultralytics release asset (``yolo11n.pt``) to check it before loading."""
-    from ultralytics.utils.downloads import attempt_download_asset
-
-    try:
-        path = Path(attempt_download_asset(name))
-        if not path.is_file():
-            raise FileNotFoundError(f"{name} was not downloaded")
-    except Exception as exc:
-        raise ValidationError(
-            f"could not fetch {name!r} ({str(exc).splitlines()[0] if str(exc) else exc}). "
-            "This machine is offline or cannot reach the model hub: download the .pt "
-            "elsewhere and register the local file with `workbench models add PATH/TO/"
-            f"{name}` (or upload it on the Detect page)"
-        ) from None
-    return path
-
-
-def _check_detect(model, label: str) -> None:
-    task = getattr(model, "task", None)
-    if task != "detect":
-        raise ValidationError(
-            f"{label} is a {task or 'unknown'} model; the workbench needs an object detection "
-            "(task 'detect') model"
-        )
-    if not getattr(model, "names", None):
-        raise ValidationError(f"{label} has no class names")
 
 
 def _sha256_file(path: Path) -> str:
@@ -142,6 +71,8 @@ class ModelRegistry:
         ``events`` are recorded in the same transaction as the version row.
         """
         from workbench.extractors.yolo import embedding_dims, yolo_spec
+
+        from workbench.extractors.yolo import open_yolo
 
         model = open_yolo(weights)
         source = Path(str(model.ckpt_path or weights))
