@@ -39,6 +39,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from workbench.errors import ValidationError
+from workbench.references import normalise
 from workbench.store import tables as t
 from workbench.store.metadata import new_id, utcnow
 from workbench.truth import IMAGE_DONE, NO_OBJECTS, match
@@ -99,8 +100,9 @@ class ImageReviewService:
                 sa.select(d.id, d.object_id, t.objects.c.sha256)
                 .join(t.objects, t.objects.c.id == d.object_id)
                 .where(d.collection_id == target.id, d.extractor_key == chosen.key)).all()
+            skipped = set(exclude)
             candidates = [r for r in documents
-                          if r.object_id not in complete and r.object_id not in set(exclude)]
+                          if r.object_id not in complete and r.object_id not in skipped]
             ids = [r.object_id for r in candidates]
             dets = conn.execute(sa.select(
                 t.detections.c.id, t.detections.c.embedding_id, t.detections.c.object_id,
@@ -209,14 +211,12 @@ class ImageReviewService:
         vectors = None
         if embeddings:
             dim = len(next(iter(embeddings.values())))
-            vectors = np.stack([embeddings.get(r.id, np.zeros(dim, "float32"))
-                                for r in candidates])
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+            vectors = normalise(np.stack([embeddings.get(r.id, np.zeros(dim, "float32"))
+                                          for r in candidates]))
             covered = [embeddings[doc_of[o]] for o in complete
                        if doc_of.get(o) in embeddings]
             if covered:
-                reference = np.stack(covered)
-                reference /= np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
+                reference = normalise(np.stack(covered))
                 near = np.clip(vectors @ reference.T, 0, 1).max(axis=1)
         tiebreak = [hashlib.sha256(f"queue:{r.sha256}".encode()).hexdigest()
                     for r in candidates]
@@ -255,13 +255,11 @@ class ImageReviewService:
         labelled = [vectors[k] for k in known if k in vectors]
         if not labelled:
             return {}
-        reference = np.stack(labelled)
-        reference /= np.maximum(np.linalg.norm(reference, axis=1, keepdims=True), 1e-12)
+        reference = normalise(np.stack(labelled))
         found = [d for d in dets if d.embedding_id in vectors]
         if not found:
             return {}
-        queries = np.stack([vectors[d.embedding_id] for d in found])
-        queries /= np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-12)
+        queries = normalise(np.stack([vectors[d.embedding_id] for d in found]))
         nearest = (queries @ reference.T).max(axis=1)
         return {d.id: float(1 - s) for d, s in zip(found, nearest, strict=True)}
 
