@@ -28,7 +28,7 @@ def test_finish_an_image_in_image_review(app_server, page, home, tmp_path):
     page.get_by_text("Yellow: to judge").wait_for()  # the image, its boxes pre-drawn
     deletes = page.get_by_role("button", name="Delete")
     deletes.first.wait_for()
-    boxes_before = deletes.count()
+    boxes_before = _settled_count(page, deletes)  # a loaded machine renders in steps
     assert boxes_before >= 2
     deletes.first.click()
     page.wait_for_function(
@@ -60,3 +60,20 @@ def test_finish_an_image_in_image_review(app_server, page, home, tmp_path):
     # The boxes left open were rejected with the image: carried over as false positives.
     carried = wb.annotations.list(label="false_positive", origin="carried").total
     assert carried == boxes_before - 1
+
+
+def _settled_count(page, locator, quiet_ms: int = 1500, timeout_s: float = 60) -> int:
+    """The locator's count once it has not changed for ``quiet_ms`` (Streamlit may still be
+    rerunning the page when its first buttons show; a click then is lost)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    last, since = locator.count(), time.monotonic()
+    while time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        now = locator.count()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif (time.monotonic() - since) * 1000 >= quiet_ms:
+            return now
+    return last
