@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from workbench.errors import NotFoundError, ValidationError
-from workbench.retrievers import default_review_stages, render
+from workbench.retriever_stages import default_review_stages, render
 from tests.conftest import URI
 
 @pytest.fixture

@@ -24,17 +24,16 @@ confident detection), ``annotation.label`` (the newest verdict; ``exists`` false
 included). A ``taxonomy`` stage is a taxonomy's ``on_demand`` mode: it classifies the hits at
 query time, puts the result on each hit and keeps only the ``keep`` labels. Every execution
 gets an ``execution_id`` and is logged with its inputs, result ids and time per stage.
+
+Stages are checked and templated in :mod:`workbench.retriever_stages`; filters compile to SQL in
+:mod:`workbench.retriever_filters`. This module stores retrievers and runs them.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
-import json
-import math
 import random
-import re
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,22 +44,30 @@ import sqlalchemy as sa
 from workbench.domain import Collection, ExtractorVersion
 from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
 from workbench.extractors.spec import parse_feature_uri
+from workbench.retriever_filters import DETECTIONS as _D
+from workbench.retriever_filters import OBJECTS as _O
+from workbench.retriever_filters import compile_condition
+from workbench.retriever_stages import (
+    check_condition,
+    default_review_stages,
+    image_review_stages,
+    render,
+    spot_check_stages,
+    validate_stages,
+)
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
 if TYPE_CHECKING:
     from workbench import Workbench
 
-STAGE_TYPES = ("feature_search", "filter", "sort", "diversity", "sample", "taxonomy", "limit")
-OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "nin", "contains", "exists")
-SORTS = ("confidence", "uncertainty", "newest", "random")
-# {{INPUT.name}} or {{INPUT.name|default}} (the default read as JSON when it parses).
-TEMPLATE = re.compile(r"\{\{\s*INPUT\.([A-Za-z0-9_]+)\s*(?:\|\s*([^}]*?))?\s*\}\}")
 MAX_FETCH = 5000  # rows a pipeline materialises at most before its Python stages
 
 
 @dataclass(frozen=True)
 class Retriever:
+    """A stored retriever: a named, checked stage list that belongs to one collection."""
+
     id: str
     name: str
     collection_id: str
@@ -72,6 +79,8 @@ class Retriever:
 
 @dataclass(frozen=True)
 class Hit:
+    """One detection a retriever picked, with the score and labels its stages gave it."""
+
     detection_id: str
     document_id: str
     object_id: str
@@ -84,55 +93,14 @@ class Hit:
 
 @dataclass(frozen=True)
 class Execution:
+    """One logged run of a retriever: its hits and the milliseconds each stage took."""
+
     id: str
     retriever_id: str
     extractor_key: str
     hits: list[Hit]
     matched: int | None  # candidates that passed the filters (when counted)
     stage_ms: dict[str, float]
-
-
-def default_review_stages(limit: int = 20) -> list[dict[str, Any]]:
-    """The review queue: unreviewed detections under 0.7, most uncertain first, diverse."""
-    return [
-        {"stage_name": "low_confidence", "stage_type": "filter", "config": {"filters": {"AND": [
-            {"field": "confidence", "operator": "lt", "value": 0.7},
-            {"field": "annotation.label", "operator": "exists", "value": False}]}}},
-        {"stage_name": "most_uncertain", "stage_type": "sort", "config": {"by": "uncertainty"}},
-        {"stage_name": "diverse", "stage_type": "diversity", "config": {"max_similarity": 0.97}},
-        {"stage_name": "page", "stage_type": "limit",
-         "config": {"limit": f"{{{{INPUT.limit|{limit}}}}}"}},
-    ]
-
-
-# -- validation -------------------------------------------------------------------------------
-def spot_check_stages(limit: int = 20, min_confidence: float = 0.7) -> list[dict[str, Any]]:
-    """Confident detections nobody has checked, in seeded random order.
-
-    The uncertainty queue never shows what the model is sure of, so it cannot find the
-    errors the model is sure of (an unseen class taken for a known one at 0.9). A few
-    random confident detections per session find them.
-    """
-    return [
-        {"stage_name": "confident", "stage_type": "filter", "config": {"filters": {"AND": [
-            {"field": "confidence", "operator": "gte", "value": min_confidence},
-            {"field": "annotation.label", "operator": "exists", "value": False}]}}},
-        {"stage_name": "shuffled", "stage_type": "sort",
-         "config": {"by": "random", "seed": "{{INPUT.seed|0}}"}},
-        {"stage_name": "page", "stage_type": "limit",
-         "config": {"limit": f"{{{{INPUT.limit|{limit}}}}}"}},
-    ]
-
-
-def image_review_stages(limit: int = 20) -> list[dict[str, Any]]:
-    """Detections of images that are not complete, most uncertain first."""
-    return [
-        {"stage_name": "incomplete_images", "stage_type": "filter", "config": {"filters": {
-            "field": "image.state", "operator": "ne", "value": "complete"}}},
-        {"stage_name": "most_uncertain", "stage_type": "sort", "config": {"by": "uncertainty"}},
-        {"stage_name": "page", "stage_type": "limit",
-         "config": {"limit": f"{{{{INPUT.limit|{limit}}}}}"}},
-    ]
 
 
 @dataclass(frozen=True)
@@ -143,288 +111,10 @@ class ImageHit:
     object_id: str
 
 
-def validate_stages(stages: Any, metadata_fields: frozenset[str] | None = None
-                    ) -> list[dict[str, Any]]:
-    """Check a stage list when a retriever is saved; errors name the stage and the field.
-
-    ``metadata_fields`` are the bucket fields a filter may name (the collection's buckets');
-    with None, any identifier is taken for one.
-    """
-    if not isinstance(stages, list) or not stages:
-        raise ValidationError("a retriever needs a non-empty list of stages")
-    checked = []
-    for index, stage in enumerate(stages):
-        where = f"stage {index}"
-        if not isinstance(stage, dict):
-            raise ValidationError(f"{where}: must be a mapping with stage_type and config")
-        where = f"stage {index} ({stage.get('stage_name') or stage.get('stage_type')})"
-        unknown = set(stage) - {"stage_name", "stage_type", "config"}
-        if unknown:
-            raise ValidationError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: "
-                                  "stage_name, stage_type, config")
-        kind = stage.get("stage_type")
-        if kind not in STAGE_TYPES:
-            raise ValidationError(f"{where}: stage_type {kind!r} is not one of "
-                                  f"{', '.join(STAGE_TYPES)}")
-        config = stage.get("config", {})
-        if not isinstance(config, dict):
-            raise ValidationError(f"{where}: config must be a mapping")
-        if kind == "filter":
-            _check_filter_stage(config, where, metadata_fields)
-        else:
-            _CHECKS[kind](config, where)
-        checked.append({"stage_name": stage.get("stage_name") or f"{kind}_{index}",
-                        "stage_type": kind, "config": config})
-    return checked
-
-
-def _allowed(config: dict, keys: set[str], where: str) -> None:
-    unknown = set(config) - keys
-    if unknown:
-        raise ValidationError(f"{where}: unknown config key(s) {sorted(unknown)}; allowed: "
-                              f"{', '.join(sorted(keys))}")
-
-
-def _check_filter_stage(config: dict, where: str, metadata_fields: frozenset[str] | None
-                        ) -> None:
-    _allowed(config, {"filters"}, where)
-    if "filters" not in config:
-        raise ValidationError(f"{where}: config.filters is required")
-    _check_condition(config["filters"], f"{where}: filters", metadata_fields)
-
-
-def _check_field(path: str, where: str, metadata_fields: frozenset[str] | None) -> None:
-    """Refuse a field no filter can read, naming the closest one that exists."""
-    if path in DIRECT_FIELDS or path in IMAGE_TRUTH_FIELDS or path == "annotation.label" \
-            or _is_template(path):
-        return
-    if path.startswith("taxonomy.") and len(path) > len("taxonomy."):
-        return
-    if re.fullmatch(r"detections\.\d+\.(confidence|class|class_name)", path):
-        return
-    name = path.removeprefix("metadata.")
-    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) and (
-            metadata_fields is None or name in metadata_fields):
-        return
-    known = [*DIRECT_FIELDS, *IMAGE_TRUTH_FIELDS, "annotation.label", "taxonomy.<name>",
-             "detections.<n>.confidence", *(f"metadata.{f}" for f in sorted(
-                 metadata_fields or ()))]
-    close = difflib.get_close_matches(path, [*known, *(metadata_fields or ())], n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ValidationError(
-        f"{where}: field {path!r} is not known; {hint}fields: {', '.join(known)}")
-
-
-def _check_condition(node: Any, where: str, metadata_fields: frozenset[str] | None = None
-                     ) -> None:
-    if isinstance(node, list):
-        for i, child in enumerate(node):
-            _check_condition(child, f"{where}[{i}]", metadata_fields)
-        return
-    if not isinstance(node, dict):
-        raise ValidationError(f"{where}: a condition must be a mapping")
-    logic = [k for k in ("AND", "OR", "NOT") if k in node]
-    if logic:
-        if len(node) != 1:
-            raise ValidationError(f"{where}: {logic[0]} must stand alone in its mapping")
-        children = node[logic[0]]
-        if logic[0] == "NOT":
-            _check_condition(children, f"{where}.NOT", metadata_fields)
-        elif not isinstance(children, list) or not children:
-            raise ValidationError(f"{where}.{logic[0]}: needs a non-empty list")
-        else:
-            for i, child in enumerate(children):
-                _check_condition(child, f"{where}.{logic[0]}[{i}]", metadata_fields)
-        return
-    _allowed(node, {"field", "operator", "value"}, where)
-    if not isinstance(node.get("field"), str) or not node["field"]:
-        raise ValidationError(f"{where}: 'field' is required (e.g. 'confidence')")
-    _check_field(node["field"], where, metadata_fields)
-    if node.get("operator") not in OPERATORS:
-        raise ValidationError(f"{where}: operator {node.get('operator')!r} is not one of "
-                              f"{', '.join(OPERATORS)}")
-    if "value" not in node:
-        raise ValidationError(f"{where}: 'value' is required")
-    value = node["value"]
-    values = value if isinstance(value, list) else [value]
-    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-        raise ValidationError(f"{where}: value {value!r} is not a finite number")
-    if node["operator"] in ("in", "nin") and not (isinstance(value, list) or _is_template(value)):
-        raise ValidationError(f"{where}: operator {node['operator']} needs a list value")
-
-
-def _check_search(config: dict, where: str) -> None:
-    _allowed(config, {"feature_uri", "query", "query_type", "top_k"}, where)
-    if "feature_uri" not in config or "query" not in config:
-        raise ValidationError(f"{where}: feature_search needs config.feature_uri and "
-                              "config.query")
-    if not _is_template(config["feature_uri"]):
-        try:
-            parse_feature_uri(config["feature_uri"])
-        except ValidationError as exc:
-            raise ValidationError(f"{where}: {exc}") from None
-    if config.get("query_type", "detection") not in ("detection", "image", "text", "vector"):
-        raise ValidationError(f"{where}: query_type must be detection, image, text or vector")
-    top_k = config.get("top_k", 50)
-    if not (_is_template(top_k) or (isinstance(top_k, int) and top_k > 0)):
-        raise ValidationError(f"{where}: top_k must be a positive integer")
-
-
-def _check_sort(config: dict, where: str) -> None:
-    _allowed(config, {"by", "order", "seed"}, where)
-    if config.get("by") not in SORTS:
-        raise ValidationError(f"{where}: sort by {config.get('by')!r} is not one of "
-                              f"{', '.join(SORTS)}")
-    if config.get("order", "asc") not in ("asc", "desc"):
-        raise ValidationError(f"{where}: order must be asc or desc")
-
-
-def _check_diversity(config: dict, where: str) -> None:
-    _allowed(config, {"feature_uri", "max_similarity", "max_per_image"}, where)
-    similarity = config.get("max_similarity", 0.95)
-    if not (isinstance(similarity, int | float) and 0 < similarity <= 1):
-        raise ValidationError(f"{where}: max_similarity must be in (0, 1]")
-
-
-def _check_sample(config: dict, where: str) -> None:
-    _allowed(config, {"n", "seed"}, where)
-    if not (isinstance(config.get("n"), int) and config["n"] > 0):
-        raise ValidationError(f"{where}: sample needs a positive integer n")
-
-
-def _check_limit(config: dict, where: str) -> None:
-    _allowed(config, {"limit", "offset"}, where)
-    for key in ("limit", "offset"):
-        value = config.get(key, 0 if key == "offset" else None)
-        if not (_is_template(value) or (isinstance(value, int) and value >= (key == "limit"))):
-            raise ValidationError(f"{where}: {key} must be a{' positive' if key == 'limit' else ' non-negative'} integer")
-
-
-def _check_taxonomy(config: dict, where: str) -> None:
-    _allowed(config, {"taxonomy", "keep"}, where)
-    if not isinstance(config.get("taxonomy"), str) or not config["taxonomy"]:
-        raise ValidationError(f"{where}: taxonomy must name a taxonomy")
-    keep = config.get("keep")
-    if keep is not None and not (isinstance(keep, list) and all(isinstance(k, str)
-                                                               for k in keep)):
-        raise ValidationError(f"{where}: keep must be a list of labels, e.g. [\"unknown\"]")
-
-
-_CHECKS = {"filter": _check_filter_stage, "feature_search": _check_search, "sort": _check_sort,
-           "diversity": _check_diversity, "sample": _check_sample, "taxonomy": _check_taxonomy,
-           "limit": _check_limit}
-
-
-def _is_template(value: Any) -> bool:
-    return isinstance(value, str) and bool(TEMPLATE.search(value))
-
-
-def render(value: Any, inputs: dict[str, Any]) -> Any:
-    """Replace ``{{INPUT.name}}``; a string that is only a template keeps the input's type."""
-    if isinstance(value, dict):
-        return {k: render(v, inputs) for k, v in value.items()}
-    if isinstance(value, list):
-        return [render(v, inputs) for v in value]
-    if not isinstance(value, str):
-        return value
-
-    def lookup(match: re.Match) -> Any:
-        name, default = match.group(1), match.group(2)
-        if name in inputs:
-            return inputs[name]
-        if default is not None:
-            try:
-                return json.loads(default)
-            except json.JSONDecodeError:
-                return default
-        raise ValidationError(f"input {name!r} is required by this retriever (given: "
-                              f"{', '.join(sorted(inputs)) or 'none'})")
-
-    whole = TEMPLATE.fullmatch(value.strip())
-    if whole:
-        return lookup(whole)
-    return TEMPLATE.sub(lambda m: str(lookup(m)), value)
-
-
-# -- compiling filters to SQL ---------------------------------------------------------------
-_D = t.detections.alias("d")
-_O = t.objects.alias("o")
-IMAGE_TRUTH_FIELDS = ("image.state", "image.gold")
-DIRECT_FIELDS = {
-    "confidence": _D.c.confidence, "class": _D.c.class_name, "class_name": _D.c.class_name,
-    "object_id": _D.c.object_id, "document_id": _D.c.document_id, "id": _D.c.id,
-    "detection_id": _D.c.id, "image.width": _O.c.width, "image.height": _O.c.height,
-    "bbox.w": _D.c.x2 - _D.c.x1, "bbox.h": _D.c.y2 - _D.c.y1,
-    "bbox.x": (_D.c.x1 + _D.c.x2) / 2, "bbox.y": (_D.c.y1 + _D.c.y2) / 2,
-    "area": (_D.c.x2 - _D.c.x1) * (_D.c.y2 - _D.c.y1),
-}
-
-
-def _field(path: str, value: Any) -> sa.ColumnElement:
-    numeric = isinstance(value, int | float) and not isinstance(value, bool)
-    if isinstance(value, list) and value:
-        numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
-    if path in DIRECT_FIELDS:
-        return DIRECT_FIELDS[path]
-    if path in IMAGE_TRUTH_FIELDS:  # the image's review state (unreviewed if no row)
-        it = t.image_truth.alias("it")
-        column = it.c.state if path == "image.state" else it.c.gold
-        value = sa.select(column).where(it.c.collection_id == _D.c.collection_id,
-                                         it.c.object_id == _D.c.object_id).scalar_subquery()
-        return sa.func.coalesce(value, "unreviewed" if path == "image.state" else False)
-    if path == "annotation.label":
-        a = t.annotations.alias("a")
-        return (sa.select(a.c.label).where(a.c.document_id == _D.c.id, a.c.deleted_at.is_(None))
-                .order_by(a.c.created_at.desc()).limit(1).scalar_subquery())
-    if path.startswith("taxonomy."):  # the stored label of a materialized taxonomy
-        a = t.taxonomy_assignments.alias("ta")
-        tax = t.taxonomies.alias("tx")
-        return (sa.select(a.c.label).where(
-            a.c.detection_id == _D.c.id,
-            a.c.taxonomy_id == sa.select(tax.c.id).where(
-                tax.c.name == path.removeprefix("taxonomy.")).scalar_subquery())
-            .scalar_subquery())
-    match = re.fullmatch(r"detections\.(\d+)\.(confidence|class|class_name)", path)
-    if match:
-        d2 = t.detections.alias("d2")
-        column = d2.c.confidence if match.group(2) == "confidence" else d2.c.class_name
-        return (sa.select(column).where(d2.c.document_id == _D.c.document_id)
-                .order_by(d2.c.confidence.desc(), d2.c.idx).offset(int(match.group(1)))
-                .limit(1).scalar_subquery())
-    name = path.removeprefix("metadata.")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise ValidationError(f"field {path!r} is not known; use confidence, class, bbox.w, "
-                              "metadata.<field>, detections.<n>.confidence, annotation.label, "
-                              "taxonomy.<name>, …")
-    element = _O.c.metadata[name]
-    return element.as_float() if numeric else element.as_string()
-
-
-def compile_condition(node: Any) -> sa.ColumnElement:
-    if isinstance(node, list):
-        return sa.and_(*(compile_condition(child) for child in node))
-    if "AND" in node:
-        return sa.and_(*(compile_condition(child) for child in node["AND"]))
-    if "OR" in node:
-        return sa.or_(*(compile_condition(child) for child in node["OR"]))
-    if "NOT" in node:
-        return sa.not_(compile_condition(node["NOT"]))
-    operator, value = node["operator"], node["value"]
-    column = _field(node["field"], value)
-    if operator == "exists":
-        return column.is_not(None) if value else column.is_(None)
-    if operator == "contains":
-        return column.contains(str(value), autoescape=True)
-    if operator in ("in", "nin"):
-        clause = column.in_(list(value))
-        return clause if operator == "in" else sa.or_(sa.not_(clause), column.is_(None))
-    return {"eq": column == value, "ne": sa.or_(column != value, column.is_(None)),
-            "lt": column < value, "lte": column <= value, "gt": column > value,
-            "gte": column >= value}[operator]
-
-
 # -- the service ------------------------------------------------------------------------------
 class RetrieverService:
+    """Save, list and run a workspace's retrievers; every run is logged as an execution."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
         self.db = wb.db
@@ -458,6 +148,7 @@ class RetrieverService:
                          for f in self.wb.buckets.get(bucket_id).metadata_fields)
 
     def get(self, name_or_id: str) -> Retriever:
+        """The retriever of that name or id."""
         row = self.db.find(t.retrievers, name_or_id)
         if row is None:
             raise NotFoundError(f"no retriever {name_or_id!r}; list them with "
@@ -465,6 +156,7 @@ class RetrieverService:
         return _retriever(row)
 
     def list(self, collection: str | None = None) -> list[Retriever]:
+        """Retrievers, oldest first: all of them, or one collection's."""
         query = sa.select(t.retrievers).order_by(t.retrievers.c.created_at)
         if collection:
             query = query.where(t.retrievers.c.collection_id == self.wb.collections.get(
@@ -556,11 +248,12 @@ class RetrieverService:
         chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
         conditions = _scope(target, chosen, indexed=True)
         if filters:
-            _check_condition(filters, "filters", self._metadata_fields(target))
+            check_condition(filters, "filters", self._metadata_fields(target))
             conditions.append(compile_condition(filters))
         return conditions
 
     def execution(self, execution_id: str) -> dict[str, Any]:
+        """A logged execution: its inputs, result ids and time per stage."""
         with self.db.read() as conn:
             row = conn.execute(sa.select(t.retriever_executions).where(
                 t.retriever_executions.c.id == execution_id)).first()
