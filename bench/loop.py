@@ -86,7 +86,7 @@ def score(weights: Path, test: Path, imgsz: int, workdir: Path) -> dict:
     ultralytics' validator (which scores the classes the model has)."""
     from ultralytics import YOLO
 
-    from workbench.evaluation import Box, EvalImage, evaluate
+    from workbench.metrics import Box, EvalImage, evaluate
 
     records = json.loads((test / "annotations.json").read_text())
     images = [EvalImage(r["file"], r["width"], r["height"],

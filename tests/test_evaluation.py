@@ -12,15 +12,14 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from workbench.errors import ValidationError
-from workbench.evaluation import (
+from workbench.evaluation import Gate, promotion_decision
+from workbench.metrics import (
     Box,
     Comparison,
     Delta,
     EvalImage,
-    Gate,
     compare,
     evaluate,
-    promotion_decision,
 )
 
 CLASSES = ["circle", "square", "triangle"]

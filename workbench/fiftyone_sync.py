@@ -569,7 +569,8 @@ class FiftyOneSync:
         The FiftyOne evaluation stays on the dataset as ``eval_<version>`` (TP/FP per box,
         counts per sample) for browsing in the App.
         """
-        from workbench.evaluation import Box, complete_images, evaluate
+        from workbench.evaluation import complete_images
+        from workbench.metrics import Box, evaluate
 
         target = self.wb.collections.get(collection)
         chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
