@@ -40,7 +40,7 @@ def main() -> None:
     from workbench.config import resolve_device
     from workbench.demo.shapeworld import SceneConfig, write_dataset
     from workbench.detection import DetectParams
-    from workbench.ingest import load_image
+    from workbench.images import load_image
 
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory(prefix="wb-bench-detect-") as tmp:

@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from workbench.export import export_into_workspace
 from workbench.ui import jobs_panel, page_setup, pick_collection, plain, show_errors
 from workbench.ui.loop import (
     export_options_form,
@@ -26,8 +25,8 @@ st.caption(f"Exports the ground truth people established, whatever version they 
 options = export_options_form()
 if st.button("Build dataset", key="build_export"):
     with show_errors():
-        st.session_state["export_result"] = export_into_workspace(
-            wb, collection.name, f"preview-{collection.id}", options=options)
+        st.session_state["export_result"] = wb.export.into_workspace(
+            collection, f"preview-{collection.id}", options=options)
 result = st.session_state.get("export_result")
 if result is not None and result.path.exists():
     export_summary(result)

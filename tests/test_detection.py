@@ -84,7 +84,7 @@ def test_bad_requests_are_explained(detect_ws):
         detect_ws.detection.run("nope")
     with pytest.raises(NotFoundError, match="yolo_detector@7.0.0"):
         detect_ws.detection.run("scenes", "7.0.0")
-    with pytest.raises(ValidationError, match="conf and iou"):
+    with pytest.raises(ValidationError, match=r"conf must be in \[0, 1\], got 1.5"):
         DetectParams(conf=1.5)
     with pytest.raises(ValidationError, match="at least one source bucket"):
         detect_ws.collections.create("empty", [])

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from workbench.errors import ValidationError
-from workbench.export import ExportOptions, export_yolo, split_of
+from workbench.export import ExportOptions, split_of
 from workbench.store import tables as t
 from workbench.store.metadata import utcnow
 
@@ -77,7 +77,7 @@ def _labels(result, name):
 
 
 def test_export_fixes_every_pitfall(ewb, tmp_path):
-    result = export_yolo(ewb, "c", tmp_path / "out", options=ExportOptions(val_fraction=0.3))
+    result = ewb.export.yolo("c", tmp_path / "out", options=ExportOptions(val_fraction=0.3))
     # 3. names follow the model; new classes appended (sorted).
     assert result.names == ("circle", "square", "triangle", "hexagon", "star")
     assert (result.path / "classes.txt").read_text().split() == list(result.names)
@@ -116,20 +116,20 @@ def test_export_fixes_every_pitfall(ewb, tmp_path):
 
 
 def test_fill_completes_unreviewed_images_above_a_threshold(ewb, tmp_path):
-    result = export_yolo(ewb, "c", tmp_path / "out",
+    result = ewb.export.yolo("c", tmp_path / "out",
                          options=ExportOptions(unreviewed="fill", fill_threshold=0.5))
     assert result.skipped_images == 0
     # The confirmed circle stays; the unreviewed 0.3 square is under the threshold.
     assert [row[0] for row in _labels(result, "unreviewed")] == ["0"]
-    low = export_yolo(ewb, "c", tmp_path / "low",
+    low = ewb.export.yolo("c", tmp_path / "low",
                       options=ExportOptions(unreviewed="fill", fill_threshold=0.2))
     assert [row[0] for row in _labels(low, "unreviewed")] == ["0", "1"]
 
 
 def test_split_is_by_image_deterministic_and_the_holdout_is_fixed(ewb, tmp_path):
     options = ExportOptions(val_fraction=0.3, holdout_fraction=0.3, seed="s1")
-    first = export_yolo(ewb, "c", tmp_path / "a", options=options)
-    second = export_yolo(ewb, "c", tmp_path / "b", options=options)
+    first = ewb.export.yolo("c", tmp_path / "a", options=options)
+    second = ewb.export.yolo("c", tmp_path / "b", options=options)
     assert first.content_hash == second.content_hash  # reproducible, wherever written
     files = [p.stem for p in first.path.glob("images/*/*")]
     assert len(files) == len(set(files))  # no image in two splits
@@ -138,7 +138,7 @@ def test_split_is_by_image_deterministic_and_the_holdout_is_fixed(ewb, tmp_path)
         found = [p.parent.name for p in first.path.glob(f"images/*/*_{obj.id[-8:]}.*")]
         assert found in ([], [expected])
     other_seed = ExportOptions(val_fraction=0.3, holdout_fraction=0.3, seed="s2")
-    assert export_yolo(ewb, "c", tmp_path / "c", options=other_seed).content_hash != \
+    assert ewb.export.yolo("c", tmp_path / "c", options=other_seed).content_hash != \
         first.content_hash or len(files) < 2
 
 
@@ -147,7 +147,7 @@ def test_nothing_reviewed_is_a_clear_error(wb, tmp_path, starter_weights):
     wb.registry.register_yolo(starter_weights)
     wb.collections.create("c", ["b"])
     with pytest.raises(ValidationError, match="nothing to export"):
-        export_yolo(wb, "c", tmp_path / "out")
+        wb.export.yolo("c", tmp_path / "out")
     with pytest.raises(ValidationError, match="unreviewed must be"):
         ExportOptions(unreviewed="maybe")
 
@@ -156,7 +156,7 @@ def test_ultralytics_reads_the_export(ewb, tmp_path):
     from ultralytics.data.dataset import YOLODataset
     from ultralytics.data.utils import check_det_dataset
 
-    result = export_yolo(ewb, "c", tmp_path / "out", options=ExportOptions(val_fraction=0.0))
+    result = ewb.export.yolo("c", tmp_path / "out", options=ExportOptions(val_fraction=0.0))
     data = check_det_dataset(str(result.data_yaml))
     assert data["nc"] == len(result.names)
     dataset = YOLODataset(img_path=data["train"], data=data, task="detect", augment=False)
@@ -172,7 +172,7 @@ def test_ultralytics_reads_the_export(ewb, tmp_path):
 def test_fiftyone_reads_the_export(ewb, tmp_path):
     import fiftyone as fo
 
-    result = export_yolo(ewb, "c", tmp_path / "out", options=ExportOptions(val_fraction=0.0))
+    result = ewb.export.yolo("c", tmp_path / "out", options=ExportOptions(val_fraction=0.0))
     # No yaml_path: FiftyOne's importer looks for dataset.yaml by default.
     dataset = fo.Dataset.from_dir(dataset_dir=str(result.path),
                                   dataset_type=fo.types.YOLOv5Dataset, split="train")
@@ -208,9 +208,9 @@ def test_pseudo_labels_add_only_images_the_model_is_sure_of(ewb, tmp_path):
         conn.execute(t2.documents.update().where(t2.documents.c.id == "doc_edge")
                      .values(n_detections=0))
     ewb.truth.refresh("c")  # the ground truth follows annotations removed behind its back
-    plain = export_yolo(ewb, "c", tmp_path / "plain", options=ExportOptions(unreviewed="fill"))
+    plain = ewb.export.yolo("c", tmp_path / "plain", options=ExportOptions(unreviewed="fill"))
     assert not list(plain.path.glob("labels/*/small_*.txt"))
-    pseudo = export_yolo(ewb, "c", tmp_path / "pseudo",
+    pseudo = ewb.export.yolo("c", tmp_path / "pseudo",
                          options=ExportOptions(unreviewed="fill", pseudo_label=True))
     assert [row[0] for row in _labels(pseudo, "small")] == ["1"]  # the 0.8 square
     # An unsure image, or one with nothing found, is left out — never an empty label file.
@@ -222,7 +222,7 @@ def test_pseudo_labels_add_only_images_the_model_is_sure_of(ewb, tmp_path):
     # Once somebody looks "edge" over and finds nothing, it is a checked background image.
     mark = ewb.annotations.create(document_id="doc_edge", collection_id=collection.id,
                                   label="no_objects", payload={})
-    checked = export_yolo(ewb, "c", tmp_path / "checked",
+    checked = ewb.export.yolo("c", tmp_path / "checked",
                           options=ExportOptions(unreviewed="fill", pseudo_label=True))
     assert _labels(checked, "edge") == []
     assert mark.id in json.loads((checked.path / "manifest.json").read_text())["annotation_ids"]

@@ -18,7 +18,8 @@ from PIL import Image
 
 from tests.conftest import image_bytes, noise_image_bytes, write_images
 from workbench.errors import ValidationError
-from workbench.ingest import Rejected, Source, inspect_image
+from workbench.images import Rejected, inspect_image
+from workbench.ingest import Source
 from workbench.store import tables as t
 
 SCHEMA = {
@@ -88,7 +89,7 @@ def test_exif_orientation_swaps_the_stored_size(wb, tmp_path):
     report = wb.ingest.run("b", [path])
     obj = wb.buckets.get_object(report.items[0].object_id)
     assert (obj.width, obj.height) == (20, 40)
-    from workbench.ingest import load_image
+    from workbench.images import load_image
 
     assert load_image(wb.image_path(obj)).size == (20, 40)
 

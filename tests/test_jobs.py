@@ -18,12 +18,12 @@ from workbench.jobs import JOB_KINDS, Worker, worker_running
 from workbench.store import tables as t
 
 
-def failing_handler(wb, ctx):
+def failing_handler(ctx):
     ctx.progress(1, 3, "about to fail")
     raise ValueError("the handler broke")
 
 
-def counting_handler(wb, ctx):
+def counting_handler(ctx):
     for i in range(ctx.params["n"]):
         ctx.check_cancelled()
         ctx.progress(i + 1, ctx.params["n"], f"step {i + 1}")
@@ -33,8 +33,8 @@ def counting_handler(wb, ctx):
 
 @pytest.fixture
 def test_kinds(monkeypatch):
-    monkeypatch.setitem(JOB_KINDS, "fail", "tests.test_jobs:failing_handler")
-    monkeypatch.setitem(JOB_KINDS, "count", "tests.test_jobs:counting_handler")
+    monkeypatch.setitem(JOB_KINDS, "fail", lambda wb: failing_handler)
+    monkeypatch.setitem(JOB_KINDS, "count", lambda wb: counting_handler)
 
 
 def test_a_job_runs_to_done_with_its_result(wb, test_kinds):
@@ -62,7 +62,9 @@ def test_cancel_a_queued_and_a_running_job(wb, test_kinds):
     running = wb.jobs.submit("count", {"n": 200, "sleep": 0.02})
     worker = threading.Thread(target=Worker(wb).run, kwargs={"exit_when_idle": True})
     worker.start()
+    deadline = time.monotonic() + 30
     while wb.jobs.get(running.id).progress_done < 5:
+        assert time.monotonic() < deadline, "the job made no progress in 30 s"
         time.sleep(0.02)
     wb.jobs.cancel(running.id)
     worker.join(10)

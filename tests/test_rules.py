@@ -41,7 +41,7 @@ def test_defaults_only_hard_negative_is_on(review_wb):
 
 
 def test_hard_negative_joins_the_list_that_the_export_lists(ewb, tmp_path):  # noqa: F811
-    from workbench.export import ExportOptions, export_yolo
+    from workbench.export import ExportOptions
 
     # The fixture's verdicts are events from before; the rule (on by default) takes them.
     done = ewb.rules.process_pending()
@@ -50,7 +50,7 @@ def test_hard_negative_joins_the_list_that_the_export_lists(ewb, tmp_path):  # n
     (run,) = ewb.rules.runs("hard_negative")
     assert run["status"] == "done" and run["event_type"] == "annotation.created"
     assert "doc_fp_only_0" in run["message"]
-    result = export_yolo(ewb, "c", tmp_path / "out", options=ExportOptions(val_fraction=0.3))
+    result = ewb.export.yolo("c", tmp_path / "out", options=ExportOptions(val_fraction=0.3))
     manifest = json.loads((result.path / "manifest.json").read_text())
     (negative,) = manifest["hard_negatives"]
     assert negative["detection_id"] == "doc_fp_only_0" and negative["class"] == "circle"
@@ -60,7 +60,7 @@ def test_hard_negative_joins_the_list_that_the_export_lists(ewb, tmp_path):  # n
     # A verdict changed since: no longer a hard negative, and the export says so.
     (annotation,) = [a for a in ewb.annotations.list(document_id="doc_fp_only_0").items]
     ewb.annotations.update(annotation.id, label="confirmed")
-    export_yolo(ewb, "c", tmp_path / "out", options=ExportOptions(val_fraction=0.3))
+    ewb.export.yolo("c", tmp_path / "out", options=ExportOptions(val_fraction=0.3))
     assert json.loads((result.path / "manifest.json").read_text())["hard_negatives"] == []
 
 
@@ -230,7 +230,7 @@ def test_evaluate_on_batch_reacts_to_later_versions_only(review_wb):
         ("retrain_on_corrections", None, {"val_fraction": "0.3"}, "must be a number"),
         ("retrain_on_corrections", None, {"unreviewed": "keep"}, "must be one of skip, fill"),
         ("retrain_on_corrections", None, {"threshold": 0}, "threshold must be at least 1"),
-        ("retrain_on_corrections", None, {"epochs": 0}, "epochs, batch and patience"),
+        ("retrain_on_corrections", None, {"epochs": 0}, "epochs must be at least 1, got 0"),
         ("retrain_on_corrections", None, {"imgsz": 16}, "imgsz must be at least 32"),
         ("retrain_on_corrections", None, {"val_fraction": 1.5}, "val_fraction must be in"),
         ("retrain_on_corrections", None, {"max_class_drop": -1.0}, "max_class_drop must be"),

@@ -75,9 +75,9 @@ def test_unknown_stars_cluster_and_flow_into_the_next_export(wb, tmp_path):
     written = wb.clusters.relabel(run.id, int(best), "star", confirm=True)["written"]
     assert written == len([m for m in members if m["cluster"] == int(best)])
 
-    from workbench.export import ExportOptions, export_yolo
+    from workbench.export import ExportOptions
 
-    dataset = export_yolo(wb, DEMO_COLLECTION, tmp_path / "ds",
+    dataset = wb.export.yolo(DEMO_COLLECTION, tmp_path / "ds",
                           options=ExportOptions(unreviewed="fill"))
     assert "star" in dataset.names and dataset.class_counts.get("star", 0) >= n_stars
 
@@ -86,7 +86,7 @@ def test_the_tutorials_order_across_versions(wb, tmp_path, starter_weights):
     """Review v1, promote v2, then: references made on v1 classify v2's detections, v2's
     unknowns cluster, the star cluster is promoted into the v1 taxonomy and relabelled, and
     the next export holds v1's reviewed boxes and the stars."""
-    from workbench.export import ExportOptions, export_yolo
+    from workbench.export import ExportOptions
 
     setup_demo(wb)
     truth = GroundTruth.for_demo(wb)
@@ -126,7 +126,7 @@ def test_the_tutorials_order_across_versions(wb, tmp_path, starter_weights):
     assert "star" in [n.name for n in wb.taxonomies.get("shapes").nodes]
     wb.clusters.relabel(run.id, int(best), "star", confirm=True)
 
-    dataset = export_yolo(wb, DEMO_COLLECTION, tmp_path / "ds",
+    dataset = wb.export.yolo(DEMO_COLLECTION, tmp_path / "ds",
                           options=ExportOptions(unreviewed="fill"))
     assert dataset.boxes_by_origin.get(f"review {v1.key}", 0) > 100  # v1's review, kept
     assert dataset.class_counts.get("star", 0) >= n_stars

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from workbench.config import Settings, load_settings
 from workbench.errors import WorkbenchError
+from workbench.images import FORMAT_EXTENSIONS
 from workbench.store.blobs import BlobStore
 from workbench.store.metadata import MetadataStore
 
@@ -114,6 +115,12 @@ class Workbench:
         return TrainingService(self)
 
     @cached_property
+    def export(self):
+        from workbench.export import ExportService
+
+        return ExportService(self)
+
+    @cached_property
     def evaluation(self):
         from workbench.evaluation import EvaluationService
 
@@ -136,6 +143,12 @@ class Workbench:
         from workbench.clusters import ClusterService
 
         return ClusterService(self)
+
+    @cached_property
+    def demo(self):
+        from workbench.demo import DemoService
+
+        return DemoService(self)
 
     @cached_property
     def image_review(self):
@@ -169,8 +182,6 @@ class Workbench:
 
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
-        from workbench.ingest import FORMAT_EXTENSIONS
-
         return self.blobs.path_for(obj.sha256, FORMAT_EXTENSIONS[obj.format])
 
     def summary(self) -> dict[str, int]:

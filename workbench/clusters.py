@@ -28,6 +28,8 @@ import sqlalchemy as sa
 
 from workbench.errors import JobFailed, NotFoundError, ValidationError, WorkbenchError
 from workbench.events import record_event
+from workbench.images import load_image
+from workbench.params import check_bounds, setting
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -52,6 +54,22 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "mean_shift": {},
     "optics": {"min_samples": 5},
 }
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """A cluster run's choices (the algorithm's own parameters are a free-form dict, checked
+    by :func:`make_estimator`)."""
+
+    algorithm: str = setting("hdbscan", "clustering algorithm", choices=ALGORITHMS)
+    reduce: str | None = setting(None, "reduce the embeddings first: pca, umap or tsne",
+                                 kind=str, choices=REDUCTIONS)
+    components: int = setting(10, "dimensions after the reduction", min=1, max=1024)
+    projection: str = setting("pca", "the 2D view: pca, umap or tsne", choices=REDUCTIONS)
+    seed: int = setting(0, "random seed of the reduction and the algorithm")
+
+    def __post_init__(self):
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -262,35 +280,34 @@ class ClusterService:
                 projection: str, version: str | None, seed: int) -> dict[str, Any]:
         target = self.wb.collections.get(collection)
         chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        ClusterParams(algorithm=algorithm, projection=projection, seed=seed)
         make_estimator(algorithm, params or {}, seed)  # refuse bad parameters before queueing
         if reduction is not None:
             unknown = set(reduction) - {"method", "n_components"}
-            components = reduction.get("n_components", 2)
+            components = reduction.get("n_components", ClusterParams.components)
             if unknown or reduction.get("method") not in REDUCTIONS or not (
                     isinstance(components, int) and not isinstance(components, bool)
                     and components >= 1):
                 raise ValidationError(f"reduction is {{\"method\": one of {', '.join(REDUCTIONS)}"
                                       f", \"n_components\": a positive integer}}, got "
                                       f"{reduction!r}")
-        if projection not in REDUCTIONS:
-            raise ValidationError(f"projection must be one of {', '.join(REDUCTIONS)}")
         _check_members(self.wb.retrievers.count(target.name, filters, chosen.version))
         return {"collection_id": target.id, "version": chosen.version, "algorithm": algorithm,
                 "params": params or {}, "filters": filters, "reduction": reduction,
                 "projection": projection, "seed": seed}
 
-    def submit(self, collection: str, algorithm: str = "hdbscan",
+    def submit(self, collection: str, algorithm: str = ClusterParams.algorithm,
                params: dict[str, Any] | None = None, filters: dict[str, Any] | None = None,
-               reduction: dict[str, Any] | None = None, projection: str = "pca",
-               version: str | None = None, seed: int = 0):
+               reduction: dict[str, Any] | None = None, projection: str = ClusterParams.projection,
+               version: str | None = None, seed: int = ClusterParams.seed):
         """Queue a cluster run for the worker (which keeps UMAP compiled between runs)."""
         return self.wb.jobs.submit("cluster", self._params(
             collection, algorithm, params, filters, reduction, projection, version, seed))
 
-    def run(self, collection: str, algorithm: str = "hdbscan",
+    def run(self, collection: str, algorithm: str = ClusterParams.algorithm,
             params: dict[str, Any] | None = None, filters: dict[str, Any] | None = None,
-            reduction: dict[str, Any] | None = None, projection: str = "pca",
-            version: str | None = None, seed: int = 0,
+            reduction: dict[str, Any] | None = None, projection: str = ClusterParams.projection,
+            version: str | None = None, seed: int = ClusterParams.seed,
             listener: ProgressListener | None = None) -> ClusterRun:
         """A cluster run in this process, as a job; returns the stored run."""
         job = self.wb.jobs.run_inline("cluster", self._params(
@@ -320,7 +337,7 @@ class ClusterService:
         space = vectors
         if p["reduction"]:
             space = reduce(vectors, p["reduction"]["method"],
-                           p["reduction"].get("n_components", 10), p["seed"])
+                           p["reduction"].get("n_components", ClusterParams.components), p["seed"])
         timings["reduce"] = time.perf_counter() - begun
         ctx.check_cancelled()
         ctx.progress(2, 4, f"clustering with {p['algorithm']}")
@@ -452,8 +469,6 @@ class ClusterService:
     def _brightness(self, members: list[dict[str, Any]], per_image: int = 50,
                     images: int = 200) -> dict[str, float]:
         """Mean grey level inside each box, for a sample of images (enough for statistics)."""
-        from workbench.ingest import load_image
-
         by_object: dict[str, list] = {}
         for m in members:
             by_object.setdefault(m["object_id"], []).append(m)
@@ -541,7 +556,3 @@ def _run(row) -> ClusterRun:
                       dict(row.params), row.reduction, row.projection, row.filters,
                       row.n_members, dict(row.clusters), row.noise, dict(row.seconds),
                       as_utc(row.created_at))
-
-
-def run_cluster_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
-    return wb.clusters.execute(ctx)

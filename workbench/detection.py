@@ -21,6 +21,8 @@ from workbench.boxes import center_to_xyxy, clip_xyxy
 from workbench.domain import Collection, Detection, ExtractorVersion
 from workbench.errors import AlreadyExistsError, JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
+from workbench.images import load_image
+from workbench.params import check_bounds, setting
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -33,17 +35,17 @@ if TYPE_CHECKING:
 class DetectParams:
     """Run parameters of a batch run (the model's own settings live in its version)."""
 
-    conf: float = 0.25  # minimum confidence kept
-    iou: float = 0.7  # NMS IoU threshold
-    imgsz: int = 640  # inference size (long side, letterboxed)
-    max_det: int = 300  # at most this many boxes per image
-    batch_size: int = 8  # images per forward pass and per commit
+    conf: float = setting(0.25, "minimum confidence kept", min=0, max=1)
+    iou: float = setting(0.7, "NMS IoU threshold", min=0, max=1)
+    imgsz: int = setting(640, "inference size (long side, letterboxed)", min=32,
+                         max=8192)
+    max_det: int = setting(300, "at most this many boxes per image", min=1,
+                           max=100_000)
+    batch_size: int = setting(8, "images per forward pass and per commit", min=1,
+                              max=1024)
 
     def __post_init__(self):
-        if not 0 <= self.conf <= 1 or not 0 <= self.iou <= 1:
-            raise ValidationError(f"conf and iou must be in [0, 1], got {self.conf}, {self.iou}")
-        if self.imgsz < 32 or self.max_det < 1 or self.batch_size < 1:
-            raise ValidationError("imgsz must be >= 32, max_det and batch_size >= 1")
+        check_bounds(self)
 
     def model_params(self) -> dict[str, Any]:
         return {"conf": self.conf, "iou": self.iou, "imgsz": self.imgsz, "max_det": self.max_det}
@@ -228,8 +230,6 @@ class DetectionService:
 
     def _decode(self, row):
         import numpy as np
-
-        from workbench.ingest import load_image
 
         return np.asarray(load_image(self.wb.image_path(row)))
 
@@ -464,7 +464,3 @@ def _detection(row) -> Detection:
                      extractor_key=row.extractor_key, index=row.idx, class_name=row.class_name,
                      confidence=row.confidence, xyxy=(row.x1, row.y1, row.x2, row.y2),
                      embedding_id=row.embedding_id)
-
-
-def run_detect_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
-    return wb.detection.execute(ctx)

@@ -10,7 +10,6 @@ the result and promotes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +24,7 @@ from workbench.metrics import (
     compare,
     evaluate,
 )
+from workbench.params import check_bounds, setting
 
 # Float noise (0.80 - 0.75 = 0.05000000000000004) must not decide a gate check.
 _GATE_TOLERANCE = 1e-9
@@ -34,18 +34,13 @@ _GATE_TOLERANCE = 1e-9
 class Gate:
     """The bar a candidate must clear to replace the base model."""
 
-    # The candidate must beat the base by at least this (absolute): the same bar as the CLI,
-    # the Models page and the rules (0.0 here let the Python API promote what they refused).
-    min_map50_95_gain: float = 0.01
-    max_class_drop: float = 0.05  # no class's ap50_95 may drop by more than this
+    # The candidate must beat the base by at least this (absolute): the same bar in the CLI,
+    # the Models page and the rules, all of which read it from here.
+    min_map50_95_gain: float = setting(0.01, "mAP50-95 gain needed to promote")
+    max_class_drop: float = setting(0.05, "largest AP50-95 drop allowed for any class", min=0)
 
     def __post_init__(self):
-        if not math.isfinite(self.min_map50_95_gain):
-            raise ValidationError(
-                f"min_map50_95_gain must be a finite number, got {self.min_map50_95_gain!r}")
-        if not math.isfinite(self.max_class_drop) or self.max_class_drop < 0:
-            raise ValidationError(
-                f"max_class_drop must be a number ≥ 0, got {self.max_class_drop!r}")
+        check_bounds(self)
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,15 @@ import sqlalchemy as sa
 
 from workbench.boxes import clip_xyxy, xyxy_to_yolo
 from workbench.errors import ValidationError
+from workbench.images import FORMAT_EXTENSIONS, load_image
 from workbench.outdir import check_output_folder, replace_folder
+from workbench.params import check_bounds, setting
 from workbench.store import tables as t
 from workbench.truth import NO_OBJECTS  # noqa: F401 — importable from here too
 
 if TYPE_CHECKING:
     from workbench import Workbench
+    from workbench.domain import Collection, ExtractorVersion
 
 SPLITS = ("train", "val", "holdout")
 MIN_BOX_PX = 1.0  # a box thinner than a pixel after clipping is no object
@@ -55,23 +58,23 @@ MIN_BOX_PX = 1.0  # a box thinner than a pixel after clipping is no object
 class ExportOptions:
     """How to turn annotations into a training set."""
 
-    unreviewed: str = "skip"  # "skip": leave such images out; "fill": complete them
-    fill_threshold: float = 0.5  # with "fill": unreviewed detections at or above this
-    val_fraction: float = 0.2
-    holdout_fraction: float = 0.0  # a fixed split that is never trained on
+    unreviewed: str = setting("skip", "images with unreviewed boxes: left out (skip) or "
+                              "completed with the model's boxes (fill)", choices=("skip", "fill"))
+    fill_threshold: float = setting(0.5, "with fill: unreviewed boxes at or above this",
+                                    min=0, max=1)
+    val_fraction: float = setting(0.2, "share of images in the validation split", min=0, max=1)
+    holdout_fraction: float = setting(0.0, "share in a fixed holdout split, never trained on",
+                                      min=0, max=1)
     # with "fill": also images nobody reviewed, when the model is sure of every box on them
     # (self-training keeps what it knew; an unsure or empty image is left out, not background)
-    pseudo_label: bool = False
-    seed: str = "workbench"  # salt of the split hash: change it to draw another split
-    link: bool = True  # hard-link images when possible (else copy)
-    coco: bool = True  # also write coco/<split>.json
+    pseudo_label: bool = setting(False, "with fill: also images nobody reviewed on which the "
+                                 "model is sure of every box")
+    seed: str = setting("workbench", "split seed: change it to draw another split")
+    link: bool = setting(True, "hard-link images when possible (else copy)")
+    coco: bool = setting(True, "also write coco/<split>.json")
 
     def __post_init__(self):
-        if self.unreviewed not in ("skip", "fill"):
-            raise ValidationError(f"unreviewed must be 'skip' or 'fill', got {self.unreviewed!r}")
-        for name in ("fill_threshold", "val_fraction", "holdout_fraction"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValidationError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        check_bounds(self)
         if self.pseudo_label and self.unreviewed != "fill":
             raise ValidationError("pseudo_label needs unreviewed='fill' (its boxes come from "
                                   "the model above fill_threshold)")
@@ -137,7 +140,6 @@ def labelled_images(wb: Workbench, collection_id: str, extractor_key: str,
     Returns the images and a report: skipped images, rejected boxes, annotations used, hard
     negatives (the negative regions of every exported image) and gold images left out.
     """
-    from workbench.ingest import FORMAT_EXTENSIONS
     from workbench.truth import box_iou
 
     truths = wb.truth.images(collection_id)
@@ -254,41 +256,50 @@ def is_previous_export(folder: Path) -> bool:
         "collection", "extractor", "content_hash", "annotation_ids"} <= set(manifest)
 
 
-def export_yolo(wb: Workbench, collection: str, out: Path | str, version: str | None = None,
-                options: ExportOptions | None = None) -> ExportResult:
-    """Write the dataset to ``out`` and return what was written.
+class ExportService:
+    """Training sets from the ground truth people established: YOLO folders with COCO files
+    and a manifest, written whole or not at all."""
 
-    ``out`` must be a new folder, an empty one or an earlier export (which is replaced once
-    the new one is complete); never the workspace, a folder inside it or one that holds it.
-    """
-    return _export(wb, collection, out, version, options, allow_under=None)
+    def __init__(self, wb: Workbench):
+        self.wb = wb
 
+    def yolo(self, collection: str, out: Path | str, version: str | None = None,
+             options: ExportOptions | None = None) -> ExportResult:
+        """Write the dataset to ``out`` and return what was written.
 
-def export_into_workspace(wb: Workbench, collection: str, name: str,
-                          version: str | None = None, options: ExportOptions | None = None
-                          ) -> ExportResult:
-    """An export kept in the workspace's own ``exports/`` folder (training runs, the app's
-    preview)."""
-    return _export(wb, collection, wb.home / "exports" / name, version, options,
-                   allow_under=wb.home / "exports")
+        ``out`` must be a new folder, an empty one or an earlier export (which is replaced
+        once the new one is complete); never the workspace, a folder inside it or one that
+        holds it.
+        """
+        target = self.wb.collections.get(collection)
+        chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        return self._export(target, chosen, out, options, allow_under=None)
 
+    def into_workspace(self, collection: Collection, name: str,
+                       version: ExtractorVersion | None = None,
+                       options: ExportOptions | None = None) -> ExportResult:
+        """An export kept in the workspace's own ``exports/`` folder (training runs, the
+        app's preview); ``version`` (default: the active one) completes partly reviewed
+        images with ``fill``."""
+        chosen = version or self.wb.registry.get(collection.extractor_name,
+                                                 collection.active_version)
+        exports = self.wb.home / "exports"
+        return self._export(collection, chosen, exports / name, options, allow_under=exports)
 
-def _export(wb: Workbench, collection: str, out: Path | str, version: str | None,
-            options: ExportOptions | None, allow_under: Path | None) -> ExportResult:
-    options = options or ExportOptions()
-    final = check_output_folder(out, wb.home, is_previous_export, "an export",
-                                allow_under=allow_under)
-    target = wb.collections.get(collection)
-    chosen = wb.registry.get(target.extractor_name, version or target.active_version)
-    images, report = labelled_images(wb, target.id, chosen.key, options)
-    if not images:
-        raise ValidationError(
-            f"nothing to export from {target.name!r}: no complete image outside the gold set "
-            f"({len(report['skipped'])} skipped, {len(report['gold_images'])} in the gold "
-            "set) — finish images in image review (mark each one done), or export with "
-            "unreviewed='fill' to complete partly reviewed ones with the model's boxes")
-    with replace_folder(final, is_previous_export) as staging:
-        return _write(wb, staging, final, target, chosen, images, report, options)
+    def _export(self, target: Collection, chosen: ExtractorVersion, out: Path | str,
+                options: ExportOptions | None, allow_under: Path | None) -> ExportResult:
+        wb, options = self.wb, options or ExportOptions()
+        final = check_output_folder(out, wb.home, is_previous_export, "an export",
+                                    allow_under=allow_under)
+        images, report = labelled_images(wb, target.id, chosen.key, options)
+        if not images:
+            raise ValidationError(
+                f"nothing to export from {target.name!r}: no complete image outside the gold "
+                f"set ({len(report['skipped'])} skipped, {len(report['gold_images'])} in the "
+                "gold set) — finish images in image review (mark each one done), or export "
+                "with unreviewed='fill' to complete partly reviewed ones with the model's boxes")
+        with replace_folder(final, is_previous_export) as staging:
+            return _write(wb, staging, final, target, chosen, images, report, options)
 
 
 def _write(wb: Workbench, out: Path, final: Path, target, chosen, images: list[ImageLabels],
@@ -387,8 +398,6 @@ def _place_image(source: Path, target: Path, link: bool) -> None:
     with Image.open(source) as probe:
         orientation = probe.getexif().get(0x0112, 1)
     if orientation not in (None, 1):
-        from workbench.ingest import load_image
-
         load_image(source).save(target, quality=95)
         return
     if link:

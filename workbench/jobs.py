@@ -5,14 +5,14 @@ progress, heartbeat. Handlers make their own work resumable (they record what th
 in the same transaction as the work), so a job whose worker died — SIGKILL, power loss — is
 claimed again by the next worker and continues where it stopped.
 
-Kinds map to ``"module:function"`` strings so that importing this module loads no handler
-(and none of the heavy libraries a handler may need).
+Each kind maps to the method of the facade's service that executes it (``wb.ingest.execute``
+for an ingest). The facade builds a service when it is first used, so importing this module
+loads no handler (and none of the heavy libraries a handler may need).
 """
 
 from __future__ import annotations
 
 import fcntl
-import importlib
 import logging
 import os
 import signal
@@ -25,6 +25,7 @@ import traceback
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,18 +41,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOB_KINDS: dict[str, str] = {
-    "ingest": "workbench.ingest:run_ingest_job",
-    "demo": "workbench.demo:run_demo_job",
-    "detect": "workbench.detection:run_detect_job",
-    "train": "workbench.training:run_train_job",
-    "taxonomy": "workbench.taxonomies:run_taxonomy_job",
-    "cluster": "workbench.clusters:run_cluster_job",
-    "retrain": "workbench.rules:run_retrain_job",  # export + fine-tune + evaluate + gate
-    "evaluate": "workbench.rules:run_evaluate_job",
-}
-
 ProgressListener = Callable[[Job], None]
+JobHandler = Callable[["JobContext"], dict[str, Any] | None]
+
+# Job kind → the service method that executes it, looked up on the workspace's facade.
+JOB_KINDS: dict[str, Callable[[Workbench], JobHandler]] = {
+    "ingest": attrgetter("ingest.execute"),
+    "demo": attrgetter("demo.execute"),
+    "detect": attrgetter("detection.execute"),
+    "train": attrgetter("training.execute"),
+    "taxonomy": attrgetter("taxonomies.execute"),
+    "cluster": attrgetter("clusters.execute"),
+    "retrain": attrgetter("rules.execute_retrain"),  # export + fine-tune + evaluate + gate
+    "evaluate": attrgetter("rules.execute_evaluate"),
+}
 
 
 class JobContext:
@@ -245,8 +248,7 @@ class JobService:
         )
         beat.start()
         try:
-            handler = load_handler(job.kind)
-            result = handler(self.wb, ctx)
+            result = JOB_KINDS[job.kind](self.wb)(ctx)
             self._finish(job.id, worker_id, "done", message="done", result=result)
         except JobCancelled as exc:
             self._finish(job.id, worker_id, "cancelled", message=str(exc))
@@ -305,11 +307,6 @@ class JobService:
                     return
             except Exception:  # a busy database must not kill the job; try again next beat
                 log.warning("heartbeat for %s failed", job_id, exc_info=True)
-
-
-def load_handler(kind: str) -> Callable[[Workbench, JobContext], dict | None]:
-    module_name, _, func = JOB_KINDS[kind].partition(":")
-    return getattr(importlib.import_module(module_name), func)
 
 
 def make_worker_id(role: str = "worker") -> str:

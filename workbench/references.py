@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
 from workbench.extractors.spec import parse_feature_uri
+from workbench.images import crop_jpeg, load_image
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -254,8 +255,6 @@ class ReferenceService:
 
     def _thumbnails(self, boxes: Sequence[_Candidate]) -> dict[int, bytes]:
         """A small JPEG crop of each box (for galleries), by position; one read per image."""
-        from workbench.ingest import crop_jpeg, load_image
-
         crops: dict[int, bytes] = {}
         by_object: dict[str, list[int]] = {}
         for i, b in enumerate(boxes):

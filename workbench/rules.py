@@ -51,7 +51,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from workbench.errors import JobCancelled, NotFoundError, ValidationError
+from workbench.evaluation import Gate, held_out_images
+from workbench.export import ExportOptions
+from workbench.params import spec
 from workbench.store import tables as t
+from workbench.training import TrainParams
 from workbench.store.metadata import as_utc, new_id, utcnow
 
 if TYPE_CHECKING:
@@ -82,6 +86,13 @@ class Param:
     doc: str
     optional: bool = False  # None is a value: the default comes from elsewhere
     choices: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, owner: type, name: str, doc: str | None = None) -> Param:
+        """The parameter ``name`` of a run-parameter dataclass (``TrainParams``, ``Gate``, …),
+        with its type, default and choices from there."""
+        s = spec(owner, name)
+        return cls(s.kind, s.default, doc or s.help, s.optional, s.choices)
 
     def check(self, rule: str, name: str, value: Any) -> Any:
         """The value if it has the right type (an int is a fine float), else an error."""
@@ -244,13 +255,6 @@ def _hard_negative_react(svc: RuleService, event: Event, params: dict[str, Any],
 
 def _train_options(params: dict[str, Any]):
     """The export, training and gate settings of a retrain chain, validated."""
-    from workbench.evaluation import Gate
-    from workbench.export import ExportOptions
-    from workbench.training import TrainParams
-
-    if params["imgsz"] is not None and params["imgsz"] < 32:
-        raise ValidationError(f"retrain_on_corrections.imgsz must be at least 32, got "
-                              f"{params['imgsz']}")
     return (ExportOptions(unreviewed=params["unreviewed"],
                           fill_threshold=params["fill_threshold"],
                           val_fraction=params["val_fraction"],
@@ -334,8 +338,6 @@ def _evaluate_react(svc: RuleService, event: Event, params: dict[str, Any],
     if not ran:
         return Outcome("skipped", f"{payload['version']} is the first version run on "
                                   f"{collection.name}: nothing to compare it with")
-    from workbench.evaluation import Gate
-
     gate = Gate(params["min_map50_95_gain"], params["max_class_drop"])
     job = svc.wb.jobs.submit("evaluate", {
         "collection_id": collection.id, "base_version": base, "candidate_version": version,
@@ -348,9 +350,10 @@ def _evaluate_react(svc: RuleService, event: Event, params: dict[str, Any],
 def _gate_params() -> dict[str, Param]:
     return {
         # The bar of the app and CLI: an unattended chain must show a gain, never 0 → 0.
-        "min_map50_95_gain": Param(float, 0.01, "the gate: mAP50-95 must rise by at least "
-                                                "this"),
-        "max_class_drop": Param(float, 0.05, "the gate: no class's AP50-95 may fall by more"),
+        "min_map50_95_gain": Param.of(Gate, "min_map50_95_gain",
+                                      "the gate: mAP50-95 must rise by at least this"),
+        "max_class_drop": Param.of(Gate, "max_class_drop",
+                                   "the gate: no class's AP50-95 may fall by more"),
     }
 
 
@@ -374,19 +377,10 @@ RULES: dict[str, RuleSpec] = {spec.name: spec for spec in (
         "and apply the promotion gate, as one job.",
         ("annotation.created",), False,
         {"threshold": Param(int, 50, "corrections since the last training that start one"),
-         "epochs": Param(int, 10, "training epochs"),
-         "imgsz": Param(int, None, "training size (default: the parent version's)",
-                        optional=True),
-         "batch": Param(int, 8, "training batch size"),
-         "patience": Param(int, 10, "stop after this many epochs without improvement"),
-         "workers": Param(int, 2, "data-loader processes"),
-         "device": Param(str, None, "cpu or cuda:N (default: WORKBENCH_DEVICE)",
-                         optional=True),
-         "unreviewed": Param(str, "skip", "partly reviewed images: left out, or completed "
-                                          "with the model's boxes", choices=("skip", "fill")),
-         "fill_threshold": Param(float, 0.5, "with fill: model boxes at or above this"),
-         "val_fraction": Param(float, 0.2, "share of images in the validation split"),
-         "holdout_fraction": Param(float, 0.0, "share in a fixed holdout split"),
+         **{name: Param.of(TrainParams, name)
+            for name in ("epochs", "imgsz", "batch", "patience", "workers", "device")},
+         **{name: Param.of(ExportOptions, name)
+            for name in ("unreviewed", "fill_threshold", "val_fraction", "holdout_fraction")},
          **_gate_params(),
          "promote": Param(bool, True, "promote the new version when it passes the gate, "
                                       "and run it over the whole collection")},
@@ -606,6 +600,78 @@ class RuleService:
                 log.exception("rule %s failed on event %s", spec.name, event.id)
             return Outcome("failed", f"{type(exc).__name__}: {exc}"[:2000])
 
+    # -- the jobs long reactions run as ---------------------------------------------------
+    def execute_evaluate(self, ctx: JobContext) -> dict[str, Any]:
+        """``evaluate_on_batch``'s job: compare two versions, with the gate's decision."""
+        return self._settled(ctx, self._evaluate)
+
+    def execute_retrain(self, ctx: JobContext) -> dict[str, Any]:
+        """``retrain_on_corrections``'s chain: export + fine-tune (the training job's own
+        code), the new version over the gold set (and the parent where it has not run), the
+        evaluation and the promotion gate. Resumed after a crash, it does not train again
+        once the new version is registered."""
+        return self._settled(ctx, self._retrain)
+
+    def _settled(self, ctx: JobContext, run: Callable[[JobContext], dict[str, Any]]
+                 ) -> dict[str, Any]:
+        """Run a rule's job and settle its rule run: done with its result, failed or
+        cancelled."""
+        try:
+            result = run(ctx)
+        except JobCancelled as exc:
+            _settle(self.wb, ctx.job.id, "cancelled", str(exc))
+            raise
+        except Exception as exc:
+            _settle(self.wb, ctx.job.id, "failed", f"{type(exc).__name__}: {exc}")
+            raise
+        _settle(self.wb, ctx.job.id, "done", result["message"], result)
+        return result
+
+    def _evaluate(self, ctx: JobContext) -> dict[str, Any]:
+        p = ctx.params
+        ctx.progress(0, 1, f"evaluating {p['candidate_version']} against {p['base_version']}")
+        record = self.wb.evaluation.compare_versions(p["collection_id"], p["base_version"],
+                                                     p["candidate_version"], Gate(**p["gate"]))
+        ctx.progress(1, 1, _gate_summary(record))
+        return _evaluation_result(record)
+
+    def _retrain(self, ctx: JobContext) -> dict[str, Any]:
+        wb, p = self.wb, ctx.params
+        collection = wb.collections.get(p["collection_id"])
+        parent = wb.registry.get(collection.extractor_name, p["parent_version"])
+        # The training job's own code: resumed, it finds the version it registered already.
+        candidate = wb.registry.get(wb.training.train(ctx, collection, parent)["version"])
+        ctx.check_cancelled()
+        object_ids, _ = held_out_images(wb, collection, candidate)
+        if not object_ids:
+            raise ValidationError(f"{candidate.key} is registered, but the gold set is empty: "
+                                  "nothing to evaluate it on; complete images in image review "
+                                  "(a share of them is reserved for it)")
+        for version in (parent, candidate):
+            if _unprocessed(wb, collection, version.key, object_ids):
+                ctx.progress(
+                    message=f"running {version.key} on the {len(object_ids)} gold images")
+                wb.detection.run(collection.name, version.version, object_ids=object_ids,
+                                 requested_by=ctx.job.id)
+        ctx.check_cancelled()
+        record = wb.evaluation.compare_versions(collection.name, parent.version,
+                                                candidate.version, Gate(**p["gate"]))
+        result = {**_evaluation_result(record), "version": candidate.key, "parent": parent.key,
+                  "promoted": False, "redeploy_job": None}
+        if record["decision"]["promote"] and p["promote"]:
+            if wb.collections.get(collection.id).active_version != candidate.version:
+                wb.evaluation.promote(collection.name, candidate.version,
+                                      author="rule:retrain_on_corrections")
+            redeploy = wb.detection.submit(collection.name, candidate.version,
+                                           requested_by=ctx.job.id)
+            result.update(promoted=True, redeploy_job=redeploy.id)
+        result["message"] = (f"trained {candidate.key} from {parent.key}; "
+                             f"{_gate_summary(record, versions=False)}"
+                             + ("; promoted, running over the collection" if result["promoted"]
+                                else "; not promoted"))
+        ctx.progress(message=result["message"])
+        return result
+
 
 def _settings(spec: RuleSpec, row) -> tuple[bool, dict[str, Any], datetime | None]:
     """Whether a rule is on, its parameters (defaults with the stored values over them;
@@ -644,7 +710,6 @@ def _run(row) -> dict[str, Any]:
             "updated_at": as_utc(row.updated_at)}
 
 
-# -- the jobs long reactions run as -------------------------------------------------------
 def _settle(wb: Workbench, job_id: str, status: str, message: str,
             result: dict[str, Any] | None = None) -> None:
     """Record on the rule's run how the job it queued ended."""
@@ -655,25 +720,6 @@ def _settle(wb: Workbench, job_id: str, status: str, message: str,
     with wb.db.write() as conn:
         conn.execute(t.rule_runs.update().where(t.rule_runs.c.job_id == job_id)
                      .values(**values))
-
-
-def _settled(run: Callable[[Workbench, JobContext], dict[str, Any]]):
-    """A job handler that settles its rule run: done with its result, failed or cancelled."""
-
-    def handler(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
-        try:
-            result = run(wb, ctx)
-        except JobCancelled as exc:
-            _settle(wb, ctx.job.id, "cancelled", str(exc))
-            raise
-        except Exception as exc:
-            _settle(wb, ctx.job.id, "failed", f"{type(exc).__name__}: {exc}")
-            raise
-        _settle(wb, ctx.job.id, "done", result["message"], result)
-        return result
-
-    handler.__doc__ = run.__doc__
-    return handler
 
 
 def _score(value: float | None) -> str:
@@ -692,63 +738,6 @@ def _evaluation_result(record: dict[str, Any]) -> dict[str, Any]:
             "candidate": record["candidate_key"], "images": len(record["images"]["ids"]),
             "map50_95": [record["base"]["map50_95"], record["candidate"]["map50_95"]],
             "decision": record["decision"], "message": _gate_summary(record)}
-
-
-@_settled
-def run_evaluate_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
-    """``evaluate_on_batch``'s job: compare two versions, with the gate's decision."""
-    from workbench.evaluation import Gate
-
-    p = ctx.params
-    ctx.progress(0, 1, f"evaluating {p['candidate_version']} against {p['base_version']}")
-    record = wb.evaluation.compare_versions(p["collection_id"], p["base_version"],
-                                            p["candidate_version"], Gate(**p["gate"]))
-    ctx.progress(1, 1, _gate_summary(record))
-    return _evaluation_result(record)
-
-
-@_settled
-def run_retrain_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
-    """``retrain_on_corrections``'s chain: export + fine-tune (the training job's own code),
-    the new version over the gold set (and the parent where it has not run), the
-    evaluation and the promotion gate. Resumed after a crash, it does not train again once
-    the new version is registered."""
-    from workbench.evaluation import Gate, held_out_images
-
-    p = ctx.params
-    collection = wb.collections.get(p["collection_id"])
-    parent = wb.registry.get(collection.extractor_name, p["parent_version"])
-    # The training job's own code: resumed, it finds the version it registered already.
-    candidate = wb.registry.get(wb.training.execute(ctx)["version"])
-    ctx.check_cancelled()
-    object_ids, _ = held_out_images(wb, collection, candidate)
-    if not object_ids:
-        raise ValidationError(f"{candidate.key} is registered, but the gold set is empty: "
-                              "nothing to evaluate it on; complete images in image review "
-                              "(a share of them is reserved for it)")
-    for version in (parent, candidate):
-        if _unprocessed(wb, collection, version.key, object_ids):
-            ctx.progress(message=f"running {version.key} on the {len(object_ids)} gold images")
-            wb.detection.run(collection.name, version.version, object_ids=object_ids,
-                             requested_by=ctx.job.id)
-    ctx.check_cancelled()
-    record = wb.evaluation.compare_versions(collection.name, parent.version,
-                                            candidate.version, Gate(**p["gate"]))
-    result = {**_evaluation_result(record), "version": candidate.key, "parent": parent.key,
-              "promoted": False, "redeploy_job": None}
-    if record["decision"]["promote"] and p["promote"]:
-        if wb.collections.get(collection.id).active_version != candidate.version:
-            wb.evaluation.promote(collection.name, candidate.version,
-                                  author="rule:retrain_on_corrections")
-        redeploy = wb.detection.submit(collection.name, candidate.version,
-                                       requested_by=ctx.job.id)
-        result.update(promoted=True, redeploy_job=redeploy.id)
-    result["message"] = (f"trained {candidate.key} from {parent.key}; "
-                         f"{_gate_summary(record, versions=False)}"
-                         + ("; promoted, running over the collection" if result["promoted"]
-                            else "; not promoted"))
-    ctx.progress(message=result["message"])
-    return result
 
 
 def _unprocessed(wb: Workbench, collection, key: str, object_ids: list[str]) -> bool:

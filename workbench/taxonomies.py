@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from workbench.errors import AlreadyExistsError, JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
 from workbench.references import ReferenceMatrix, normalise
+from workbench.params import check_bounds, setting
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -54,6 +55,21 @@ DEFAULT_MAPPING = {"label": "verified_class", "root": "object_category",
                    "score": "taxonomy_score"}
 NODE_KEYS = {"name", "parent", "threshold", "classes"}
 CHUNK = 8192  # detections classified per matrix product (bounds memory)
+
+
+@dataclass(frozen=True)
+class TaxonomyParams:
+    """How a taxonomy classifies, and how it is kept up to date on a collection."""
+
+    kind: str = setting("flat", "flat (one level) or tree (nodes with parents)", choices=KINDS)
+    threshold: float = setting(DEFAULT_THRESHOLD, "cosine similarity a node must reach",
+                               min=-1, max=1)
+    top_k: int = setting(5, "references averaged per node", min=1, max=1000)
+    mode: str = setting("materialize", "materialize (after each batch run), retroactive (over "
+                        "what is there now) or on_demand", choices=MODES)
+
+    def __post_init__(self):
+        check_bounds(self)
 
 
 @dataclass(frozen=True)
@@ -263,10 +279,11 @@ class TaxonomyService:
         self.wb = wb
         self.db = wb.db
 
-    def create(self, name: str, reference_set: str, kind: str = "flat",
-               nodes: Sequence[Any] | None = None, threshold: float = DEFAULT_THRESHOLD, top_k: int = 5,
+    def create(self, name: str, reference_set: str, kind: str = TaxonomyParams.kind,
+               nodes: Sequence[Any] | None = None,
+               threshold: float = TaxonomyParams.threshold, top_k: int = TaxonomyParams.top_k,
                mapping: dict[str, str] | None = None, attach: str | None = None,
-               mode: str = "materialize") -> Taxonomy:
+               mode: str = TaxonomyParams.mode) -> Taxonomy:
         """A taxonomy over a reference set. A flat one without ``nodes`` takes the set's
         classes. With ``attach``, it is attached to that collection in ``mode`` in the same
         transaction: everything is checked first, and nothing is created if anything is
@@ -341,7 +358,17 @@ class TaxonomyService:
                                   f"in another collection than {target.name!r}")
         return target
 
-    def attach(self, name: str, collection: str, mode: str = "materialize") -> None:
+    def execute(self, ctx: JobContext) -> dict[str, Any]:
+        """The taxonomy job: :meth:`apply` with progress and cancellation."""
+
+        def step(done: int, total: int) -> None:
+            ctx.check_cancelled()
+            ctx.progress(done, total, f"classified {done}/{total}")
+
+        return self.apply(ctx.params["taxonomy_id"], progress=step,
+                          version=ctx.params.get("version"))
+
+    def attach(self, name: str, collection: str, mode: str = TaxonomyParams.mode) -> None:
         """Attach to a collection with a mode (attaching again changes the mode)."""
         taxonomy = self.get(name)
         refs = self.wb.references.get(taxonomy.reference_set_id)
@@ -542,10 +569,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_settings(threshold: float, top_k: int, mapping: dict[str, str] | None) -> None:
-    if not (_is_number(threshold) and -1 <= threshold <= 1):
-        raise ValidationError(f"threshold is a cosine similarity in [-1, 1], got {threshold!r}")
-    if not isinstance(top_k, int) or top_k < 1:
-        raise ValidationError(f"top_k must be a positive integer, got {top_k!r}")
+    TaxonomyParams(threshold=threshold, top_k=top_k)
     if mapping is not None:
         unknown = set(mapping) - set(DEFAULT_MAPPING)
         if unknown or not all(isinstance(v, str) and v for v in mapping.values()):
@@ -560,12 +584,3 @@ def _taxonomy(row) -> Taxonomy:
     return Taxonomy(row.id, row.name, row.reference_set_id, row.kind, nodes, row.threshold,
                     row.top_k, dict(row.mapping), row.version, row.reference_version,
                     as_utc(row.created_at), as_utc(row.updated_at))
-
-
-def run_taxonomy_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
-    def step(done: int, total: int) -> None:
-        ctx.check_cancelled()
-        ctx.progress(done, total, f"classified {done}/{total}")
-
-    return wb.taxonomies.apply(ctx.params["taxonomy_id"], progress=step,
-                               version=ctx.params.get("version"))

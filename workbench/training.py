@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.errors import JobFailed, ValidationError
 from workbench.faults import crash_point
-from workbench.export import ExportOptions, export_into_workspace
+from workbench.export import ExportOptions
+from workbench.params import check_bounds, setting
 
 if TYPE_CHECKING:
     from workbench import Workbench
+    from workbench.domain import Collection, ExtractorVersion
     from workbench.jobs import JobContext, ProgressListener
 
 
@@ -31,50 +33,41 @@ MIN_VAL_FOR_BEST = 20
 class TrainParams:
     """Run parameters of a fine-tune (machine settings come from Settings)."""
 
-    epochs: int = 10
-    imgsz: int | None = None  # default: the size the parent version was trained at
-    batch: int = 8
-    patience: int = 10  # stop when validation fitness has not improved for this many epochs
-    device: str | None = None  # default: WORKBENCH_DEVICE
-    seed: int = 0
-    workers: int = 2
+    epochs: int = setting(10, "training epochs", min=1, max=10_000)
+    imgsz: int | None = setting(None, "training size (default: the parent version's)",
+                                kind=int, min=32, max=8192)
+    batch: int = setting(8, "training batch size", min=1, max=1024)
+    patience: int = setting(10, "stop after this many epochs without improvement", min=1,
+                            max=10_000)
+    device: str | None = setting(None, "auto, cpu or cuda:N (default: WORKBENCH_DEVICE)",
+                                 kind=str)
+    seed: int = setting(0, "random seed of the run")
+    workers: int = setting(2, "data-loader processes", min=0)
     # Final epochs trained without mosaic; default a quarter of them (ultralytics' own default
     # of 10 means a fine-tune of 10 epochs or fewer never sees a mosaic, and on a few hundred
     # images mosaic is what keeps it from over-fitting: +0.10 holdout mAP50-95 measured).
-    close_mosaic: int | None = None
-    freeze: int | None = None  # freeze the first N layers (10 = the YOLOv8 backbone)
+    close_mosaic: int | None = setting(None, "final epochs without mosaic (default: a quarter)",
+                                       kind=int, min=0)
+    freeze: int | None = setting(None, "freeze the first N layers (10 = the YOLOv8 backbone)",
+                                 kind=int, min=0)
     # SGD with a one-epoch warm-up: ultralytics' "auto" picks AdamW at ~0.0014 for a run this
     # short, which barely moves a model in a few hundred steps (40 images, 40 epochs on a
     # shifted world: mAP50-95 0.06 -> 0.07 with auto, -> 0.31 with SGD at 0.01). 0.005: at
     # 0.01 a fine-tune on ~30 images made a model that was already fair worse (0.28 -> 0.27).
-    optimizer: str = "SGD"
-    lr0: float = 0.005
-    warmup_epochs: float = 1.0
+    optimizer: str = setting("SGD", "optimizer", choices=OPTIMIZERS)
+    lr0: float = setting(0.005, "initial learning rate", min=1e-6, max=0.999)
+    warmup_epochs: float = setting(1.0, "warm-up epochs (at most epochs)", min=0)
     # Which weights become the version: "best" (the epoch with the best validation fitness),
     # "last", or "auto": best with MIN_VAL_FOR_BEST validation images or more, else last (a
     # best-epoch pick on a handful of images is noise).
-    keep: str = "auto"
+    keep: str = setting("auto", "weights kept: the best epoch's, the last, or auto (best with "
+                        f"{MIN_VAL_FOR_BEST}+ validation images)", choices=("auto", "best", "last"))
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch < 1 or self.patience < 1:
-            raise ValidationError("epochs, batch and patience must be at least 1")
-        if self.keep not in ("auto", "best", "last"):
-            raise ValidationError(f"keep must be auto, best or last, got {self.keep!r}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValidationError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got "
-                                  f"{self.optimizer!r}")
-        if not (isinstance(self.lr0, int | float) and 0 < self.lr0 < 1):
-            raise ValidationError(f"lr0 must be a learning rate in (0, 1), got {self.lr0!r}")
-        if not (isinstance(self.warmup_epochs, int | float) and 0 <= self.warmup_epochs
-                <= self.epochs):
+        check_bounds(self)
+        if self.warmup_epochs > self.epochs:
             raise ValidationError(f"warmup_epochs must be in [0, epochs], got "
                                   f"{self.warmup_epochs!r}")
-        if self.close_mosaic is not None and self.close_mosaic < 0:
-            raise ValidationError(f"close_mosaic must be 0 or more, got {self.close_mosaic}")
-        if self.freeze is not None and self.freeze < 0:
-            raise ValidationError(f"freeze must be 0 or more, got {self.freeze}")
-        if self.imgsz is not None and self.imgsz < 32:
-            raise ValidationError(f"imgsz must be at least 32 pixels, got {self.imgsz}")
 
     @property
     def mosaic_off_epochs(self) -> int:
@@ -165,9 +158,15 @@ class TrainingService:
         it never trains twice once training has finished, and never registers a second
         version.
         """
+        collection = self.wb.collections.get(ctx.params["collection_id"])
+        parent = self.wb.registry.get(collection.extractor_name, ctx.params["parent_version"])
+        return self.train(ctx, collection, parent)
+
+    def train(self, ctx: JobContext, collection: Collection, parent: ExtractorVersion
+              ) -> dict[str, Any]:
+        """The training job's work for a collection and parent version already resolved
+        (the retrain chain runs it inside its own job)."""
         wb = self.wb
-        collection = wb.collections.get(ctx.params["collection_id"])
-        parent = wb.registry.get(collection.extractor_name, ctx.params["parent_version"])
         registered = wb.registry.by_training_job(ctx.job.id)
         if registered is not None:  # killed after registering, before the job was done
             return _result(registered, parent, (ctx.job.result or {}).get("epochs", []))
@@ -210,7 +209,8 @@ class TrainingService:
         crash_point("train.registered")
         return _result(version, parent, history)
 
-    def _train(self, ctx: JobContext, collection, parent, params: TrainParams,
+    def _train(self, ctx: JobContext, collection: Collection, parent: ExtractorVersion,
+               params: TrainParams,
                options: ExportOptions, run_dir: Path):
         """Export and fine-tune; returns the epochs, the final metrics, the image size, the
         device and what the lineage keeps of the export."""
@@ -218,8 +218,7 @@ class TrainingService:
 
         wb = self.wb
         ctx.progress(0, params.epochs, "exporting reviewed data")
-        export = export_into_workspace(wb, collection.name, ctx.job.id, parent.version,
-                                       options)
+        export = wb.export.into_workspace(collection, ctx.job.id, parent, options)
         if export.images.get("train", 0) == 0:
             raise ValidationError("the export has no training images; review more images")
         crash_point("train.exported")
@@ -279,7 +278,3 @@ class TrainingService:
 def _result(version, parent, history: list[dict[str, Any]]) -> dict[str, Any]:
     return {"version": version.key, "parent": parent.key,
             "export_hash": version.lineage.get("export_hash"), "epochs": history}
-
-
-def run_train_job(wb: Workbench, ctx: JobContext) -> dict[str, Any]:
-    return wb.training.execute(ctx)

@@ -179,7 +179,7 @@ ROWS = [
     ("models-add-text", lambda c: ["models", "add", c.file("m.pt", "not a model")],
      "is not a loadable PyTorch checkpoint"),
     ("detect-conf-nan", lambda c: ["detect", "c", "--conf", "nan"],
-     "conf and iou must be in [0, 1]"),
+     "conf must be a finite number, got nan"),
     ("detect-unknown-version", lambda c: ["detect", "c", "--version", "9.9.9"],
      "no extractor yolo_detector@9.9.9"),
     ("evaluate-min-gain-nan", lambda c: ["evaluate", "c", "--min-gain", "nan"],

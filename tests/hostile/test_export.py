@@ -36,7 +36,7 @@ def test_a_failure_while_writing_leaves_the_earlier_export_whole(own_copy, tmp_p
                                                                 monkeypatch):
     wb = Workbench.open(own_copy)
     out = tmp_path / "dataset"
-    exporting.export_yolo(wb, "c", out)
+    wb.export.yolo("c", out)
     before = _files(out)
     calls = []
 
@@ -49,7 +49,7 @@ def test_a_failure_while_writing_leaves_the_earlier_export_whole(own_copy, tmp_p
     original = exporting._place_image
     monkeypatch.setattr(exporting, "_place_image", fail_on_the_second)
     with pytest.raises(OSError, match="disk full"):
-        exporting.export_yolo(wb, "c", out)
+        wb.export.yolo("c", out)
     assert _files(out) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "ws"]  # no partial left
 

@@ -169,9 +169,17 @@ def setup_demo(wb: Workbench, scale: float = 1.0,
                 wb.collections.get(DEMO_COLLECTION), version.key).values())}
 
 
-def run_demo_job(wb: Workbench, ctx: JobContext) -> dict:
-    def step(done: int, total: int, message: str) -> None:
-        ctx.check_cancelled()
-        ctx.progress(done, total, message)
+class DemoService:
+    """The demo workspace as a job (the app's first start queues it for the worker)."""
 
-    return setup_demo(wb, scale=float(ctx.params.get("scale", 1.0)), progress=step)
+    def __init__(self, wb: Workbench):
+        self.wb = wb
+
+    def execute(self, ctx: JobContext) -> dict:
+        """The demo job: :func:`setup_demo` with progress and cancellation."""
+
+        def step(done: int, total: int, message: str) -> None:
+            ctx.check_cancelled()
+            ctx.progress(done, total, message)
+
+        return setup_demo(self.wb, scale=float(ctx.params.get("scale", 1.0)), progress=step)

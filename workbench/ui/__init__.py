@@ -112,7 +112,7 @@ def discard_staging(folder: Path) -> None:
 
 @st.cache_data(show_spinner=False, max_entries=5000)
 def _thumbnail(path: str, size: int) -> bytes:
-    from workbench.ingest import load_image
+    from workbench.images import load_image
 
     image = load_image(Path(path))
     image.thumbnail((size, size))

@@ -25,7 +25,7 @@ def draw_boxes(path: str, boxes: tuple, classes: tuple[str, ...], max_side: int 
     coloured by class (or by ``colours``, one per box)."""
     from PIL import ImageDraw, ImageFont
 
-    from workbench.ingest import load_image
+    from workbench.images import load_image
 
     image = load_image(Path(path))
     scale = min(1.0, max_side / max(image.size))

@@ -121,7 +121,7 @@ def next_strip(wb: Workbench, s: ReviewState) -> None:
 @st.cache_data(show_spinner=False, max_entries=500)
 def crop(path: str, xyxy: tuple) -> bytes:
     """A detection with some context around it, for strips and grids (cached)."""
-    from workbench.ingest import crop_jpeg, load_image
+    from workbench.images import crop_jpeg, load_image
 
     return crop_jpeg(load_image(Path(path)), xyxy, 160, pad=0.25)
 
