@@ -58,12 +58,12 @@ def test_job_failed_is_a_workbench_error_with_the_jobs_reason(unreviewed):
 
 
 def test_the_gate_has_one_default_everywhere():
-    from workbench import cli
+    from workbench.cli.evaluation import evaluate
     from workbench.evaluation import Gate
     from workbench.rules import _gate_params
 
     gate = Gate()
-    signature = inspect.signature(cli.evaluate).parameters
+    signature = inspect.signature(evaluate).parameters
     assert gate.min_map50_95_gain == 0.01 == signature["min_gain"].default
     assert gate.max_class_drop == signature["max_class_drop"].default
     params = _gate_params()

@@ -1,0 +1,125 @@
+"""What every command group shares: the global state, the workspace, output, progress, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from workbench.errors import WorkbenchError
+
+
+class _State:
+    json: bool = False
+    out = None  # where JSON goes; with --json, everything else printed goes to stderr
+
+
+state = _State()
+
+
+def run(app: typer.Typer) -> None:
+    """Run the app: a WorkbenchError is one line on stderr and exit code 1 (the only place
+    that turns one into output)."""
+    try:
+        app()
+    except WorkbenchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; a job left running resumes with `workbench worker`", err=True)
+        sys.exit(130)
+
+
+def open_workspace():
+    from workbench import Workbench
+
+    return Workbench.open()
+
+
+def jsonable(value: Any) -> Any:
+    if is_dataclass(value):
+        return jsonable(asdict(value))
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def emit(data: Any, human: str) -> None:
+    if state.json:
+        typer.echo(json.dumps(jsonable(data), indent=2), file=state.out)
+    else:
+        typer.echo(human)
+
+
+@contextmanager
+def job_progress(description: str):
+    """A rich progress bar fed by job updates (silent with --json)."""
+    if state.json:
+        yield lambda job: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[message]}"), TimeElapsedColumn(), transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=None, message="")
+
+        def update(job) -> None:
+            bar.update(task, completed=job.progress_done, total=job.progress_total or None,
+                       message=job.message)
+
+        yield update
+
+
+def parse_meta(pairs: list[str]) -> dict[str, str]:
+    meta = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise WorkbenchError(f"--meta {pair!r} should look like key=value")
+        meta[key.strip()] = value
+    return meta
+
+
+def json_option(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkbenchError(f"{what} is not JSON ({exc}): {text!r}") from None
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """A JSON file named by an option; unreadable or not JSON is one WorkbenchError line."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WorkbenchError(f"cannot read {what} from {path}: {exc}") from None
+
+
+def export_options(unreviewed: str, fill_threshold: float, val: float, holdout: float,
+                   seed: str, pseudo_label: bool = False):
+    from workbench.export import ExportOptions
+
+    return ExportOptions(unreviewed=unreviewed, fill_threshold=fill_threshold,
+                         val_fraction=val, holdout_fraction=holdout, seed=seed,
+                         pseudo_label=pseudo_label)
+
+
+def hit_line(hit) -> str:
+    score = f"  score {hit.score:.3f}" if hit.score is not None else ""
+    return f"{hit.detection_id:28} {hit.class_name:12} conf {hit.confidence:.3f}{score}"
