@@ -23,11 +23,9 @@ def export(
     pseudo_label: Annotated[bool, typer.Option(help="With fill: add unreviewed images on which the model is sure of every box (those with none are left out).")] = False,
 ) -> None:
     """Write reviewed detections as a YOLO dataset (data.yaml, images, labels) + COCO JSON."""
-    from workbench.export import export_yolo
-
-    result = export_yolo(open_workspace(), collection, out, version,
-                         export_options(unreviewed, fill_threshold, val, holdout, seed,
-                                        pseudo_label))
+    result = open_workspace().export.yolo(collection, out, version,
+                                          export_options(unreviewed, fill_threshold, val,
+                                                         holdout, seed, pseudo_label))
     emit(result, "\n".join([
         f"exported {sum(result.images.values())} images ({result.images}) with "
         f"{sum(result.objects.values())} objects to {result.path}",
