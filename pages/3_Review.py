@@ -15,7 +15,6 @@ from workbench.ui.review import (
     missed_panel,
     next_strip,
     progress_header,
-    state,
     verdict_buttons,
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,10 @@ def write_images(folder: Path, count: int, prefix: str = "img", fmt="JPEG") -> l
     paths = []
     for i in range(count):
         path = folder / f"{prefix}_{i:04d}{ext}"
-        path.write_bytes(noise_image_bytes(hash((prefix, i)) % 2**32, fmt=fmt))
+        # crc32, not hash(): str hashes change with every process (PYTHONHASHSEED), and the
+        # same call must give the same bytes in a worker, a subprocess and a rerun
+        seed = zlib.crc32(f"{prefix}:{i}".encode())
+        path.write_bytes(noise_image_bytes(seed, fmt=fmt))
         paths.append(path)
     return paths
 

@@ -3,7 +3,6 @@
 import pytest
 
 from workbench.errors import NotFoundError, ValidationError
-from workbench.events import recent_events
 
 BOX = {"x": 50, "y": 50, "w": 20, "h": 20}
 
@@ -93,7 +92,7 @@ def test_update_keeps_history_and_delete_is_soft(awb):
     assert len(awb.annotations.history(first.id)) == 2
     assert awb.annotations.list(collection_id="col_x").total == 0
     assert awb.annotations.list(collection_id="col_x", include_deleted=True).total == 1
-    types = [e["type"] for e in recent_events(awb.db)]
+    types = [e["type"] for e in awb.events.recent()]
     assert types[:3] == ["annotation.deleted", "annotation.updated", "annotation.created"]
 
 

@@ -169,9 +169,8 @@ def test_a_run_is_stored_with_members_sizes_and_a_projection(clustered):
     assert all(np.isfinite([m["x"], m["y"]]).all() for m in members)
     assert run.seconds["total"] > 0
     assert [r.id for r in wb.clusters.list("x")] == [run.id]
-    from workbench.events import recent_events
 
-    assert recent_events(wb.db, "cluster.completed")[0]["payload"]["run_id"] == run.id
+    assert wb.events.recent("cluster.completed")[0]["payload"]["run_id"] == run.id
     with pytest.raises(ValidationError, match="at least 3"):
         wb.clusters.run("x", "kmeans", {"n_clusters": 2},
                         filters={"field": "class", "operator": "eq", "value": "triangle"})

@@ -13,7 +13,6 @@ from tests.conftest import write_images
 from workbench import Workbench
 from workbench.detection import DetectParams
 from workbench.errors import NotFoundError, ValidationError
-from workbench.events import recent_events
 from workbench.store import tables as t
 
 FAST = DetectParams(imgsz=320, batch_size=4)
@@ -59,7 +58,7 @@ def test_a_batch_run_makes_documents_detections_and_vectors(detect_ws):
         assert 0 <= x1 < x2 <= 320 and 0 <= y1 < y2 <= 240
     high = wb.detection.detections(collection, key, min_conf=0.8)
     assert all(d.confidence >= 0.8 for d in high) and len(high) <= len(found)
-    (event,) = [e for e in recent_events(wb.db) if e["type"] == "batch.completed"]
+    (event,) = [e for e in wb.events.recent() if e["type"] == "batch.completed"]
     assert event["payload"]["documents"] == 7 and event["payload"]["job_id"] == job.id
     # A second run finds nothing left to do.
     again = wb.detection.run("scenes", params=FAST)

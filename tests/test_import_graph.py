@@ -1,9 +1,12 @@
-"""Modules that import each other (at the top or inside a function) are a knot: neither can be
-read, tested or moved without the other. None is left; a new one fails."""
+"""Modules that import each other (at the top or inside a function, directly or round a longer
+circle) are a knot: none of them can be read, tested or moved without the others. None is
+left; a new one fails. Services do not reach for the ``Workbench`` facade either: it is what
+the entry points (the CLI, the pages) open; a service gets the workspace passed in."""
 
 from __future__ import annotations
 
 import ast
+import graphlib
 from pathlib import Path
 
 import workbench
@@ -53,6 +56,34 @@ def test_no_two_modules_import_each_other_beyond_the_known():
     circles = {frozenset({a, b}) for a, deps in graph.items() for b in deps
                if a in graph.get(b, set())}
     assert circles == KNOWN, sorted(sorted(c) for c in circles)
+
+
+def test_no_circle_of_any_length():
+    graph = _imports()
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        raise AssertionError(f"import circle: {' -> '.join(exc.args[1])}") from None
+
+
+# The entry points open the workspace through the facade; nothing else does.
+ENTRY_POINTS = ("workbench.cli", "workbench.ui")
+
+
+def test_no_service_imports_the_facade():
+    modules = {_module(p): p for p in ROOT.rglob("*.py")}
+    offenders = []
+    for name, path in modules.items():
+        if name == "workbench" or name.startswith(ENTRY_POINTS):
+            continue
+        for node in _runtime_nodes(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "workbench" and node.level == 0:
+                facade = [a.name for a in node.names if f"workbench.{a.name}" not in modules]
+                if facade:
+                    offenders.append(f"{name}: from workbench import {', '.join(facade)}")
+            elif isinstance(node, ast.Import) and any(a.name == "workbench" for a in node.names):
+                offenders.append(f"{name}: import workbench")
+    assert offenders == []
 
 
 def test_events_do_not_know_about_webhooks():

@@ -35,9 +35,8 @@ def test_register_weights_as_versions_that_coexist(wb, starter_weights, tmp_path
     assert wb.registry.get("yolo_detector@1.0.0").notes == "starter"
     with pytest.raises(AlreadyExistsError, match="next free: 3.0.0"):
         wb.registry.register_yolo(starter_weights, version="2.0.0")
-    from workbench.events import recent_events
 
-    assert [e["type"] for e in recent_events(wb.db)] == ["model.registered"] * 2
+    assert [e["type"] for e in wb.events.recent()] == ["model.registered"] * 2
 
 
 @pytest.mark.parametrize(

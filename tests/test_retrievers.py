@@ -191,7 +191,6 @@ def test_an_unknown_field_is_explained(rwb):
 
 
 def test_feature_search_by_example_image(rwb):
-    import numpy as np
 
     image_uri = URI.replace("detection_embedding", "image_embedding")
     rwb.vectors.upsert(image_uri, ["doc_obj_a", "doc_obj_b", "doc_obj_c"],

@@ -90,7 +90,7 @@ def reviewed(wb):
 
 @pytest.fixture
 def df(reviewed):
-    return stats.load_annotations(reviewed.db)
+    return reviewed.stats.annotations()
 
 
 def as_dict(frame: pl.DataFrame, *keys: str, value: str = "count") -> dict:
@@ -122,12 +122,12 @@ def test_load_keeps_live_rows_with_classes_from_the_payload(df):
     ({"since": at("03-10 00:00"), "until": at("03-17 00:00")}, 6),  # naive works too
 ])
 def test_load_filters(reviewed, filters, expected):
-    assert stats.load_annotations(reviewed.db, **filters).height == expected
+    assert reviewed.stats.annotations(**filters).height == expected
 
 
 def test_annotated_versions(reviewed):
-    assert stats.annotated_versions(reviewed.db, COLLECTION) == [V1, V2]
-    assert stats.annotated_versions(reviewed.db, "col_other") == []
+    assert reviewed.stats.annotated_versions(COLLECTION) == [V1, V2]
+    assert reviewed.stats.annotated_versions("col_other") == []
 
 
 def test_label_summary(df):
@@ -311,7 +311,7 @@ def test_windows_must_be_a_count_and_unit(df, every):
 
 
 def test_compute_all_with_filters(reviewed):
-    report = stats.compute_all(reviewed.db, COLLECTION, V2, window="1w", now=NOW)
+    report = reviewed.stats.report(COLLECTION, V2, window="1w", now=NOW)
     assert report["total"] == 11
     assert as_dict(report["labels"], "label") == {"confirmed": 8, "corrected": 1, "missed": 1,
                                                   "unsure": 1}
@@ -322,7 +322,7 @@ def test_compute_all_with_filters(reviewed):
 
 
 def test_everything_is_defined_on_no_annotations(wb):
-    report = stats.compute_all(wb.db, window="1w", now=NOW)
+    report = wb.stats.report(window="1w", now=NOW)
     assert report["total"] == 0
     for key in ("labels", "over_time", "recent", "by_version", "by_retriever", "by_class",
                 "confusion"):

@@ -7,7 +7,6 @@ import time
 import pytest
 
 from tests.test_export import ewb  # noqa: F401 - the export fixture: real images, verdicts
-from workbench.events import recent_events
 from workbench.export import ExportOptions
 from workbench.jobs import Worker
 from workbench.training import TrainParams
@@ -30,7 +29,7 @@ def test_a_one_epoch_fine_tune_registers_v2_with_lineage(ewb):  # noqa: F811
     assert set(v2.metrics) == {"val_mAP50", "val_mAP50_95"}
     (epoch,) = job.result["epochs"]
     assert epoch["epoch"] == 1 and "mAP50-95(B)" in epoch
-    assert "training.completed" in [e["type"] for e in recent_events(ewb.db)]
+    assert "training.completed" in [e["type"] for e in ewb.events.recent()]
     assert (ewb.home / v2.weights_path).exists()
 
 

@@ -132,9 +132,8 @@ def test_carry_over_to_a_new_version(two_versions):
     assert carried.payload["carried_from"] == confirm.id and carried.payload["iou"] > 0.5
     assert carried.author == f"carry:{V2}"
     # The queues skip what is known; stats count carried verdicts apart.
-    from workbench import stats
 
-    report = stats.compute_all(wb.db, "col_x")
+    report = wb.stats.report("col_x")
     assert report["total"] == 2 and report["carried"] == {"confirmed": 1, "corrected": 1}
     # Complete: v2's box that is no object is a false positive.
     wb.annotations.create(document_id="doc_obj_a", collection_id="col_x", label="image_done")

@@ -93,7 +93,7 @@ class Workbench:
     def detection(self):
         from workbench.detection import DetectionService
 
-        return DetectionService(self)
+        return DetectionService(self, truth=self.truth, taxonomies=self.taxonomies)
 
     @cached_property
     def annotations(self):
@@ -113,6 +113,18 @@ class Workbench:
         from workbench.training import TrainingService
 
         return TrainingService(self)
+
+    @cached_property
+    def events(self):
+        from workbench.events import EventService
+
+        return EventService(self.db)
+
+    @cached_property
+    def stats(self):
+        from workbench.stats import StatsService
+
+        return StatsService(self.db)
 
     @cached_property
     def export(self):
@@ -183,6 +195,11 @@ class Workbench:
     def image_path(self, obj) -> Path:
         """Where an image object's bytes live on disk."""
         return self.blobs.path_for(obj.sha256, FORMAT_EXTENSIONS[obj.format])
+
+    @property
+    def schema_version(self) -> str | None:
+        """The workspace database's migration revision."""
+        return self.db.schema_version()
 
     def summary(self) -> dict[str, int]:
         """Counts for the home page and ``workbench init``."""

@@ -188,7 +188,8 @@ class AnnotationService:
         except PydanticValidationError as exc:
             raise ValidationError(_explain(exc)) from None
         target = _resolve(conn, data.document_id)
-        collection_id = _collection_id(conn, data.collection_id)
+        named = self.db.find(t.collections, data.collection_id, conn)
+        collection_id = named.id if named is not None else data.collection_id
         if target["collection_id"] != collection_id:
             raise ValidationError(
                 f"document {data.document_id} belongs to collection {target['collection_id']}, "
@@ -279,7 +280,7 @@ class AnnotationService:
             row = conn.execute(query).first()
         if row is None:
             raise NotFoundError(f"no annotation {annotation_id!r}")
-        return _annotation(row)
+        return annotation_from_row(row)
 
     def history(self, annotation_id: str) -> list[dict[str, Any]]:
         """Earlier revisions, oldest first, each with who changed it and when."""
@@ -318,7 +319,7 @@ class AnnotationService:
             rows = conn.execute(sa.select(t.annotations).where(*conditions)
                                 .order_by(c.created_at.desc(), c.id).offset(offset)
                                 .limit(limit)).all()
-        items = [_annotation(r) for r in rows]
+        items = [annotation_from_row(r) for r in rows]
         next_offset = offset + len(items) if offset + len(items) < total else None
         return Page(items, total, next_offset)
 
@@ -332,14 +333,7 @@ class AnnotationService:
                 t.annotations.c.collection_id == collection_id,
                 t.annotations.c.document_id.in_(document_ids),
                 t.annotations.c.deleted_at.is_(None)).order_by(t.annotations.c.created_at)).all()
-        return {r.document_id: _annotation(r) for r in rows}
-
-
-def _collection_id(conn, name_or_id: str) -> str:
-    """A collection's id from its id or its name (unchanged when neither matches)."""
-    found = conn.execute(sa.select(t.collections.c.id).where(sa.or_(
-        t.collections.c.id == name_or_id, t.collections.c.name == name_or_id))).scalar()
-    return found or name_or_id
+        return {r.document_id: annotation_from_row(r) for r in rows}
 
 
 def _resolve(conn, document_id: str) -> dict[str, Any]:
@@ -438,7 +432,7 @@ def _event_payload(row: dict[str, Any]) -> dict[str, Any]:
             "execution_id": row.get("execution_id")}
 
 
-def _annotation(row) -> Annotation:
+def annotation_from_row(row) -> Annotation:
     return Annotation(
         id=row.id, document_id=row.document_id, collection_id=row.collection_id,
         object_id=row.object_id, extractor_key=row.extractor_key, label=row.label,

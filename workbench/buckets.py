@@ -139,7 +139,7 @@ class BucketService:
                 f"no bucket named {name_or_id!r} (buckets: {names}); "
                 "create it with `workbench buckets create NAME`"
             )
-        return _bucket(row)
+        return bucket_from_row(row)
 
     def exists(self, name: str) -> bool:
         with self.db.read() as conn:
@@ -149,7 +149,7 @@ class BucketService:
     def list(self) -> list[Bucket]:
         with self.db.read() as conn:
             rows = conn.execute(sa.select(t.buckets).order_by(t.buckets.c.created_at)).all()
-        return [_bucket(r) for r in rows]
+        return [bucket_from_row(r) for r in rows]
 
     def count_objects(self, bucket: Bucket | None = None) -> int:
         query = sa.select(sa.func.count()).select_from(t.objects)
@@ -171,14 +171,13 @@ class BucketService:
             return [object_from_row(r) for r in conn.execute(query)]
 
     def get_object(self, object_id: str) -> ImageObject:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(t.objects).where(t.objects.c.id == object_id)).first()
+        row = self.db.find(t.objects, object_id)
         if row is None:
             raise NotFoundError(f"no image object with id {object_id!r}")
         return object_from_row(row)
 
 
-def _bucket(row) -> Bucket:
+def bucket_from_row(row) -> Bucket:
     return Bucket(
         id=row.id,
         name=row.name,

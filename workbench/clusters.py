@@ -229,8 +229,7 @@ class LLMLabeller:
 
     def label(self, stats: dict[str, Any]) -> dict[str, Any]:
         import httpx
-        from tenacity import (retry, retry_if_exception, stop_after_attempt,
-                              wait_exponential_jitter)
+        from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
         def transient(exc: BaseException) -> bool:
             return isinstance(exc, httpx.TransportError) or (
@@ -382,7 +381,7 @@ class ClusterService:
                 t.cluster_runs.c.id == run_id)).first()
         if row is None:
             raise NotFoundError(f"no cluster run {run_id!r}")
-        return _run(row)
+        return cluster_run_from_row(row)
 
     def list(self, collection: str | None = None, limit: int = 50) -> list[ClusterRun]:
         query = sa.select(t.cluster_runs).order_by(t.cluster_runs.c.created_at.desc())
@@ -390,7 +389,7 @@ class ClusterService:
             query = query.where(t.cluster_runs.c.collection_id ==
                                 self.wb.collections.get(collection).id)
         with self.db.read() as conn:
-            return [_run(r) for r in conn.execute(query.limit(limit))]
+            return [cluster_run_from_row(r) for r in conn.execute(query.limit(limit))]
 
     def members(self, run_id: str, cluster: int | None = None) -> list[dict[str, Any]]:
         """Members with their detection: id, cluster, x, y, class, confidence, box, object."""
@@ -551,7 +550,7 @@ def _check_members(n: int) -> None:
                               "least 3")
 
 
-def _run(row) -> ClusterRun:
+def cluster_run_from_row(row) -> ClusterRun:
     return ClusterRun(row.id, row.collection_id, row.feature_uri, row.algorithm,
                       dict(row.params), row.reduction, row.projection, row.filters,
                       row.n_members, dict(row.clusters), row.noise, dict(row.seconds),

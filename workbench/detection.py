@@ -29,6 +29,8 @@ from workbench.store.metadata import as_utc, new_id, utcnow
 if TYPE_CHECKING:
     from workbench import Workbench
     from workbench.jobs import JobContext, ProgressListener
+    from workbench.taxonomies import TaxonomyService
+    from workbench.truth import TruthService
 
 
 @dataclass(frozen=True)
@@ -90,12 +92,12 @@ class CollectionService:
             known = ", ".join(c.name for c in self.list()) or "none yet"
             raise NotFoundError(f"no collection {name_or_id!r} (collections: {known}); create "
                                 "one with `workbench collections create NAME --bucket B`")
-        return _collection(row)
+        return collection_from_row(row)
 
     def list(self) -> list[Collection]:
         with self.db.read() as conn:
             rows = conn.execute(sa.select(t.collections).order_by(t.collections.c.created_at))
-            return [_collection(r) for r in rows]
+            return [collection_from_row(r) for r in rows]
 
     def exists(self, name: str) -> bool:
         with self.db.read() as conn:
@@ -124,9 +126,15 @@ class CollectionService:
 
 
 class DetectionService:
-    def __init__(self, wb: Workbench):
+    """Batch runs of a collection's images through an extractor version, and the detections
+    they stored. When a run completes, the ground truth carries over to the new boxes
+    (``truth``) and ``materialize`` taxonomies classify them (``taxonomies``)."""
+
+    def __init__(self, wb: Workbench, truth: TruthService, taxonomies: TaxonomyService):
         self.wb = wb
         self.db = wb.db
+        self.truth = truth
+        self.taxonomies = taxonomies
 
     # -- starting runs -----------------------------------------------------------------
     def _params(self, collection: str, version: str | None, params: DetectParams | None,
@@ -219,10 +227,10 @@ class DetectionService:
             processed_ids = conn.execute(sa.select(t.documents.c.object_id).where(
                 t.documents.c.collection_id == collection.id,
                 t.documents.c.extractor_key == version.key)).scalars().all()
-        summary["images_carried_over"] = self.wb.truth.refresh(collection.id, processed_ids,
-                                                               known_only=True)
+        summary["images_carried_over"] = self.truth.refresh(collection.id, processed_ids,
+                                                            known_only=True)
         # Taxonomies attached in "materialize" mode classify what this run added.
-        applied = self.wb.taxonomies.after_batch(collection.id, version.key)
+        applied = self.taxonomies.after_batch(collection.id, version.key)
         if applied:
             summary["taxonomies"] = [{k: r[k] for k in ("taxonomy", "taxonomy_version", "new")}
                                      for r in applied]
@@ -344,7 +352,7 @@ class DetectionService:
             query = query.where(t.detections.c.object_id.in_(object_ids))
         with self.db.read() as conn:
             rows = conn.execute(query.order_by(t.detections.c.object_id, t.detections.c.idx))
-            return [_detection(r) for r in rows]
+            return [detection_from_row(r) for r in rows]
 
     def get(self, detection_id: str) -> Detection:
         with self.db.read() as conn:
@@ -352,7 +360,7 @@ class DetectionService:
                 t.detections.c.id == detection_id)).first()
         if row is None:
             raise NotFoundError(f"no detection {detection_id!r}")
-        return _detection(row)
+        return detection_from_row(row)
 
     def images_with_detections(self, collection: Collection, extractor_key: str,
                                classes: list[str] | None = None, min_conf: float = 0.0,
@@ -453,13 +461,13 @@ def diff_detections(base: list[Detection], candidate: list[Detection], object_id
         class_changed=tuple(class_changed), moved=tuple(moved), unchanged=unchanged)
 
 
-def _collection(row) -> Collection:
+def collection_from_row(row) -> Collection:
     return Collection(id=row.id, name=row.name, extractor_name=row.extractor_name,
                       active_version=row.active_version, bucket_ids=tuple(row.bucket_ids),
                       created_at=as_utc(row.created_at))
 
 
-def _detection(row) -> Detection:
+def detection_from_row(row) -> Detection:
     return Detection(id=row.id, document_id=row.document_id, object_id=row.object_id,
                      extractor_key=row.extractor_key, index=row.idx, class_name=row.class_name,
                      confidence=row.confidence, xyxy=(row.x1, row.y1, row.x2, row.y2),

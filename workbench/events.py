@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from workbench.store import tables as t
-from workbench.store.metadata import as_utc, new_id, utcnow
+from workbench.store.metadata import MetadataStore, as_utc, new_id, utcnow
 
 
 def new_event(conn: sa.Connection, kind: str, payload: dict[str, Any]):
@@ -53,10 +53,17 @@ def outbox(conn: sa.Connection, event_id: str, created_at: datetime,
     return [r["id"] for r in rows]
 
 
-def recent_events(db, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    query = sa.select(t.events).order_by(t.events.c.created_at.desc()).limit(limit)
-    if kind:
-        query = query.where(t.events.c.type == kind)
-    with db.read() as conn:
-        return [{"id": r.id, "type": r.type, "payload": r.payload,
-                 "created_at": as_utc(r.created_at)} for r in conn.execute(query)]
+class EventService:
+    """The workspace's event log, newest first (``wb.events``)."""
+
+    def __init__(self, db: MetadataStore):
+        self.db = db
+
+    def recent(self, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest ``limit`` events, of one ``kind`` if given."""
+        query = sa.select(t.events).order_by(t.events.c.created_at.desc()).limit(limit)
+        if kind:
+            query = query.where(t.events.c.type == kind)
+        with self.db.read() as conn:
+            return [{"id": r.id, "type": r.type, "payload": r.payload,
+                     "created_at": as_utc(r.created_at)} for r in conn.execute(query)]

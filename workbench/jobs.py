@@ -140,7 +140,7 @@ class JobService:
         job_id = new_id("job")
         if conn is not None:
             self._insert(conn, job_id, kind, params)
-            return _job(conn.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id)).one())
+            return job_from_row(self.db.find(t.jobs, job_id, conn))
         with self.db.write() as own:
             self._insert(own, job_id, kind, params)
         return self.get(job_id)
@@ -162,18 +162,17 @@ class JobService:
         )
 
     def get(self, job_id: str) -> Job:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(t.jobs).where(t.jobs.c.id == job_id)).first()
+        row = self.db.find(t.jobs, job_id)
         if row is None:
             raise NotFoundError(f"no job with id {job_id!r}; list jobs with `workbench jobs`")
-        return _job(row)
+        return job_from_row(row)
 
     def list(self, statuses: tuple[str, ...] | None = None, limit: int = 50) -> list[Job]:
         query = sa.select(t.jobs).order_by(t.jobs.c.created_at.desc()).limit(limit)
         if statuses:
             query = query.where(t.jobs.c.status.in_(statuses))
         with self.db.read() as conn:
-            return [_job(r) for r in conn.execute(query)]
+            return [job_from_row(r) for r in conn.execute(query)]
 
     def active(self) -> list[Job]:
         return self.list(("queued", "running"), limit=100)
@@ -234,7 +233,7 @@ class JobService:
                 )
                 if resumed:
                     log.info("resuming job %s left by %s", row.id, row.worker_id)
-                return _job(conn.execute(sa.select(t.jobs).where(t.jobs.c.id == row.id)).one())
+                return job_from_row(self.db.find(t.jobs, row.id, conn))
         return None
 
     def run_claimed(
@@ -334,7 +333,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _job(row) -> Job:
+def job_from_row(row) -> Job:
     return Job(
         id=row.id,
         kind=row.kind,
@@ -359,6 +358,9 @@ class Worker:
 
     def __init__(self, wb: Workbench):
         self.wb = wb
+        # what a worker drives: the job queue, and beside it the webhook dispatcher and the
+        # rules engine (each on a thread of its own)
+        self.jobs, self.webhooks, self.rules = wb.jobs, wb.webhooks, wb.rules
         self.worker_id = make_worker_id("worker")
         self._lock_handle = None
 
@@ -389,9 +391,9 @@ class Worker:
         the automation rules consume events on another."""
         stop = threading.Event()
         poll = {"poll_s": self.wb.settings.worker_poll_s}
-        threads = [threading.Thread(target=self.wb.webhooks.run_dispatcher, args=(stop,),
+        threads = [threading.Thread(target=self.webhooks.run_dispatcher, args=(stop,),
                                     kwargs=poll, name="webhooks", daemon=True),
-                   threading.Thread(target=self.wb.rules.run_engine, args=(stop,),
+                   threading.Thread(target=self.rules.run_engine, args=(stop,),
                                     kwargs=poll, name="rules", daemon=True)]
         for thread in threads:
             thread.start()
@@ -404,7 +406,7 @@ class Worker:
 
     def _run_jobs(self, exit_when_idle: bool, idle_exit_s: float | None,
                   listener: ProgressListener | None) -> int:
-        jobs = self.wb.jobs
+        jobs = self.jobs
         ran = 0
         idle_since = time.monotonic()
         while True:
@@ -414,9 +416,9 @@ class Worker:
                 # pass is committed once this one has the engine's lock): run them first,
                 # then send the webhook deliveries that are due (a later retry waits for the
                 # next worker).
-                self.wb.rules.process_pending()
+                self.rules.process_pending()
                 job = jobs.claim(self.worker_id)
-                if job is None and self.wb.webhooks.deliver_all_due():
+                if job is None and self.webhooks.deliver_all_due():
                     job = jobs.claim(self.worker_id)
             if job is None:
                 if exit_when_idle:

@@ -88,5 +88,9 @@ def check_bounds(obj: Any) -> None:
                     or not math.isfinite(value)):
                 kind = "a whole number" if whole else "a finite number"
                 raise ValidationError(f"{s.name} must be {kind}, got {value!r}")
-            if (s.min is not None and value < s.min) or (s.max is not None and value > s.max):
-                raise ValidationError(f"{s.name} must be {s.bounds_text()}, got {value!r}")
+            low = s.min is not None and value < s.min
+            if low or (s.max is not None and value > s.max):
+                # a range reads best whole for fractions; a count is told its one bound
+                bound = (s.bounds_text() if s.kind is float else
+                         f"at least {s.min:g}" if low else f"at most {s.max:g}")
+                raise ValidationError(f"{s.name} must be {bound}, got {value!r}")

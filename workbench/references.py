@@ -126,7 +126,7 @@ class ReferenceService:
         if row is None:
             raise NotFoundError(f"no reference set {name_or_id!r}; create one with "
                                 "`workbench references create NAME -c COLLECTION`")
-        return _set(row)
+        return reference_set_from_row(row)
 
     def list(self, collection: str | None = None) -> list[ReferenceSet]:
         query = sa.select(t.reference_sets).order_by(t.reference_sets.c.name)
@@ -134,7 +134,7 @@ class ReferenceService:
             query = query.where(t.reference_sets.c.collection_id ==
                                 self.wb.collections.get(collection).id)
         with self.db.read() as conn:
-            return [_set(r) for r in conn.execute(query)]
+            return [reference_set_from_row(r) for r in conn.execute(query)]
 
     # -- membership ----------------------------------------------------------------------
     def promote(self, name: str, labels: Sequence[str] = PROMOTABLE,
@@ -293,7 +293,7 @@ class ReferenceService:
         else:
             vectors = self._elsewhere(feature_uri, rows)
         embeddings = np.stack(vectors) if rows else np.zeros((0, 0), dtype="float32")
-        return ReferenceMatrix(refs, at, tuple(_item(r) for r in rows), embeddings)
+        return ReferenceMatrix(refs, at, tuple(reference_item_from_row(r) for r in rows), embeddings)
 
     def _elsewhere(self, feature_uri: str, rows) -> list[np.ndarray]:
         """The references' embeddings in another version's space (cached)."""
@@ -329,12 +329,12 @@ class ReferenceService:
         return dict(sorted(counts.items()))
 
 
-def _set(row) -> ReferenceSet:
+def reference_set_from_row(row) -> ReferenceSet:
     return ReferenceSet(row.id, row.name, row.collection_id, row.feature_uri, row.version,
                         row.description, as_utc(row.created_at), as_utc(row.updated_at))
 
 
-def _item(row) -> ReferenceItem:
+def reference_item_from_row(row) -> ReferenceItem:
     return ReferenceItem(row.id, row.set_id, row.detection_id, row.object_id, row.true_class,
                          row.category, tuple(row.xyxy), row.source, row.added_in,
                          row.removed_in, row.truth_annotation_id)

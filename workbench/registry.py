@@ -247,7 +247,7 @@ class ModelRegistry:
         with self.db.read() as conn:
             row = conn.execute(sa.select(t.extractor_versions).where(
                 t.extractor_versions.c.training_job == job_id)).first()
-        return _version(row) if row is not None else None
+        return version_from_row(row) if row is not None else None
 
     # -- reading -----------------------------------------------------------------------
     def get(self, name: str, version: str | None = None) -> ExtractorVersion:
@@ -274,7 +274,7 @@ class ModelRegistry:
             query = query.where(t.extractor_versions.c.name == name)
         with self.db.read() as conn:
             rows = conn.execute(query).all()
-        items = [_version(r) for r in rows]
+        items = [version_from_row(r) for r in rows]
         return sorted(items, key=lambda v: (v.name, semver.Version.parse(v.version)))
 
     def next_version(self, name: str) -> str:
@@ -351,7 +351,7 @@ def load_custom_class(folder: Path, entrypoint: str, spec) -> Extractor:
     return extractor
 
 
-def _version(row) -> ExtractorVersion:
+def version_from_row(row) -> ExtractorVersion:
     return ExtractorVersion(
         id=row.id, name=row.name, version=row.version, kind=row.kind,
         spec=parse_spec(row.spec), weights_path=row.weights_path,

@@ -153,7 +153,7 @@ class RetrieverService:
         if row is None:
             raise NotFoundError(f"no retriever {name_or_id!r}; list them with "
                                 "`workbench retrievers`")
-        return _retriever(row)
+        return retriever_from_row(row)
 
     def list(self, collection: str | None = None) -> list[Retriever]:
         """Retrievers, oldest first: all of them, or one collection's."""
@@ -162,7 +162,7 @@ class RetrieverService:
             query = query.where(t.retrievers.c.collection_id == self.wb.collections.get(
                 collection).id)
         with self.db.read() as conn:
-            return [_retriever(r) for r in conn.execute(query)]
+            return [retriever_from_row(r) for r in conn.execute(query)]
 
     def review_queue(self, collection: str, limit: int = 20) -> Retriever:
         """The collection's default review retriever (created on first use)."""
@@ -544,7 +544,7 @@ def _jsonable(value: Any) -> bool:
     return isinstance(value, str | int | float | bool | type(None) | list | dict)
 
 
-def _retriever(row) -> Retriever:
+def retriever_from_row(row) -> Retriever:
     return Retriever(id=row.id, name=row.name, collection_id=row.collection_id,
                      description=row.description, stages=tuple(row.stages),
                      created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))

@@ -53,10 +53,10 @@ import sqlalchemy as sa
 from workbench.errors import JobCancelled, NotFoundError, ValidationError
 from workbench.evaluation import Gate, held_out_images
 from workbench.export import ExportOptions
-from workbench.params import spec
+from workbench.params import spec as field_spec
 from workbench.store import tables as t
-from workbench.training import TrainParams
 from workbench.store.metadata import as_utc, new_id, utcnow
+from workbench.training import TrainParams
 
 if TYPE_CHECKING:
     from workbench import Workbench
@@ -86,13 +86,15 @@ class Param:
     doc: str
     optional: bool = False  # None is a value: the default comes from elsewhere
     choices: tuple[str, ...] | None = None
+    min: float | None = None  # bounds the forms offer (the dataclass behind it checks them)
+    max: float | None = None
 
     @classmethod
     def of(cls, owner: type, name: str, doc: str | None = None) -> Param:
         """The parameter ``name`` of a run-parameter dataclass (``TrainParams``, ``Gate``, …),
-        with its type, default and choices from there."""
-        s = spec(owner, name)
-        return cls(s.kind, s.default, doc or s.help, s.optional, s.choices)
+        with its type, default, choices and bounds from there."""
+        s = field_spec(owner, name)
+        return cls(s.kind, s.default, doc or s.help, s.optional, s.choices, s.min, s.max)
 
     def check(self, rule: str, name: str, value: Any) -> Any:
         """The value if it has the right type (an int is a fine float), else an error."""
@@ -182,17 +184,12 @@ class Event:
 
 
 # -- the reactions ------------------------------------------------------------------------
-def _detection_row(conn: sa.Connection, document_id: str):
-    return conn.execute(sa.select(t.detections).where(t.detections.c.id == document_id)).first()
-
-
 def _reference_prepare(svc: RuleService, event: Event, params: dict[str, Any]
                        ) -> Outcome | None:
     if event.payload.get("label") not in VERIFIED:
         return None
     wb = svc.wb
-    with wb.db.read() as conn:
-        detection = _detection_row(conn, event.payload["document_id"])
+    detection = wb.db.find(t.detections, event.payload["document_id"])
     if detection is None:
         return None  # a verdict on a whole image: no detection to add
     try:
@@ -230,7 +227,7 @@ def _hard_negative_react(svc: RuleService, event: Event, params: dict[str, Any],
                          conn: sa.Connection) -> Outcome | None:
     if event.payload.get("label") != "false_positive":
         return None
-    detection = _detection_row(conn, event.payload["document_id"])
+    detection = svc.db.find(t.detections, event.payload["document_id"], conn)
     if detection is None:
         return None
     values = {"collection_id": detection.collection_id,
@@ -376,7 +373,8 @@ RULES: dict[str, RuleSpec] = {spec.name: spec for spec in (
         "training: export, fine-tune, run the new version on the gold set, evaluate "
         "and apply the promotion gate, as one job.",
         ("annotation.created",), False,
-        {"threshold": Param(int, 50, "corrections since the last training that start one"),
+        {"threshold": Param(int, 50, "corrections since the last training that start one",
+                            min=1),
          **{name: Param.of(TrainParams, name)
             for name in ("epochs", "imgsz", "batch", "patience", "workers", "device")},
          **{name: Param.of(ExportOptions, name)
@@ -418,7 +416,7 @@ class RuleService:
         enabled, params, enabled_at = _settings(spec, row)
         return Rule(spec.name, spec.description, spec.triggers, enabled, params,
                     as_utc(enabled_at), as_utc(row.updated_at) if row else None,
-                    _run(last) if last else None)
+                    rule_run_from_row(last) if last else None)
 
     def configure(self, name: str, enabled: bool | None = None,
                   params: dict[str, Any] | None = None) -> Rule:
@@ -476,7 +474,7 @@ class RuleService:
         if rule is not None:
             self.spec(rule)
         with self.db.read() as conn:
-            return [_run(r) for r in conn.execute(self._runs_query(rule, limit))]
+            return [rule_run_from_row(r) for r in conn.execute(self._runs_query(rule, limit))]
 
     def _runs_query(self, rule: str | None, limit: int):
         query = (sa.select(t.rule_runs, t.events.c.type.label("event_type"))
@@ -703,7 +701,7 @@ def _advance(conn: sa.Connection, event: Event) -> bool:
     return True
 
 
-def _run(row) -> dict[str, Any]:
+def rule_run_from_row(row) -> dict[str, Any]:
     return {"id": row.id, "rule": row.rule, "event_id": row.event_id,
             "event_type": row.event_type, "status": row.status, "message": row.message,
             "result": row.result, "job_id": row.job_id, "created_at": as_utc(row.created_at),

@@ -1,6 +1,6 @@
 """Model-quality statistics from reviewers' annotations, computed with polars.
 
-Every function below takes the frame that :func:`load_annotations` (or
+Every function below takes the frame that :meth:`StatsService.annotations` (or
 :func:`annotations_frame`, for rows already in hand) returns: one row per live annotation
 with ``id, label, created_at`` (UTC), ``extractor_key`` (the model version),
 ``retriever_id, execution_id, author, predicted_class, true_class``. An empty frame gives
@@ -18,9 +18,8 @@ Two kinds of rate appear, and they are kept apart on purpose:
 Usage::
 
     from workbench import Workbench
-    from workbench import stats
     wb = Workbench.open("data/workspace")
-    report = stats.compute_all(wb.db, collection_id="col_…", window="1w")
+    report = wb.stats.report(collection_id="col_…", window="1w")
     report["health"]           # list of dicts, one per threshold rule
 """
 
@@ -89,35 +88,7 @@ PRECISION_RECALL_ASSUMPTIONS = (
 )
 
 
-# -- loading ------------------------------------------------------------------------------
-def load_annotations(db: MetadataStore, collection_id: str | None = None,
-                     extractor_key: str | None = None, since: datetime | None = None,
-                     until: datetime | None = None, origin: str = "human") -> pl.DataFrame:
-    """Live (not deleted) annotations matching every given filter, as a polars frame.
-
-    ``since`` is inclusive and ``until`` exclusive, like ``AnnotationService.list``; both may
-    be naive UTC or timezone-aware. ``origin``: people's verdicts (``"human"``, the default)
-    or those carried over from the ground truth to other versions (``"carried"``), which are
-    counted apart.
-    """
-    c = t.annotations.c
-    conditions = [c.deleted_at.is_(None), c.origin == origin]
-    if collection_id is not None:
-        conditions.append(c.collection_id == collection_id)
-    if extractor_key is not None:
-        conditions.append(c.extractor_key == extractor_key)
-    if since is not None:
-        conditions.append(c.created_at >= _naive_utc(since))
-    if until is not None:
-        conditions.append(c.created_at < _naive_utc(until))
-    query = (sa.select(c.id, c.label, c.created_at, c.extractor_key, c.retriever_id,
-                       c.execution_id, c.author, c.payload)
-             .where(*conditions).order_by(c.created_at, c.id))
-    with db.read() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-    return annotations_frame(rows)
-
-
+# -- frames -------------------------------------------------------------------------------
 def annotations_frame(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
     """The stats frame from rows shaped like the ``annotations`` table (``payload`` a dict).
 
@@ -139,17 +110,6 @@ def annotations_frame(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
     naive = {**SCHEMA, "created_at": pl.Datetime("us")}
     frame = pl.DataFrame(records, schema=naive, orient="row")
     return frame.with_columns(pl.col("created_at").dt.replace_time_zone("UTC"))
-
-
-def annotated_versions(db: MetadataStore, collection_id: str | None = None) -> list[str]:
-    """The model versions (extractor keys) that have live annotations, for a filter."""
-    c = t.annotations.c
-    query = (sa.select(c.extractor_key).distinct()
-             .where(c.deleted_at.is_(None), c.extractor_key.is_not(None)))
-    if collection_id is not None:
-        query = query.where(c.collection_id == collection_id)
-    with db.read() as conn:
-        return sorted(conn.execute(query).scalars())
 
 
 # -- label shares -------------------------------------------------------------------------
@@ -306,7 +266,7 @@ def throughput(df: pl.DataFrame, every: str = "1h") -> dict[str, Any]:
 # -- everything at once -------------------------------------------------------------------
 def summarize(df: pl.DataFrame, window: str = "1d", now: datetime | None = None
               ) -> dict[str, Any]:
-    """Every statistic above for one frame; see :func:`compute_all`."""
+    """Every statistic above for one frame; see :meth:`StatsService.report`."""
     return {
         "total": df.height,
         "window": window,
@@ -323,21 +283,66 @@ def summarize(df: pl.DataFrame, window: str = "1d", now: datetime | None = None
     }
 
 
-def compute_all(db: MetadataStore, collection_id: str | None = None,
-                extractor_key: str | None = None, window: str = "1d",
-                now: datetime | None = None) -> dict[str, Any]:
-    """Load the annotations matching the filters and compute every statistic (page and CLI).
+# -- the service ---------------------------------------------------------------------------
+class StatsService:
+    """Review statistics of a workspace: its annotations as frames, and every figure the
+    Stats page and ``workbench stats`` show (``wb.stats``)."""
 
-    Keys: ``total``, ``window``, ``labels``, ``over_time``, ``recent`` (last 7 days against
-    all time), ``by_version``, ``by_retriever``, ``by_class``, ``confusion`` (polars frames),
-    ``health`` (list of dicts), ``precision_recall`` and ``throughput`` (dicts).
-    """
-    _check_every(window)
-    summary = summarize(load_annotations(db, collection_id, extractor_key), window, now)
-    carried = load_annotations(db, collection_id, extractor_key, origin="carried")
-    summary["carried"] = {row["label"]: row["count"] for row in
-                          carried.group_by("label").agg(count=pl.len()).to_dicts()}
-    return summary
+    def __init__(self, db: MetadataStore):
+        self.db = db
+
+    def annotations(self, collection_id: str | None = None,
+                    extractor_key: str | None = None, since: datetime | None = None,
+                    until: datetime | None = None, origin: str = "human") -> pl.DataFrame:
+        """Live (not deleted) annotations matching every given filter, as a polars frame.
+
+        ``since`` is inclusive and ``until`` exclusive, like ``AnnotationService.list``; both
+        may be naive UTC or timezone-aware. ``origin``: people's verdicts (``"human"``, the
+        default) or those carried over from the ground truth to other versions
+        (``"carried"``), which are counted apart.
+        """
+        c = t.annotations.c
+        conditions = [c.deleted_at.is_(None), c.origin == origin]
+        if collection_id is not None:
+            conditions.append(c.collection_id == collection_id)
+        if extractor_key is not None:
+            conditions.append(c.extractor_key == extractor_key)
+        if since is not None:
+            conditions.append(c.created_at >= _naive_utc(since))
+        if until is not None:
+            conditions.append(c.created_at < _naive_utc(until))
+        query = (sa.select(c.id, c.label, c.created_at, c.extractor_key, c.retriever_id,
+                           c.execution_id, c.author, c.payload)
+                 .where(*conditions).order_by(c.created_at, c.id))
+        with self.db.read() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        return annotations_frame(rows)
+
+    def annotated_versions(self, collection_id: str | None = None) -> list[str]:
+        """The model versions (extractor keys) that have live annotations, for a filter."""
+        c = t.annotations.c
+        query = (sa.select(c.extractor_key).distinct()
+                 .where(c.deleted_at.is_(None), c.extractor_key.is_not(None)))
+        if collection_id is not None:
+            query = query.where(c.collection_id == collection_id)
+        with self.db.read() as conn:
+            return sorted(conn.execute(query).scalars())
+
+    def report(self, collection_id: str | None = None, extractor_key: str | None = None,
+               window: str = "1d", now: datetime | None = None) -> dict[str, Any]:
+        """Load the annotations matching the filters and compute every statistic (page and
+        CLI).
+
+        Keys: ``total``, ``window``, ``labels``, ``over_time``, ``recent`` (last 7 days against
+        all time), ``by_version``, ``by_retriever``, ``by_class``, ``confusion`` (polars
+        frames), ``health`` (list of dicts), ``precision_recall`` and ``throughput`` (dicts).
+        """
+        _check_every(window)
+        summary = summarize(self.annotations(collection_id, extractor_key), window, now)
+        carried = self.annotations(collection_id, extractor_key, origin="carried")
+        summary["carried"] = {row["label"]: row["count"] for row in
+                              carried.group_by("label").agg(count=pl.len()).to_dicts()}
+        return summary
 
 
 # -- helpers ------------------------------------------------------------------------------

@@ -35,8 +35,8 @@ import sqlalchemy as sa
 
 from workbench.errors import AlreadyExistsError, JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
-from workbench.references import ReferenceMatrix, normalise
 from workbench.params import check_bounds, setting
+from workbench.references import ReferenceMatrix, normalise
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -340,11 +340,11 @@ class TaxonomyService:
         if row is None:
             raise NotFoundError(f"no taxonomy {name_or_id!r}; create one with "
                                 "`workbench taxonomy create`")
-        return _taxonomy(row)
+        return taxonomy_from_row(row)
 
     def list(self) -> list[Taxonomy]:
         with self.db.read() as conn:
-            return [_taxonomy(r) for r in conn.execute(
+            return [taxonomy_from_row(r) for r in conn.execute(
                 sa.select(t.taxonomies).order_by(t.taxonomies.c.name))]
 
     # -- attachment ----------------------------------------------------------------------
@@ -578,7 +578,7 @@ def _check_settings(threshold: float, top_k: int, mapping: dict[str, str] | None
                 f"{DEFAULT_MAPPING}; got {mapping!r}")
 
 
-def _taxonomy(row) -> Taxonomy:
+def taxonomy_from_row(row) -> Taxonomy:
     nodes = tuple(Node(n["name"], n.get("parent"), n.get("threshold"),
                        tuple(n.get("classes") or [n["name"]])) for n in row.nodes)
     return Taxonomy(row.id, row.name, row.reference_set_id, row.kind, nodes, row.threshold,

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import JobFailed, ValidationError
-from workbench.faults import crash_point
 from workbench.export import ExportOptions
+from workbench.faults import crash_point
 from workbench.params import check_bounds, setting
 
 if TYPE_CHECKING:
@@ -39,8 +39,8 @@ class TrainParams:
     batch: int = setting(8, "training batch size", min=1, max=1024)
     patience: int = setting(10, "stop after this many epochs without improvement", min=1,
                             max=10_000)
-    device: str | None = setting(None, "auto, cpu or cuda:N (default: WORKBENCH_DEVICE)",
-                                 kind=str)
+    device: str | None = setting(None, "device: auto, cpu or cuda:N (default: "
+                                 "WORKBENCH_DEVICE)", kind=str)
     seed: int = setting(0, "random seed of the run")
     workers: int = setting(2, "data-loader processes", min=0)
     # Final epochs trained without mosaic; default a quarter of them (ultralytics' own default

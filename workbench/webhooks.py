@@ -132,11 +132,11 @@ class WebhookService:
         row = self.db.find(t.webhooks, name_or_id)
         if row is None:
             raise NotFoundError(f"no webhook {name_or_id!r}")
-        return _webhook(row)
+        return webhook_from_row(row)
 
     def list(self) -> list[Webhook]:
         with self.db.read() as conn:
-            return [_webhook(r) for r in conn.execute(
+            return [webhook_from_row(r) for r in conn.execute(
                 sa.select(t.webhooks).order_by(t.webhooks.c.name))]
 
     def set_active(self, name: str, active: bool) -> Webhook:
@@ -354,6 +354,6 @@ def _check_url(url: str) -> None:
                               f"{url!r}")
 
 
-def _webhook(row) -> Webhook:
+def webhook_from_row(row) -> Webhook:
     return Webhook(row.id, row.name, row.url, tuple(row.events),
                    "…" + row.secret[-4:], bool(row.active), as_utc(row.created_at))

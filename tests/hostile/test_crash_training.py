@@ -11,7 +11,6 @@ import pytest
 
 from tests.conftest import REPO
 from workbench import Workbench
-from workbench.events import recent_events
 
 POINTS = ["train.exported", "train.trained", "register.weights_copied", "train.registered"]
 
@@ -40,7 +39,7 @@ def test_killed_at_a_commit_point_then_resumed_registers_one_version(own_copy, p
     assert versions[1].lineage["training_job"] == job.id
     assert sorted(p.name for p in (own_copy / "models" / "yolo_detector").iterdir()) == [
         "1.0.0", "2.0.0"]
-    events = [e["type"] for e in recent_events(wb.db, limit=500)]
+    events = [e["type"] for e in wb.events.recent(limit=500)]
     assert events.count("training.completed") == 1 and events.count("model.registered") == 2
     if point != "train.exported":  # training had finished: it is not run again
         assert best.stat().st_mtime_ns == trained_at

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.extractors.test_custom import GOOD_CODE, SPEC
-from tests.hostile.conftest import Snapshot, assert_refused
+from tests.hostile.conftest import Snapshot
 from tests.hostile.test_weights import RunsCommand
 from workbench import Workbench
 from workbench.errors import ValidationError

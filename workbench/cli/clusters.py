@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, job_progress, json_option, open_workspace
+from workbench.cli.common import emit, job_progress, json_option, open_workspace, option
+from workbench.clusters import ClusterParams
 from workbench.errors import WorkbenchError
 
 cluster_app = typer.Typer(help="Cluster runs: list, run, label, rename, promote, relabel.",
@@ -38,18 +39,16 @@ def cluster_list(ctx: typer.Context,
 @cluster_app.command("run")
 def cluster_run(
     collection: str,
-    algorithm: Annotated[str, typer.Option(help="hdbscan, dbscan, kmeans, agglomerative, "
-                                                "gaussian_mixture, spectral, mean_shift, "
-                                                "optics.")] = "hdbscan",
+    algorithm: Annotated[str, option(ClusterParams, "algorithm")] = ClusterParams.algorithm,
     params: Annotated[str | None, typer.Option(help='JSON, e.g. \'{"min_cluster_size": 10}\'.')
                       ] = None,
     filters: Annotated[str | None, typer.Option(help='Retriever filter JSON, e.g. \'{"field": '
                                                      '"taxonomy.shapes", "operator": "eq", '
                                                      '"value": "unknown"}\'.')] = None,
-    reduce_with: Annotated[str | None, typer.Option("--reduce", help="pca, umap or tsne.")
-                           ] = None,
-    components: Annotated[int, typer.Option(help="Dimensions after --reduce.")] = 10,
-    projection: Annotated[str, typer.Option(help="2D view: pca, umap or tsne.")] = "pca",
+    reduce_with: Annotated[str | None, option(ClusterParams, "reduce", "--reduce")
+                           ] = ClusterParams.reduce,
+    components: Annotated[int, option(ClusterParams, "components")] = ClusterParams.components,
+    projection: Annotated[str, option(ClusterParams, "projection")] = ClusterParams.projection,
     version: Annotated[str | None, typer.Option()] = None,
     label: Annotated[bool, typer.Option(help="Label the clusters when done.")] = True,
     queue: Annotated[bool, typer.Option(help="Hand it to the background worker.")] = False,

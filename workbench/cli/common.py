@@ -111,6 +111,17 @@ def read_json_file(path: Path, what: str) -> Any:
         raise WorkbenchError(f"cannot read {what} from {path}: {exc}") from None
 
 
+def option(owner: type, name: str, *flags: str, help: str | None = None) -> Any:
+    """A typer option for one run parameter, documented (help, bounds, choices) by the
+    dataclass that defines it; write its default beside it as ``= Owner.field``."""
+    from workbench.params import spec
+
+    s = spec(owner, name)
+    text = help or s.help[0].upper() + s.help[1:]
+    bounded = s.choices or s.min is not None or s.max is not None
+    return typer.Option(*flags, help=f"{text} ({s.bounds_text()})." if bounded else f"{text}.")
+
+
 def export_options(unreviewed: str, fill_threshold: float, val: float, holdout: float,
                    seed: str, pseudo_label: bool = False):
     from workbench.export import ExportOptions

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, job_progress, open_workspace
+from workbench.cli.common import emit, job_progress, open_workspace, option
+from workbench.detection import DetectParams
 
 collections_app = typer.Typer(help="List and create collections.", invoke_without_command=True)
 
@@ -42,9 +43,11 @@ def collections_create(
 def detect(
     collection: str,
     version: Annotated[str | None, typer.Option(help="Extractor version (default: active).")] = None,
-    conf: Annotated[float | None, typer.Option(help="Minimum confidence.")] = None,
-    imgsz: Annotated[int | None, typer.Option(help="Inference size.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per batch.")] = None,
+    # None: the version's own defaults (default_params: the size it was trained at)
+    conf: Annotated[float | None, option(DetectParams, "conf")] = None,
+    imgsz: Annotated[int | None, option(DetectParams, "imgsz", help="Inference size (default: "
+                                         "the size the version was trained at)")] = None,
+    batch_size: Annotated[int | None, option(DetectParams, "batch_size")] = None,
     queue: Annotated[bool, typer.Option("--queue", help="Hand the run to the worker.")] = False,
 ) -> None:
     """Run (or resume) a batch run: every image not yet processed by that version."""

@@ -6,19 +6,18 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, open_workspace
+from workbench.cli.common import emit, open_workspace, option
+from workbench.evaluation import Gate
 
 
 def evaluate(
     collection: str,
     candidate: Annotated[str | None, typer.Option(help="Default: the newest version.")] = None,
     base: Annotated[str | None, typer.Option(help="Default: the candidate's parent.")] = None,
-    min_gain: Annotated[float, typer.Option(help="mAP50-95 gain needed to promote.")] = 0.01,
-    max_class_drop: Annotated[float, typer.Option(help="Largest AP drop allowed for any class.")] = 0.05,
+    min_gain: Annotated[float, option(Gate, "min_map50_95_gain")] = Gate.min_map50_95_gain,
+    max_class_drop: Annotated[float, option(Gate, "max_class_drop")] = Gate.max_class_drop,
 ) -> None:
     """Compare two versions on the same held-out images (pycocotools) and apply the gate."""
-    from workbench.evaluation import Gate
-
     record = open_workspace().evaluation.compare_versions(collection, base, candidate,
                                                           Gate(min_gain, max_class_drop))
     b, c = record["base"], record["candidate"]

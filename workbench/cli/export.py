@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, export_options, open_workspace
+from workbench.cli.common import emit, export_options, open_workspace, option
+from workbench.export import ExportOptions
 
 
 def export(
@@ -15,12 +16,15 @@ def export(
     out: Annotated[Path, typer.Option(help="Folder to write: a new or empty one, or an earlier "
                                            "export (replaced once the new one is complete).")],
     version: Annotated[str | None, typer.Option(help="Reviewed version (default: active).")] = None,
-    unreviewed: Annotated[str, typer.Option(help="skip: leave out images with unreviewed boxes; fill: complete them.")] = "skip",
-    fill_threshold: Annotated[float, typer.Option(help="With fill: unreviewed boxes at or above this.")] = 0.5,
-    val: Annotated[float, typer.Option(help="Validation fraction (by image).")] = 0.2,
-    holdout: Annotated[float, typer.Option(help="Fixed holdout fraction, never trained on.")] = 0.0,
-    seed: Annotated[str, typer.Option(help="Split seed.")] = "workbench",
-    pseudo_label: Annotated[bool, typer.Option(help="With fill: add unreviewed images on which the model is sure of every box (those with none are left out).")] = False,
+    unreviewed: Annotated[str, option(ExportOptions, "unreviewed")] = ExportOptions.unreviewed,
+    fill_threshold: Annotated[float, option(ExportOptions, "fill_threshold")
+                              ] = ExportOptions.fill_threshold,
+    val: Annotated[float, option(ExportOptions, "val_fraction")] = ExportOptions.val_fraction,
+    holdout: Annotated[float, option(ExportOptions, "holdout_fraction")
+                       ] = ExportOptions.holdout_fraction,
+    seed: Annotated[str, option(ExportOptions, "seed")] = ExportOptions.seed,
+    pseudo_label: Annotated[bool, option(ExportOptions, "pseudo_label")
+                            ] = ExportOptions.pseudo_label,
 ) -> None:
     """Write reviewed detections as a YOLO dataset (data.yaml, images, labels) + COCO JSON."""
     result = open_workspace().export.yolo(collection, out, version,

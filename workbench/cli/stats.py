@@ -15,11 +15,9 @@ def stats(
     window: Annotated[str, typer.Option(help="1d or 1w")] = "1d",
 ) -> None:
     """Verdict counts and rates, the health table and estimated precision/recall."""
-    from workbench import stats as quality
-
     wb = open_workspace()
     collection_id = wb.collections.get(collection).id if collection else None
-    report = quality.compute_all(wb.db, collection_id, version, window)
+    report = wb.stats.report(collection_id, version, window)
     labels = report["labels"].to_dicts()
     pr = report["precision_recall"]
     carried = report["carried"]

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, job_progress, open_workspace, read_json_file
+from workbench.cli.common import emit, job_progress, open_workspace, option, read_json_file
+from workbench.taxonomies import TaxonomyParams
 
 taxonomy_app = typer.Typer(help="Taxonomies: list, create, attach, apply.",
                            invoke_without_command=True)
@@ -32,15 +33,15 @@ def taxonomy_list(ctx: typer.Context) -> None:
 def taxonomy_create(
     name: str,
     references: Annotated[str, typer.Option("--references", "-r", help="Reference set.")],
-    kind: Annotated[str, typer.Option(help="flat or tree.")] = "flat",
+    kind: Annotated[str, option(TaxonomyParams, "kind")] = TaxonomyParams.kind,
     nodes: Annotated[Path | None, typer.Option(help="JSON list of nodes ({name, parent, "
                                                     "threshold, classes}); flat default: the "
                                                     "set's classes.")] = None,
-    threshold: Annotated[float, typer.Option(help="Cosine similarity to accept a node.")] = 0.92,
-    top_k: Annotated[int, typer.Option(help="References averaged per node.")] = 5,
+    threshold: Annotated[float, option(TaxonomyParams, "threshold")
+                         ] = TaxonomyParams.threshold,
+    top_k: Annotated[int, option(TaxonomyParams, "top_k")] = TaxonomyParams.top_k,
     attach: Annotated[str | None, typer.Option(help="Collection to attach it to.")] = None,
-    mode: Annotated[str, typer.Option(help="materialize, retroactive or on_demand.")
-                    ] = "materialize",
+    mode: Annotated[str, option(TaxonomyParams, "mode")] = TaxonomyParams.mode,
 ) -> None:
     """Create a taxonomy over a reference set (and attach it to a collection)."""
     parsed = None if nodes is None else read_json_file(nodes, "nodes")

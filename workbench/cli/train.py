@@ -6,28 +6,31 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, export_options, job_progress, open_workspace
+from workbench.cli.common import emit, export_options, job_progress, open_workspace, option
+from workbench.export import ExportOptions
+from workbench.training import TrainParams
 
 
 def train(
     collection: str,
     base: Annotated[str | None, typer.Option(help="Version to fine-tune (default: active).")] = None,
-    epochs: int = 10,
-    imgsz: Annotated[int | None, typer.Option(help="Default: the base version's size.")] = None,
-    batch: int = 8,
-    patience: int = 10,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda:N.")] = None,
-    unreviewed: str = "skip",
-    fill_threshold: float = 0.5,
-    val: float = 0.2,
-    holdout: float = 0.0,
-    seed: str = "workbench",
-    pseudo_label: Annotated[bool, typer.Option(help="With fill: also train on unreviewed images on which the model is sure of every box.")] = False,
+    epochs: Annotated[int, option(TrainParams, "epochs")] = TrainParams.epochs,
+    imgsz: Annotated[int | None, option(TrainParams, "imgsz")] = TrainParams.imgsz,
+    batch: Annotated[int, option(TrainParams, "batch")] = TrainParams.batch,
+    patience: Annotated[int, option(TrainParams, "patience")] = TrainParams.patience,
+    device: Annotated[str | None, option(TrainParams, "device")] = TrainParams.device,
+    unreviewed: Annotated[str, option(ExportOptions, "unreviewed")] = ExportOptions.unreviewed,
+    fill_threshold: Annotated[float, option(ExportOptions, "fill_threshold")
+                              ] = ExportOptions.fill_threshold,
+    val: Annotated[float, option(ExportOptions, "val_fraction")] = ExportOptions.val_fraction,
+    holdout: Annotated[float, option(ExportOptions, "holdout_fraction")
+                       ] = ExportOptions.holdout_fraction,
+    seed: Annotated[str, option(ExportOptions, "seed")] = ExportOptions.seed,
+    pseudo_label: Annotated[bool, option(ExportOptions, "pseudo_label")
+                            ] = ExportOptions.pseudo_label,
     queue: Annotated[bool, typer.Option("--queue", help="Hand the run to the worker.")] = False,
 ) -> None:
     """Export, fine-tune and register the result as the next version (with its lineage)."""
-    from workbench.training import TrainParams
-
     wb = open_workspace()
     options = export_options(unreviewed, fill_threshold, val, holdout, seed, pseudo_label)
     params = TrainParams(epochs=epochs, imgsz=imgsz, batch=batch, patience=patience,

@@ -110,8 +110,6 @@ def events(
     limit: int = 50,
 ) -> None:
     """Recent events, newest first."""
-    from workbench.events import recent_events
-
-    rows = recent_events(open_workspace().db, kind, limit)
+    rows = open_workspace().events.recent(kind, limit)
     emit(rows, "\n".join(f"{r['created_at']:%Y-%m-%d %H:%M:%S}  {r['type']:22} {r['id']}"
                          for r in rows) or "no events yet")

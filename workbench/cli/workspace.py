@@ -10,8 +10,8 @@ def init() -> None:
     wb = open_workspace()
     summary = wb.summary()
     emit(
-        {"home": str(wb.home.resolve()), "schema_version": wb.db.schema_version(), **summary},
-        f"workspace {wb.home.resolve()} (schema {wb.db.schema_version()}): "
+        {"home": str(wb.home.resolve()), "schema_version": wb.schema_version, **summary},
+        f"workspace {wb.home.resolve()} (schema {wb.schema_version}): "
         f"{summary['buckets']} buckets, {summary['images']} images, "
         f"{summary['jobs_active']} active jobs",
     )

@@ -59,13 +59,19 @@ class MetadataStore:
             with conn.begin():
                 yield conn
 
-    def find(self, table, name_or_id: str):
-        """The row of ``table`` whose name or id is ``name_or_id``, or None."""
+    def find(self, table, key: str, conn: Connection | None = None):
+        """The row of ``table`` whose id (or, in a table of named things, name) is ``key``,
+        or None; read in ``conn``'s transaction when one is given."""
         import sqlalchemy as sa
 
-        with self.read() as conn:
-            return conn.execute(sa.select(table).where(sa.or_(
-                table.c.name == name_or_id, table.c.id == name_or_id))).first()
+        match = table.c.id == key
+        if "name" in table.c:
+            match = sa.or_(table.c.name == key, match)
+        query = sa.select(table).where(match)
+        if conn is not None:
+            return conn.execute(query).first()
+        with self.read() as own:
+            return own.execute(query).first()
 
     def migrate(self) -> str:
         """Apply every pending migration, in order, each in its own transaction."""

@@ -19,6 +19,7 @@ from workbench import Workbench
 from workbench.config import load_settings
 from workbench.domain import ImageObject, Job
 from workbench.errors import WorkbenchError
+from workbench.params import spec
 
 APP_TITLE = "Flywheel Workbench"
 # The sidebar's page list (Streamlit's own would call the home page "app").
@@ -88,6 +89,29 @@ def pick_collection(wb: Workbench, key: str, empty: str, where=None):
         st.stop()
     names = [c.name for c in collections]
     return wb.collections.get((where or st).selectbox("Collection", names, key=key))
+
+
+def setting_input(where, owner: type, name: str, label: str, *, key: str, value=None,
+                  step: float | None = None, slider: bool = False, **kwargs):
+    """A number widget for one run parameter: its bounds, help and (unless ``value`` is
+    given) default come from the dataclass that defines it (``TrainParams``, ``Gate``, …)."""
+    s = spec(owner, name)
+    cast = int if s.kind is int else float
+    low, high = (None if b is None else cast(b) for b in (s.min, s.max))
+    value = cast(s.default if value is None else value)
+    step = None if step is None else cast(step)
+    if slider:
+        return where.slider(label, low, high, value, step, key=key, help=s.help, **kwargs)
+    return where.number_input(label, low, high, value, step, key=key, help=s.help, **kwargs)
+
+
+def choice_input(where, owner: type, name: str, label: str, *, key: str, radio: bool = False,
+                 **kwargs):
+    """A choice among a run parameter's choices, its default first selected."""
+    s = spec(owner, name)
+    widget = where.radio if radio else where.selectbox
+    return widget(label, s.choices, index=s.choices.index(s.default), key=key,
+                  help=kwargs.pop("help", s.help), **kwargs)
 
 
 def stage_uploads(wb: Workbench, files: Sequence) -> tuple[Path, list]:

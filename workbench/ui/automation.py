@@ -86,9 +86,7 @@ def deliveries_log(wb: Workbench) -> None:
 
 
 def recent_events(wb: Workbench) -> None:
-    from workbench.events import recent_events as recent
-
-    rows = recent(wb.db, limit=50)
+    rows = wb.events.recent(limit=50)
     st.dataframe([{"time": r["created_at"], "type": r["type"], "id": r["id"],
                    "data": str(r["payload"])[:200]} for r in rows],
                  width="stretch", hide_index=True)
@@ -156,7 +154,9 @@ def _param_input(where, rule, key: str, param):
     if param.optional or param.kind is str:
         return where.text_input(key, "" if value is None else str(value), key=widget,
                                 help=param.doc)
+    cast = int if param.kind is int else float
+    low, high = (None if b is None else cast(b) for b in (param.min, param.max))
     if param.kind is int:
-        return where.number_input(key, value=int(value), step=1, key=widget, help=param.doc)
-    return where.number_input(key, value=float(value), step=0.01, format="%.3f", key=widget,
+        return where.number_input(key, low, high, int(value), 1, key=widget, help=param.doc)
+    return where.number_input(key, low, high, float(value), 0.01, format="%.3f", key=widget,
                               help=param.doc)

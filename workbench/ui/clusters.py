@@ -9,9 +9,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from workbench import Workbench
-from workbench.clusters import ALGORITHMS, DEFAULT_PARAMS, REDUCTIONS, ClusterRun
+from workbench.clusters import DEFAULT_PARAMS, REDUCTIONS, ClusterParams, ClusterRun
 from workbench.domain import Collection
-from workbench.ui import plain, show_errors
+from workbench.ui import choice_input, plain, setting_input, show_errors
 from workbench.ui.review import crop
 
 GRID = 8
@@ -32,14 +32,18 @@ def run_form(wb: Workbench, collection: Collection) -> None:
         low, high = cols[3].slider("Confidence range", 0.0, 1.0, (0.0, 1.0), 0.05,
                                    key="cluster_conf")
         cols = st.columns(4)
-        algorithm = cols[0].selectbox("Algorithm", ALGORITHMS, key="cluster_algorithm")
+        algorithm = choice_input(cols[0], ClusterParams, "algorithm", "Algorithm",
+                                 key="cluster_algorithm")
         params = cols[1].text_input("Parameters (JSON)", "", key="cluster_params",
-                                    placeholder=json.dumps(DEFAULT_PARAMS["hdbscan"]),
+                                    placeholder=json.dumps(DEFAULT_PARAMS[ClusterParams.algorithm]),
                                     help="Empty: the defaults of the algorithm.")
-        reduction = cols[2].selectbox("Reduce first", ["none", *REDUCTIONS], index=1,
+        reduction = cols[2].selectbox("Reduce first", ["none", *REDUCTIONS],
+                                      index=[None, *REDUCTIONS].index(ClusterParams.reduce),
                                       key="cluster_reduction")
-        components = cols[3].number_input("Dimensions", 2, 100, 10, key="cluster_components")
-        projection = st.radio("2D view", REDUCTIONS, horizontal=True, key="cluster_projection")
+        components = setting_input(cols[3], ClusterParams, "components", "Dimensions",
+                                   key="cluster_components")
+        projection = choice_input(st, ClusterParams, "projection", "2D view", radio=True,
+                                  horizontal=True, key="cluster_projection")
         if st.form_submit_button("Run clustering", type="primary"):
             with show_errors():
                 filters = {

@@ -10,7 +10,7 @@ import streamlit as st
 from workbench import Workbench
 from workbench.detection import DetectParams, default_params
 from workbench.domain import Collection, ExtractorVersion
-from workbench.ui import plain, show_errors
+from workbench.ui import plain, setting_input, show_errors
 from workbench.ui.render import boxes_of, draw_boxes
 
 
@@ -73,10 +73,14 @@ def run_controls(wb: Workbench, collection: Collection, version: ExtractorVersio
     defaults = default_params(version)
     with st.expander("Run settings"):
         cols = st.columns(4)
-        conf = cols[0].slider("Min confidence", 0.0, 1.0, defaults.conf, 0.05, key="run_conf")
-        iou = cols[1].slider("NMS IoU", 0.1, 1.0, defaults.iou, 0.05, key="run_iou")
-        imgsz = cols[2].number_input("Image size", 64, 2048, defaults.imgsz, 32, key="run_imgsz")
-        batch = cols[3].number_input("Batch size", 1, 128, defaults.batch_size, key="run_batch")
+        conf = setting_input(cols[0], DetectParams, "conf", "Min confidence", value=defaults.conf,
+                             step=0.05, slider=True, key="run_conf")
+        iou = setting_input(cols[1], DetectParams, "iou", "NMS IoU", value=defaults.iou,
+                            step=0.05, slider=True, key="run_iou")
+        imgsz = setting_input(cols[2], DetectParams, "imgsz", "Image size",
+                              value=defaults.imgsz, step=32, key="run_imgsz")
+        batch = setting_input(cols[3], DetectParams, "batch_size", "Batch size",
+                              value=defaults.batch_size, key="run_batch")
     label = "Resume run" if 0 < done < total else "Run detection"
     if st.button(label, type="primary", disabled=bool(active) or done >= total, key="run"):
         params = DetectParams(conf=conf, iou=iou, imgsz=int(imgsz), batch_size=int(batch))

@@ -11,7 +11,6 @@ from workbench.domain import Bucket
 from workbench.ui import plain
 
 
-
 def schema_editor(types: tuple[str, ...]) -> dict[str, Any]:
     """An editable table of metadata fields; returns a bucket schema."""
     rows = st.data_editor(

@@ -11,30 +11,35 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from workbench import Workbench
+from workbench.detection import DetectParams
 from workbench.domain import Collection
 from workbench.evaluation import Gate
 from workbench.export import ExportOptions, ExportResult
 from workbench.training import TrainParams
-from workbench.ui import plain, show_errors
+from workbench.ui import choice_input, plain, setting_input, show_errors
 from workbench.ui.render import draw_boxes
-
 
 SMALL_EVALUATION = 20  # below this many held-out images a comparison is mostly noise
 
 
 def export_options_form(key: str = "export") -> ExportOptions:
     cols = st.columns(6)
-    policy = cols[0].radio("Partly reviewed images", ["skip", "fill"], key=f"{key}_policy",
-                           help="skip: only complete images (marked done in image review). "
-                                "fill: partly reviewed ones too, completed with the model's "
-                                "boxes above the threshold (pseudo-labels, counted apart).")
-    threshold = cols[1].slider("Fill threshold", 0.0, 1.0, 0.5, 0.05, key=f"{key}_threshold",
-                               disabled=policy == "skip")
-    val = cols[2].slider("Validation share", 0.0, 0.5, 0.2, 0.05, key=f"{key}_val")
-    holdout = cols[3].slider("Holdout share (never trained on)", 0.0, 0.5, 0.0, 0.05,
-                             key=f"{key}_holdout")
-    seed = cols[4].text_input("Split seed", "workbench", key=f"{key}_seed")
+    policy = choice_input(cols[0], ExportOptions, "unreviewed", "Partly reviewed images",
+                          key=f"{key}_policy", radio=True,
+                          help="skip: only complete images (marked done in image review). "
+                               "fill: partly reviewed ones too, completed with the model's "
+                               "boxes above the threshold (pseudo-labels, counted apart).")
+    threshold = setting_input(cols[1], ExportOptions, "fill_threshold", "Fill threshold",
+                              step=0.05, slider=True, key=f"{key}_threshold",
+                              disabled=policy == "skip")
+    val = setting_input(cols[2], ExportOptions, "val_fraction", "Validation share", step=0.05,
+                        slider=True, key=f"{key}_val")
+    holdout = setting_input(cols[3], ExportOptions, "holdout_fraction",
+                            "Holdout share (never trained on)", step=0.05, slider=True,
+                            key=f"{key}_holdout")
+    seed = cols[4].text_input("Split seed", ExportOptions.seed, key=f"{key}_seed")
     pseudo = cols[5].checkbox("Add unreviewed images (model's confident boxes)",
+                              value=ExportOptions.pseudo_label,
                               key=f"{key}_pseudo", disabled=policy == "skip",
                               help="Keeps a fine-tune on a few hard images from forgetting "
                                    "the easy ones. Only images on which the model is sure of "
@@ -97,11 +102,13 @@ def zip_bytes(folder: Path) -> bytes:
 def train_form(wb: Workbench, collection: Collection, options: ExportOptions) -> None:
     parent = wb.registry.get(collection.extractor_name, collection.active_version)
     cols = st.columns(4)
-    epochs = cols[0].number_input("Epochs", 1, 1000, 10, key="train_epochs")
-    imgsz = cols[1].number_input("Image size", 32, 2048, int(parent.lineage.get("imgsz", 640)),
-                                 32, key="train_imgsz")
-    batch = cols[2].number_input("Batch", 1, 256, 8, key="train_batch")
-    patience = cols[3].number_input("Patience", 1, 1000, 10, key="train_patience")
+    epochs = setting_input(cols[0], TrainParams, "epochs", "Epochs", key="train_epochs")
+    imgsz = setting_input(cols[1], TrainParams, "imgsz", "Image size", step=32,
+                          value=int(parent.lineage.get("imgsz", DetectParams.imgsz)),
+                          key="train_imgsz")
+    batch = setting_input(cols[2], TrainParams, "batch", "Batch", key="train_batch")
+    patience = setting_input(cols[3], TrainParams, "patience", "Patience",
+                             key="train_patience")
     running = [j for j in wb.jobs.active() if j.kind == "train"]
     if st.button(f"Fine-tune {plain(parent.key)}", type="primary", disabled=bool(running),
                  key="start_training"):
@@ -162,12 +169,11 @@ def registry_table(wb: Workbench, collection: Collection) -> None:
 
 def gate_form() -> Gate:
     cols = st.columns(2)
-    gain = cols[0].number_input("Promote when mAP50-95 rises by at least", 0.0, 1.0,
-                                Gate.min_map50_95_gain, 0.005,
-                                format="%.3f", key="gate_gain")
-    drop = cols[1].number_input("…and no class drops by more than", 0.0, 1.0,
-                                Gate.max_class_drop, 0.01,
-                                format="%.3f", key="gate_drop")
+    gain = setting_input(cols[0], Gate, "min_map50_95_gain",
+                         "Promote when mAP50-95 rises by at least", step=0.005,
+                         format="%.3f", key="gate_gain")
+    drop = setting_input(cols[1], Gate, "max_class_drop", "…and no class drops by more than",
+                         step=0.01, format="%.3f", key="gate_drop")
     return Gate(min_map50_95_gain=gain, max_class_drop=drop)
 
 

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from workbench import Workbench, stats
+from workbench import Workbench
 from workbench.annotations import VERDICTS
 from workbench.domain import Collection
 
@@ -42,7 +42,7 @@ def choose_filters(wb: Workbench) -> StatsFilters | None:
     left, middle, right = st.columns([2, 2, 1])
     names = [c.name for c in collections]
     collection = wb.collections.get(left.selectbox("Collection", names, key="stats_collection"))
-    versions = [ALL_VERSIONS, *stats.annotated_versions(wb.db, collection.id)]
+    versions = [ALL_VERSIONS, *wb.stats.annotated_versions(collection.id)]
     version = middle.selectbox(
         "Model version", versions, key="stats_version",
         format_func=lambda v: "all versions" if v == ALL_VERSIONS else v)
@@ -52,7 +52,7 @@ def choose_filters(wb: Workbench) -> StatsFilters | None:
 
 
 def load_report(wb: Workbench, filters: StatsFilters) -> dict[str, Any]:
-    return stats.compute_all(wb.db, filters.collection.id, filters.extractor_key,
+    return wb.stats.report(filters.collection.id, filters.extractor_key,
                              window=filters.window)
 
 

@@ -12,8 +12,8 @@ from workbench import Workbench
 from workbench.domain import Collection
 from workbench.errors import WorkbenchError
 from workbench.references import PROMOTABLE
-from workbench.taxonomies import DEFAULT_THRESHOLD, KINDS, MODES
-from workbench.ui import plain, show_errors
+from workbench.taxonomies import MODES, TaxonomyParams
+from workbench.ui import choice_input, plain, setting_input, show_errors
 
 GALLERY_PER_CLASS = 8
 TREE_EXAMPLE = [{"name": "polygon", "threshold": 0.7},
@@ -91,10 +91,10 @@ def taxonomy_form(wb: Workbench, reference_set: str) -> None:
         cols = st.columns(4)
         name = cols[0].text_input("Taxonomy name", f"{reference_set}-taxonomy",
                                   key="tax_name")
-        kind = cols[1].selectbox("Kind", KINDS, key="tax_kind")
-        threshold = cols[2].slider("Threshold (cosine)", -1.0, 1.0, DEFAULT_THRESHOLD, 0.01,
-                                   key="tax_threshold")
-        top_k = cols[3].number_input("top_k", 1, 100, 5, key="tax_top_k")
+        kind = choice_input(cols[1], TaxonomyParams, "kind", "Kind", key="tax_kind")
+        threshold = setting_input(cols[2], TaxonomyParams, "threshold", "Threshold (cosine)",
+                                  step=0.01, slider=True, key="tax_threshold")
+        top_k = setting_input(cols[3], TaxonomyParams, "top_k", "top_k", key="tax_top_k")
         nodes = st.text_area("Nodes (JSON list; empty for a flat taxonomy of the set's "
                              "classes)", "", placeholder=json.dumps(TREE_EXAMPLE),
                              key="tax_nodes")
@@ -120,7 +120,7 @@ def taxonomy_view(wb: Workbench, collection: Collection, name: str) -> None:
     attached = dict((t.name, mode) for t, mode in wb.taxonomies.attachments(collection.name))
     left, right = st.columns(2)
     mode = left.selectbox("Mode on this collection", MODES, key="tax_mode",
-                          index=MODES.index(attached.get(name, "materialize")),
+                          index=MODES.index(attached.get(name, TaxonomyParams.mode)),
                           help="materialize: after each batch run; retroactive: re-apply to "
                                "every detection now; on_demand: a retriever stage")
     if left.button("Attach" if name not in attached else "Change mode", key="tax_attach"):
