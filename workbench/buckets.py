@@ -11,7 +11,7 @@ from pydantic import ConfigDict, create_model
 from pydantic import ValidationError as PydanticValidationError
 
 from workbench.domain import FIELD_TYPES, Bucket, FieldSpec, ImageObject
-from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.errors import NotFoundError, ValidationError
 from workbench.store import tables as t
 from workbench.store.metadata import MetadataStore, as_utc, new_id, utcnow
 
@@ -118,17 +118,9 @@ class BucketService:
         fields = parse_schema(schema)
         bucket = Bucket(new_id("bkt"), name, fields, as_utc(utcnow()), description)
         with self.db.write() as conn:
-            if conn.execute(sa.select(t.buckets.c.id).where(t.buckets.c.name == name)).first():
-                raise AlreadyExistsError(f"bucket {name!r} exists already; pick another name")
-            conn.execute(
-                t.buckets.insert().values(
-                    id=bucket.id,
-                    name=name,
-                    schema=bucket.to_schema(),
-                    description=description,
-                    created_at=utcnow(),
-                )
-            )
+            self.db.insert_named(conn, t.buckets, "bucket", id=bucket.id, name=name,
+                                 schema=bucket.to_schema(), description=description,
+                                 created_at=utcnow())
         return bucket
 
     def get(self, name_or_id: str) -> Bucket:

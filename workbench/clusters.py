@@ -376,9 +376,7 @@ class ClusterService:
 
     # -- reading -------------------------------------------------------------------------
     def get(self, run_id: str) -> ClusterRun:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(t.cluster_runs).where(
-                t.cluster_runs.c.id == run_id)).first()
+        row = self.db.find(t.cluster_runs, run_id)
         if row is None:
             raise NotFoundError(f"no cluster run {run_id!r}")
         return cluster_run_from_row(row)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from workbench.boxes import center_to_xyxy, clip_xyxy
 from workbench.domain import Collection, Detection, ExtractorVersion
-from workbench.errors import AlreadyExistsError, JobFailed, NotFoundError, ValidationError
+from workbench.errors import JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
 from workbench.images import load_image
 from workbench.params import check_bounds, setting
@@ -78,12 +78,9 @@ class CollectionService:
         bucket_ids = [self.wb.buckets.get(b).id for b in buckets]
         chosen = self.wb.registry.get(extractor, version)
         with self.db.write() as conn:
-            if conn.execute(sa.select(t.collections.c.id).where(
-                    t.collections.c.name == name)).first():
-                raise AlreadyExistsError(f"collection {name!r} exists already")
-            conn.execute(t.collections.insert().values(
-                id=new_id("col"), name=name, extractor_name=chosen.name,
-                active_version=chosen.version, bucket_ids=bucket_ids, created_at=utcnow()))
+            self.db.insert_named(conn, t.collections, "collection", id=new_id("col"), name=name,
+                                 extractor_name=chosen.name, active_version=chosen.version,
+                                 bucket_ids=bucket_ids, created_at=utcnow())
         return self.get(name)
 
     def get(self, name_or_id: str) -> Collection:
@@ -355,9 +352,7 @@ class DetectionService:
             return [detection_from_row(r) for r in rows]
 
     def get(self, detection_id: str) -> Detection:
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(t.detections).where(
-                t.detections.c.id == detection_id)).first()
+        row = self.db.find(t.detections, detection_id)
         if row is None:
             raise NotFoundError(f"no detection {detection_id!r}")
         return detection_from_row(row)

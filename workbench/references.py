@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.errors import NotFoundError, ValidationError
 from workbench.extractors.spec import parse_feature_uri
 from workbench.images import crop_jpeg, load_image
 from workbench.store import tables as t
@@ -111,14 +111,11 @@ class ReferenceService:
             raise ValidationError(f"{feature_uri} is not a per-detection embedding; reference "
                                   "sets compare detections")
         now = utcnow()
+        set_id = new_id("refs")
         with self.db.write() as conn:
-            if conn.execute(sa.select(t.reference_sets.c.id).where(
-                    t.reference_sets.c.name == name)).first():
-                raise AlreadyExistsError(f"reference set {name!r} exists already")
-            set_id = new_id("refs")
-            conn.execute(t.reference_sets.insert().values(
-                id=set_id, name=name, collection_id=target.id, feature_uri=feature_uri,
-                version=0, description=description, created_at=now, updated_at=now))
+            self.db.insert_named(conn, t.reference_sets, "reference set", id=set_id, name=name,
+                                 collection_id=target.id, feature_uri=feature_uri, version=0,
+                                 description=description, created_at=now, updated_at=now)
         return self.get(set_id)
 
     def get(self, name_or_id: str) -> ReferenceSet:

@@ -254,9 +254,7 @@ class RetrieverService:
 
     def execution(self, execution_id: str) -> dict[str, Any]:
         """A logged execution: its inputs, result ids and time per stage."""
-        with self.db.read() as conn:
-            row = conn.execute(sa.select(t.retriever_executions).where(
-                t.retriever_executions.c.id == execution_id)).first()
+        row = self.db.find(t.retriever_executions, execution_id)
         if row is None:
             raise NotFoundError(f"no retriever execution {execution_id!r}")
         return {"id": row.id, "retriever_id": row.retriever_id, "inputs": row.inputs,

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 
-from workbench.errors import AlreadyExistsError, JobFailed, NotFoundError, ValidationError
+from workbench.errors import JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
 from workbench.params import check_bounds, setting
 from workbench.references import ReferenceMatrix, normalise
@@ -303,15 +303,13 @@ class TaxonomyService:
         _check_settings(threshold, top_k, mapping)
         now = utcnow()
         with self.db.write() as conn:
-            if conn.execute(sa.select(t.taxonomies.c.id).where(
-                    t.taxonomies.c.name == name)).first():
-                raise AlreadyExistsError(f"taxonomy {name!r} exists already")
             taxonomy_id = new_id("tax")
-            conn.execute(t.taxonomies.insert().values(
-                id=taxonomy_id, name=name, reference_set_id=refs.id, kind=kind,
-                nodes=[n.to_dict() for n in parsed], threshold=float(threshold),
-                top_k=int(top_k), mapping=dict(mapping or DEFAULT_MAPPING), version=1,
-                reference_version=refs.version, created_at=now, updated_at=now))
+            self.db.insert_named(
+                conn, t.taxonomies, "taxonomy", id=taxonomy_id, name=name,
+                reference_set_id=refs.id, kind=kind, nodes=[n.to_dict() for n in parsed],
+                threshold=float(threshold), top_k=int(top_k),
+                mapping=dict(mapping or DEFAULT_MAPPING), version=1,
+                reference_version=refs.version, created_at=now, updated_at=now)
             if attach_to is not None:
                 conn.execute(t.taxonomy_attachments.insert().values(
                     taxonomy_id=taxonomy_id, collection_id=attach_to.id, mode=mode,

@@ -46,7 +46,7 @@ from urllib.parse import urlparse
 
 import sqlalchemy as sa
 
-from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.errors import NotFoundError, ValidationError
 from workbench.events import new_event, outbox
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
@@ -119,13 +119,11 @@ class WebhookService:
             raise ValidationError(f"unknown event type(s) {unknown}; choose from "
                                   f"{', '.join(EVENT_TYPES)} or '*'")
         secret = secret or "whsec_" + secrets.token_urlsafe(24)
+        webhook_id = new_id("whk")
         with self.db.write() as conn:
-            if conn.execute(sa.select(t.webhooks.c.id).where(t.webhooks.c.name == name)).first():
-                raise AlreadyExistsError(f"webhook {name!r} exists already")
-            webhook_id = new_id("whk")
-            conn.execute(t.webhooks.insert().values(
-                id=webhook_id, name=name, url=url, events=events, secret=secret,
-                active=active, created_at=utcnow()))
+            self.db.insert_named(conn, t.webhooks, "webhook", id=webhook_id, name=name, url=url,
+                                 events=events, secret=secret, active=active,
+                                 created_at=utcnow())
         return self.get(webhook_id), secret
 
     def get(self, name_or_id: str) -> Webhook:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import sys
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -69,7 +71,13 @@ def job_progress(description: str):
     if state.json:
         yield lambda job: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -122,13 +130,37 @@ def option(owner: type, name: str, *flags: str, help: str | None = None) -> Any:
     return typer.Option(*flags, help=f"{text} ({s.bounds_text()})." if bounded else f"{text}.")
 
 
-def export_options(unreviewed: str, fill_threshold: float, val: float, holdout: float,
-                   seed: str, pseudo_label: bool = False):
-    from workbench.export import ExportOptions
+# the export options' flags → their ExportOptions fields (``export`` and ``train`` take them)
+EXPORT_FLAGS = {"unreviewed": "unreviewed", "fill_threshold": "fill_threshold",
+                "val": "val_fraction", "holdout": "holdout_fraction", "seed": "seed",
+                "pseudo_label": "pseudo_label"}
 
-    return ExportOptions(unreviewed=unreviewed, fill_threshold=fill_threshold,
-                         val_fraction=val, holdout_fraction=holdout, seed=seed,
-                         pseudo_label=pseudo_label)
+
+def with_export_options(command):
+    """Give a command the export options (``--unreviewed``, ``--val``, …, defaulted and
+    documented by ExportOptions, placed before ``--queue``); it receives them as one
+    ``options: ExportOptions`` argument."""
+    from workbench.export import ExportOptions
+    from workbench.params import spec
+
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "options"]
+    added = [inspect.Parameter(flag, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                               default=spec(ExportOptions, field).default,
+                               annotation=Annotated[spec(ExportOptions, field).kind,
+                                                    option(ExportOptions, field)])
+             for flag, field in EXPORT_FLAGS.items()]
+    at = next((i for i, p in enumerate(own) if p.name == "queue"), len(own))
+
+    @functools.wraps(command)
+    def with_options(*args, **kwargs):
+        values = {field: kwargs.pop(flag) for flag, field in EXPORT_FLAGS.items()}
+        return command(*args, options=ExportOptions(**values), **kwargs)
+
+    parameters = own[:at] + added + own[at:]
+    with_options.__signature__ = signature.replace(parameters=parameters)
+    with_options.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_options
 
 
 def hit_line(hit) -> str:

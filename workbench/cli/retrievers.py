@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, hit_line, open_workspace, parse_meta, read_json_file
+from workbench.cli.common import (
+    emit,
+    hit_line,
+    open_workspace,
+    parse_meta,
+    read_json_file,
+)
 
 retrievers_app = typer.Typer(help="List, save and run retrievers.", invoke_without_command=True)
 

@@ -8,7 +8,13 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, job_progress, open_workspace, option, read_json_file
+from workbench.cli.common import (
+    emit,
+    job_progress,
+    open_workspace,
+    option,
+    read_json_file,
+)
 from workbench.taxonomies import TaxonomyParams
 
 taxonomy_app = typer.Typer(help="Taxonomies: list, create, attach, apply.",

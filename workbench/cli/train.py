@@ -6,11 +6,18 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, export_options, job_progress, open_workspace, option
+from workbench.cli.common import (
+    emit,
+    job_progress,
+    open_workspace,
+    option,
+    with_export_options,
+)
 from workbench.export import ExportOptions
 from workbench.training import TrainParams
 
 
+@with_export_options
 def train(
     collection: str,
     base: Annotated[str | None, typer.Option(help="Version to fine-tune (default: active).")] = None,
@@ -19,20 +26,11 @@ def train(
     batch: Annotated[int, option(TrainParams, "batch")] = TrainParams.batch,
     patience: Annotated[int, option(TrainParams, "patience")] = TrainParams.patience,
     device: Annotated[str | None, option(TrainParams, "device")] = TrainParams.device,
-    unreviewed: Annotated[str, option(ExportOptions, "unreviewed")] = ExportOptions.unreviewed,
-    fill_threshold: Annotated[float, option(ExportOptions, "fill_threshold")
-                              ] = ExportOptions.fill_threshold,
-    val: Annotated[float, option(ExportOptions, "val_fraction")] = ExportOptions.val_fraction,
-    holdout: Annotated[float, option(ExportOptions, "holdout_fraction")
-                       ] = ExportOptions.holdout_fraction,
-    seed: Annotated[str, option(ExportOptions, "seed")] = ExportOptions.seed,
-    pseudo_label: Annotated[bool, option(ExportOptions, "pseudo_label")
-                            ] = ExportOptions.pseudo_label,
+    options: ExportOptions = ExportOptions(),  # the export options, see with_export_options
     queue: Annotated[bool, typer.Option("--queue", help="Hand the run to the worker.")] = False,
 ) -> None:
     """Export, fine-tune and register the result as the next version (with its lineage)."""
     wb = open_workspace()
-    options = export_options(unreviewed, fill_threshold, val, holdout, seed, pseudo_label)
     params = TrainParams(epochs=epochs, imgsz=imgsz, batch=batch, patience=patience,
                          device=device)
     if queue:

@@ -543,16 +543,17 @@ def _colours(
     return _rgb(fill), None if outline is None else _rgb(outline)
 
 
-def _make_shape(
-    rng: np.random.Generator,
-    cls: str,
-    center: tuple[float, float],
-    radius: float,
-    palette: np.ndarray,
-) -> _Shape:
+def _style(rng: np.random.Generator, radius: float, palette: np.ndarray
+           ) -> tuple[tuple, tuple, int, float]:
+    """Fill and outline colours, outline width and a turn: what every shape draws first."""
     fill, outline = _colours(rng, palette)
     width = max(1, round(radius * rng.uniform(0.04, 0.1)))
-    angle = rng.uniform(0, 2 * math.pi)
+    return fill, outline, width, rng.uniform(0, 2 * math.pi)
+
+
+def _make_shape(rng: np.random.Generator, cls: str, center: tuple[float, float], radius: float,
+                palette: np.ndarray) -> _Shape:
+    fill, outline, width, angle = _style(rng, radius, palette)
     if cls == "circle":
         x, y = center
         box = (x - radius, y - radius, x + radius, y + radius)
@@ -571,16 +572,9 @@ def _make_shape(
     return _Shape("polygon", points, center, radius, fill, outline, width)
 
 
-def _make_distractor(
-    rng: np.random.Generator,
-    kind: str,
-    center: tuple[float, float],
-    radius: float,
-    palette: np.ndarray,
-) -> _Shape:
-    fill, outline = _colours(rng, palette)
-    width = max(1, round(radius * rng.uniform(0.04, 0.1)))
-    angle = rng.uniform(0, 2 * math.pi)
+def _make_distractor(rng: np.random.Generator, kind: str, center: tuple[float, float],
+                     radius: float, palette: np.ndarray) -> _Shape:
+    fill, outline, width, angle = _style(rng, radius, palette)
     if kind == "ring":
         x, y = center
         ry = radius * rng.uniform(0.75, 1.0)

@@ -73,6 +73,18 @@ class MetadataStore:
         with self.read() as own:
             return own.execute(query).first()
 
+    def insert_named(self, conn: Connection, table, what: str, **values) -> None:
+        """Insert a row of a table of named things, refusing (AlreadyExistsError) a name that
+        is taken; ``what`` names the kind of thing in the error."""
+        import sqlalchemy as sa
+
+        from workbench.errors import AlreadyExistsError
+
+        if conn.execute(sa.select(table.c.id).where(table.c.name == values["name"])).first():
+            raise AlreadyExistsError(f"{what} {values['name']!r} exists already; pick another "
+                                     "name")
+        conn.execute(table.insert().values(**values))
+
     def migrate(self) -> str:
         """Apply every pending migration, in order, each in its own transaction."""
         from alembic import command
