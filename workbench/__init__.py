@@ -51,52 +51,61 @@ class Workbench:
 
     @property
     def home(self) -> Path:
+        """The workspace folder."""
         return self.settings.home
 
     @cached_property
     def vectors(self):
+        """The vector store (Chroma) in the workspace's ``vectors/`` folder."""
         from workbench.store.vectors import VectorStore
 
         return VectorStore(self.settings.vectors_dir)
 
     @cached_property
     def buckets(self):
+        """Buckets: named image sets with a metadata schema."""
         from workbench.buckets import BucketService
 
         return BucketService(self.db)
 
     @cached_property
     def ingest(self):
+        """Ingest of files, folders, zips and URLs into a bucket."""
         from workbench.ingest import IngestService
 
         return IngestService(self)
 
     @cached_property
     def jobs(self):
+        """The durable job queue."""
         from workbench.jobs import JobService
 
         return JobService(self)
 
     @cached_property
     def registry(self):
+        """The model registry: extractor versions with their weights, lineage and metrics."""
         from workbench.registry import ModelRegistry
 
         return ModelRegistry(self)
 
     @cached_property
     def collections(self):
+        """Collections: source buckets bound to an extractor."""
         from workbench.detection import CollectionService
 
         return CollectionService(self)
 
     @cached_property
     def detection(self):
+        """Batch runs of a collection through an extractor version, and their detections."""
         from workbench.detection import DetectionService
 
         return DetectionService(self, truth=self.truth, taxonomies=self.taxonomies)
 
     @cached_property
     def annotations(self):
+        """Reviewers' verdicts on detections and images, with their history."""
         from workbench.annotations import AnnotationService
 
         return AnnotationService(self.db, self.settings.author, self.settings.gold_fraction,
@@ -104,90 +113,105 @@ class Workbench:
 
     @cached_property
     def retrievers(self):
+        """Retrievers: stored stage lists that pick detections to review."""
         from workbench.retrievers import RetrieverService
 
         return RetrieverService(self)
 
     @cached_property
     def training(self):
+        """Fine-tuning jobs that register a model's next version."""
         from workbench.training import TrainingService
 
         return TrainingService(self)
 
     @cached_property
     def events(self):
+        """The workspace's event log."""
         from workbench.events import EventService
 
         return EventService(self.db)
 
     @cached_property
     def stats(self):
+        """Review statistics (the Stats page, ``workbench stats``)."""
         from workbench.stats import StatsService
 
         return StatsService(self.db)
 
     @cached_property
     def export(self):
+        """Exports of the ground truth as YOLO (and COCO) training sets."""
         from workbench.export import ExportService
 
         return ExportService(self)
 
     @cached_property
     def evaluation(self):
+        """Evaluations of one version against another on the gold set, and promotions."""
         from workbench.evaluation import EvaluationService
 
         return EvaluationService(self)
 
     @cached_property
     def references(self):
+        """Reference sets: labelled detections that taxonomies compare against."""
         from workbench.references import ReferenceService
 
         return ReferenceService(self)
 
     @cached_property
     def taxonomies(self):
+        """Taxonomies: detections classified by their nearest references."""
         from workbench.taxonomies import TaxonomyService
 
         return TaxonomyService(self)
 
     @cached_property
     def clusters(self):
+        """Cluster runs over detection embeddings, and what is done with their clusters."""
         from workbench.clusters import ClusterService
 
         return ClusterService(self)
 
     @cached_property
     def demo(self):
+        """The demo workspace: ShapeWorld scenes and the starter detector."""
         from workbench.demo import DemoService
 
         return DemoService(self)
 
     @cached_property
     def image_review(self):
+        """The image review queue and whole-image review passes."""
         from workbench.image_review import ImageReviewService
 
         return ImageReviewService(self)
 
     @cached_property
     def truth(self):
+        """Ground truth per image, carried verdicts and the gold set."""
         from workbench.truth import TruthService
 
         return TruthService(self)
 
     @cached_property
     def webhooks(self):
+        """Webhook subscriptions and their deliveries."""
         from workbench.webhooks import WebhookService
 
         return WebhookService(self)
 
     @cached_property
     def rules(self):
+        """Automation rules and the engine that applies them to events."""
         from workbench.rules import RuleService
 
         return RuleService(self)
 
     @cached_property
     def fiftyone(self):
+        """Sync of collections into FiftyOne datasets."""
         from workbench.fiftyone_sync import FiftyOneSync
 
         return FiftyOneSync(self)
@@ -221,4 +245,5 @@ class Workbench:
             }
 
     def close(self) -> None:
+        """Close the metadata store's pooled connections."""
         self.db.dispose()

@@ -35,6 +35,8 @@ BOX_TOLERANCE_PX = 1.0  # rounding in a browser canvas may put an edge a pixel o
 
 @dataclass(frozen=True)
 class Annotation:
+    """One stored annotation: a verdict on a detection or an image document, with provenance."""
+
     id: str
     document_id: str
     collection_id: str
@@ -55,12 +57,15 @@ class Annotation:
 
     @property
     def box_xyxy(self) -> tuple[float, float, float, float] | None:
+        """The payload's ``bbox`` as pixel ``xyxy``, or None when it has none."""
         bbox = self.payload.get("bbox")
         return center_to_xyxy(bbox) if bbox else None
 
 
 @dataclass(frozen=True)
 class Page:
+    """One page of annotations, how many match in all, and where the next page starts."""
+
     items: list[Annotation]
     total: int
     next_offset: int | None
@@ -68,6 +73,8 @@ class Page:
 
 @dataclass(frozen=True)
 class BulkResult:
+    """The outcome of one operation of a bulk request, by its position in the request."""
+
     index: int
     ok: bool
     annotation_id: str | None = None
@@ -103,6 +110,8 @@ def _explain(exc: PydanticValidationError) -> str:
 
 
 class AnnotationService:
+    """Write and read annotations; every write also refreshes the image's ground truth."""
+
     def __init__(self, db: MetadataStore, default_author: str | None = None,
                  gold_fraction: float = 0.2, gold_target: int = 50):
         self.db = db
@@ -273,6 +282,7 @@ class AnnotationService:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, annotation_id: str, include_deleted: bool = False) -> Annotation:
+        """An annotation by id; NotFoundError if none, or if deleted and not ``include_deleted``."""
         query = sa.select(t.annotations).where(t.annotations.c.id == annotation_id)
         if not include_deleted:
             query = query.where(t.annotations.c.deleted_at.is_(None))
@@ -433,6 +443,7 @@ def _event_payload(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def annotation_from_row(row) -> Annotation:
+    """The Annotation a row of the annotations table describes."""
     return Annotation(
         id=row.id, document_id=row.document_id, collection_id=row.collection_id,
         object_id=row.object_id, extractor_key=row.extractor_key, label=row.label,

@@ -104,12 +104,15 @@ class MetadataValidator:
 
 
 class BucketService:
+    """Create, find and list buckets, and read the image objects they hold."""
+
     def __init__(self, db: MetadataStore):
         self.db = db
 
     def create(
         self, name: str, schema: dict[str, Any] | None = None, description: str = ""
     ) -> Bucket:
+        """Create a bucket with a checked schema; AlreadyExistsError if the name is taken."""
         if not NAME_PATTERN.match(name or ""):
             raise ValidationError(
                 f"bucket name {name!r} is not valid: use 1-100 letters, digits, '_', '-' or '.', "
@@ -124,6 +127,7 @@ class BucketService:
         return bucket
 
     def get(self, name_or_id: str) -> Bucket:
+        """A bucket by name or id; NotFoundError (naming the buckets there are) if none."""
         row = self.db.find(t.buckets, name_or_id)
         if row is None:
             names = ", ".join(b.name for b in self.list()) or "none yet"
@@ -134,16 +138,19 @@ class BucketService:
         return bucket_from_row(row)
 
     def exists(self, name: str) -> bool:
+        """Whether a bucket of this name exists (by name only, not by id)."""
         with self.db.read() as conn:
             query = sa.select(t.buckets.c.id).where(t.buckets.c.name == name)
             return conn.execute(query).first() is not None
 
     def list(self) -> list[Bucket]:
+        """Every bucket, oldest first."""
         with self.db.read() as conn:
             rows = conn.execute(sa.select(t.buckets).order_by(t.buckets.c.created_at)).all()
         return [bucket_from_row(r) for r in rows]
 
     def count_objects(self, bucket: Bucket | None = None) -> int:
+        """How many images ``bucket`` holds, or the whole workspace when it is None."""
         query = sa.select(sa.func.count()).select_from(t.objects)
         if bucket is not None:
             query = query.where(t.objects.c.bucket_id == bucket.id)
@@ -163,6 +170,7 @@ class BucketService:
             return [object_from_row(r) for r in conn.execute(query)]
 
     def get_object(self, object_id: str) -> ImageObject:
+        """An image object by id; NotFoundError if there is none."""
         row = self.db.find(t.objects, object_id)
         if row is None:
             raise NotFoundError(f"no image object with id {object_id!r}")
@@ -170,6 +178,7 @@ class BucketService:
 
 
 def bucket_from_row(row) -> Bucket:
+    """The Bucket a row of the buckets table describes."""
     return Bucket(
         id=row.id,
         name=row.name,
@@ -180,6 +189,7 @@ def bucket_from_row(row) -> Bucket:
 
 
 def object_from_row(row) -> ImageObject:
+    """The ImageObject a row of the objects table describes."""
     return ImageObject(
         id=row.id,
         bucket_id=row.bucket_id,

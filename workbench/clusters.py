@@ -74,6 +74,8 @@ class ClusterParams:
 
 @dataclass(frozen=True)
 class ClusterRun:
+    """A stored cluster run: its choices, timings and clusters (sizes and labels, not members)."""
+
     id: str
     collection_id: str
     feature_uri: str
@@ -89,6 +91,7 @@ class ClusterRun:
     created_at: datetime
 
     def name_of(self, cluster: int) -> str:
+        """A cluster's name (given or from a labeller), else ``cluster <n>``."""
         return self.clusters.get(str(cluster), {}).get("name") or f"cluster {cluster}"
 
 
@@ -228,6 +231,7 @@ class LLMLabeller:
         self.timeout_s = timeout_s
 
     def label(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """Name one cluster from its statistics; WorkbenchError if the answer is not usable."""
         import httpx
         from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
@@ -270,6 +274,8 @@ class LLMLabeller:
 
 # -- the service ---------------------------------------------------------------------------
 class ClusterService:
+    """Cluster runs over a collection's detection embeddings, and actions on their clusters."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
         self.db = wb.db
@@ -317,6 +323,7 @@ class ClusterService:
         return self.get(job.result["run_id"])
 
     def execute(self, ctx: JobContext) -> dict[str, Any]:
+        """The cluster job: select, reduce, cluster, project, and store the run with its members."""
         p = ctx.params
         collection = self.wb.collections.get(p["collection_id"])
         chosen = self.wb.registry.get(collection.extractor_name, p["version"])
@@ -376,12 +383,14 @@ class ClusterService:
 
     # -- reading -------------------------------------------------------------------------
     def get(self, run_id: str) -> ClusterRun:
+        """A cluster run by id; NotFoundError if there is none."""
         row = self.db.find(t.cluster_runs, run_id)
         if row is None:
             raise NotFoundError(f"no cluster run {run_id!r}")
         return cluster_run_from_row(row)
 
     def list(self, collection: str | None = None, limit: int = 50) -> list[ClusterRun]:
+        """Cluster runs (of ``collection``, or of all), newest first, at most ``limit``."""
         query = sa.select(t.cluster_runs).order_by(t.cluster_runs.c.created_at.desc())
         if collection is not None:
             query = query.where(t.cluster_runs.c.collection_id ==
@@ -428,6 +437,7 @@ class ClusterService:
         return self.get(run.id)
 
     def rename(self, run_id: str, cluster: int, name: str) -> ClusterRun:
+        """Name a cluster by hand; labelling the run again keeps the name."""
         run = self.get(run_id)
         if str(cluster) not in run.clusters:
             raise NotFoundError(f"run {run_id} has no cluster {cluster} "
@@ -549,6 +559,7 @@ def _check_members(n: int) -> None:
 
 
 def cluster_run_from_row(row) -> ClusterRun:
+    """The ClusterRun a row of the cluster_runs table describes."""
     return ClusterRun(row.id, row.collection_id, row.feature_uri, row.algorithm,
                       dict(row.params), row.reduction, row.projection, row.filters,
                       row.n_members, dict(row.clusters), row.noise, dict(row.seconds),

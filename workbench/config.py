@@ -131,22 +131,27 @@ class Settings(BaseSettings):
     # Paths derived from home, kept here so that every module agrees on the layout.
     @property
     def db_url(self) -> str:
+        """The database: ``WORKBENCH_DATABASE_URL``, else ``workbench.db`` in the workspace."""
         return self.database_url or f"sqlite:///{(self.home / 'workbench.db').resolve()}"
 
     @property
     def blobs_dir(self) -> Path:
+        """The folder of the content-addressed image blobs."""
         return self.home / "blobs"
 
     @property
     def vectors_dir(self) -> Path:
+        """The folder of the Chroma vector store."""
         return self.home / "vectors"
 
     @property
     def staging_dir(self) -> Path:
+        """The folder uploads are saved in before they are ingested."""
         return self.home / "staging"
 
     @property
     def logs_dir(self) -> Path:
+        """The folder of log files."""
         return self.home / "logs"
 
     def apply_environment(self) -> None:

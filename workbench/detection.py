@@ -50,6 +50,7 @@ class DetectParams:
         check_bounds(self)
 
     def model_params(self) -> dict[str, Any]:
+        """The settings the model itself takes (``batch_size`` is the run's)."""
         return {"conf": self.conf, "iou": self.iou, "imgsz": self.imgsz, "max_det": self.max_det}
 
 
@@ -65,12 +66,15 @@ def document_id(collection_id: str, object_id: str, extractor_key: str) -> str:
 
 
 class CollectionService:
+    """Create, find and list collections, and choose their active version."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
         self.db = wb.db
 
     def create(self, name: str, buckets: list[str], extractor: str = "yolo_detector",
                version: str | None = None) -> Collection:
+        """Bind buckets to an extractor version (default: the newest); a taken name is refused."""
         if not name or len(name) > 200:
             raise ValidationError("a collection needs a name of 1-200 characters")
         if not buckets:
@@ -84,6 +88,7 @@ class CollectionService:
         return self.get(name)
 
     def get(self, name_or_id: str) -> Collection:
+        """A collection by name or id; NotFoundError (naming the collections there are) if none."""
         row = self.db.find(t.collections, name_or_id)
         if row is None:
             known = ", ".join(c.name for c in self.list()) or "none yet"
@@ -92,16 +97,19 @@ class CollectionService:
         return collection_from_row(row)
 
     def list(self) -> list[Collection]:
+        """Every collection, oldest first."""
         with self.db.read() as conn:
             rows = conn.execute(sa.select(t.collections).order_by(t.collections.c.created_at))
             return [collection_from_row(r) for r in rows]
 
     def exists(self, name: str) -> bool:
+        """Whether a collection of this name exists (by name only, not by id)."""
         with self.db.read() as conn:
             return conn.execute(sa.select(t.collections.c.id).where(
                 t.collections.c.name == name)).first() is not None
 
     def set_active_version(self, collection: str, version: str) -> Collection:
+        """Make a registered version the collection's active one."""
         current = self.get(collection)
         self.wb.registry.get(current.extractor_name, version)  # must exist
         with self.db.write() as conn:
@@ -117,6 +125,7 @@ class CollectionService:
         return sorted(rows)
 
     def count_objects(self, collection: Collection) -> int:
+        """How many images the collection's buckets hold."""
         with self.db.read() as conn:
             return conn.execute(sa.select(sa.func.count()).select_from(t.objects).where(
                 t.objects.c.bucket_id.in_(collection.bucket_ids))).scalar_one()
@@ -164,6 +173,7 @@ class DetectionService:
 
     # -- the job -----------------------------------------------------------------------
     def execute(self, ctx: JobContext) -> dict[str, Any]:
+        """The batch-run job: run what is left, carry ground truth over, apply taxonomies."""
         collection = self.wb.collections.get(ctx.params["collection_id"])
         version = self.wb.registry.get(collection.extractor_name, ctx.params["version"])
         params = DetectParams(**ctx.params["params"])
@@ -339,6 +349,7 @@ class DetectionService:
                    classes: list[str] | None = None, min_conf: float = 0.0,
                    max_conf: float = 1.0, object_ids: list[str] | None = None
                    ) -> list[Detection]:
+        """One version's detections in a collection, filtered, in image order."""
         query = sa.select(t.detections).where(
             t.detections.c.collection_id == collection.id,
             t.detections.c.extractor_key == extractor_key,
@@ -352,6 +363,7 @@ class DetectionService:
             return [detection_from_row(r) for r in rows]
 
     def get(self, detection_id: str) -> Detection:
+        """A detection by id; NotFoundError if there is none."""
         row = self.db.find(t.detections, detection_id)
         if row is None:
             raise NotFoundError(f"no detection {detection_id!r}")
@@ -399,6 +411,7 @@ class DetectionService:
                 for i in ids]
 
     def class_counts(self, collection: Collection, extractor_key: str) -> dict[str, int]:
+        """One version's detections in a collection per predicted class."""
         with self.db.read() as conn:
             rows = conn.execute(
                 sa.select(t.detections.c.class_name, sa.func.count())
@@ -421,6 +434,7 @@ class ImageDiff:
 
     @property
     def changed(self) -> bool:
+        """Whether any box was added, removed, relabelled or moved."""
         return bool(self.added or self.removed or self.class_changed or self.moved)
 
 
@@ -457,12 +471,14 @@ def diff_detections(base: list[Detection], candidate: list[Detection], object_id
 
 
 def collection_from_row(row) -> Collection:
+    """The Collection a row of the collections table describes."""
     return Collection(id=row.id, name=row.name, extractor_name=row.extractor_name,
                       active_version=row.active_version, bucket_ids=tuple(row.bucket_ids),
                       created_at=as_utc(row.created_at))
 
 
 def detection_from_row(row) -> Detection:
+    """The Detection a row of the detections table describes."""
     return Detection(id=row.id, document_id=row.document_id, object_id=row.object_id,
                      extractor_key=row.extractor_key, index=row.idx, class_name=row.class_name,
                      confidence=row.confidence, xyxy=(row.x1, row.y1, row.x2, row.y2),

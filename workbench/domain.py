@@ -33,6 +33,7 @@ class Bucket:
 
     @property
     def metadata_fields(self) -> tuple[FieldSpec, ...]:
+        """The schema's fields other than ``image``."""
         return tuple(f for f in self.fields if f.type != "image")
 
     def to_schema(self) -> dict[str, Any]:
@@ -86,10 +87,12 @@ class Job:
 
     @property
     def finished(self) -> bool:
+        """Whether the job has ended: done, failed or cancelled."""
         return self.status in ("done", "failed", "cancelled")
 
     @property
     def fraction(self) -> float:
+        """Progress as a fraction (0 while the total is unknown)."""
         return self.progress_done / self.progress_total if self.progress_total else 0.0
 
 
@@ -116,21 +119,26 @@ class IngestReport:
     items: tuple[IngestItem, ...] = field(default_factory=tuple)
 
     def count(self, status: str) -> int:
+        """How many inputs ended with ``status``."""
         return sum(1 for item in self.items if item.status == status)
 
     @property
     def accepted(self) -> int:
+        """Inputs stored as new images."""
         return self.count("accepted")
 
     @property
     def duplicates(self) -> int:
+        """Inputs whose bytes the bucket held already."""
         return self.count("duplicate")
 
     @property
     def rejected(self) -> int:
+        """Inputs refused, each with its reason."""
         return self.count("rejected")
 
     def summary(self) -> str:
+        """The counts in one line."""
         return (
             f"{self.accepted} accepted, {self.duplicates} duplicate, "
             f"{self.rejected} rejected (of {len(self.items)})"
@@ -161,9 +169,11 @@ class ExtractorVersion:
 
     @property
     def key(self) -> str:
+        """``name@version``: how the rest of the workbench refers to this version."""
         return f"{self.name}@{self.version}"
 
     def feature_uri(self, feature_name: str) -> str:
+        """The ``workbench://name@version/feature`` address of one of its features."""
         return self.spec.feature_uri(feature_name)
 
 
@@ -180,6 +190,7 @@ class Collection:
 
     @property
     def active_key(self) -> str:
+        """``name@version`` of the active extractor version."""
         return f"{self.extractor_name}@{self.active_version}"
 
 

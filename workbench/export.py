@@ -84,6 +84,8 @@ class ExportOptions:
 
 @dataclass(frozen=True)
 class LabelledBox:
+    """One object of a training image, in pixel ``xyxy``, and where its label came from."""
+
     cls: str
     xyxy: tuple[float, float, float, float]
     source: str  # "confirmed", "corrected", "missed" or "filled"
@@ -93,6 +95,8 @@ class LabelledBox:
 
 @dataclass
 class ImageLabels:
+    """One image to export: its blob, size, source name and labelled boxes."""
+
     object_id: str
     sha256: str
     path: Path
@@ -104,6 +108,8 @@ class ImageLabels:
 
 @dataclass(frozen=True)
 class ExportResult:
+    """What an export wrote: where, its content hash, and counts by split, class and origin."""
+
     path: Path
     content_hash: str
     images: dict[str, int]
@@ -118,6 +124,7 @@ class ExportResult:
 
     @property
     def data_yaml(self) -> Path:
+        """The dataset's ``data.yaml``, what ultralytics trains from."""
         return self.path / "data.yaml"
 
 

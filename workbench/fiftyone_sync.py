@@ -96,10 +96,12 @@ def version_slug(version: str) -> str:
 
 
 def prediction_field(version: str) -> str:
+    """The sample field of a version's predictions: ``pred_<slug>``."""
     return f"pred_{version_slug(version)}"
 
 
 def embedding_field(version: str) -> str:
+    """The sample field of a version's image embedding: ``embedding_<slug>``."""
     return f"embedding_{version_slug(version)}"
 
 
@@ -125,6 +127,7 @@ class SyncReport:
     visualizations: tuple[str, ...] = ()
 
     def summary(self) -> str:
+        """The counts and the time in one line."""
         return (f"{self.dataset}: {self.added} added, {self.updated} updated, "
                 f"{self.unchanged} unchanged, {self.removed} removed ({self.samples} samples, "
                 f"{self.seconds:.1f} s)")
@@ -147,6 +150,10 @@ class CrossCheck:
 
     @property
     def agrees(self) -> bool:
+        """Whether every mAP is within ``tolerance`` and every TP/FP/FN count is equal.
+
+        A figure undefined on one side only is a disagreement.
+        """
         for name, delta in self.differences.items():
             if delta is None:  # one side undefined: agreement only when both are
                 if (self.workbench[name] is None) != (self.fiftyone[name] is None):
@@ -156,6 +163,7 @@ class CrossCheck:
         return True
 
     def summary(self) -> str:
+        """Every figure, workbench against FiftyOne, and the verdict, in one line."""
         def fmt(value):
             return "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float)
                                                 else str(value))

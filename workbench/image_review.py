@@ -67,6 +67,8 @@ class RankedImage:
 
 @dataclass(frozen=True)
 class ImageQueue:
+    """The next images to review, the execution logged for them, and how many open ones remain."""
+
     execution_id: str
     extractor_key: str
     images: list[RankedImage]
@@ -74,6 +76,8 @@ class ImageQueue:
 
 
 class ImageReviewService:
+    """The image review queue, disagreements with the ground truth, and whole-image passes."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
         self.db = wb.db

@@ -30,12 +30,15 @@ class Rejected(Exception):
 
 @dataclass(frozen=True)
 class ImageInfo:
+    """What inspecting an image found: its format and its size after EXIF orientation."""
+
     width: int
     height: int
     format: str
 
     @property
     def ext(self) -> str:
+        """The extension its blob gets."""
         return FORMAT_EXTENSIONS[self.format]
 
 

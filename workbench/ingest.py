@@ -47,6 +47,7 @@ class Source:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        """The form kept in an ingest job's parameters."""
         return {"locator": self.locator, "label": self.label, "metadata": self.metadata}
 
 
@@ -280,6 +281,8 @@ class _Checked:
 
 # -- the service ---------------------------------------------------------------------------
 class IngestService:
+    """Ingest files, folders, zips and URLs into a bucket, as a resumable job with a report."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
 
@@ -333,6 +336,7 @@ class IngestService:
         return self.report(job.id)
 
     def report(self, job_id: str) -> IngestReport:
+        """An ingest job's report, one item per input; NotFoundError unless it is an ingest job."""
         job = self.wb.jobs.get(job_id)
         if job.kind != "ingest":
             raise NotFoundError(f"job {job_id} is a {job.kind} job, not an ingest")
@@ -352,6 +356,7 @@ class IngestService:
 
     # -- the job -------------------------------------------------------------------------
     def execute(self, ctx: JobContext) -> dict[str, int]:
+        """The ingest job: list the inputs once, then check and store them a batch at a time."""
         params = ctx.params
         bucket = self.wb.buckets.get(params["bucket_id"])
         validate = MetadataValidator(bucket)

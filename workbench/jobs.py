@@ -69,6 +69,7 @@ class JobContext:
 
     @property
     def params(self) -> dict[str, Any]:
+        """The job's parameters."""
         return self.job.params
 
     def progress(
@@ -126,6 +127,8 @@ class JobContext:
 
 
 class JobService:
+    """Queue, claim, run, cancel and read durable jobs."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
         self.db = wb.db
@@ -162,12 +165,14 @@ class JobService:
         )
 
     def get(self, job_id: str) -> Job:
+        """A job by id; NotFoundError if there is none."""
         row = self.db.find(t.jobs, job_id)
         if row is None:
             raise NotFoundError(f"no job with id {job_id!r}; list jobs with `workbench jobs`")
         return job_from_row(row)
 
     def list(self, statuses: tuple[str, ...] | None = None, limit: int = 50) -> list[Job]:
+        """Jobs (with one of ``statuses``, if given), newest first, at most ``limit``."""
         query = sa.select(t.jobs).order_by(t.jobs.c.created_at.desc()).limit(limit)
         if statuses:
             query = query.where(t.jobs.c.status.in_(statuses))
@@ -175,6 +180,7 @@ class JobService:
             return [job_from_row(r) for r in conn.execute(query)]
 
     def active(self) -> list[Job]:
+        """Queued and running jobs (at most 100), newest first."""
         return self.list(("queued", "running"), limit=100)
 
     def cancel(self, job_id: str) -> Job:
@@ -194,6 +200,7 @@ class JobService:
         return self.get(job_id)
 
     def wait(self, job_id: str, timeout: float = 600.0, poll: float = 0.2) -> Job:
+        """Poll until the job ends or ``timeout`` seconds pass; returns it either way."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.get(job_id)
@@ -309,6 +316,7 @@ class JobService:
 
 
 def make_worker_id(role: str = "worker") -> str:
+    """``host:pid:role:random``; host and pid let a claim tell that the worker has died."""
     return f"{socket.gethostname()}:{os.getpid()}:{role}:{uuid.uuid4().hex[:6]}"
 
 
@@ -334,6 +342,7 @@ def _pid_alive(pid: int) -> bool:
 
 
 def job_from_row(row) -> Job:
+    """The Job a row of the jobs table describes."""
     return Job(
         id=row.id,
         kind=row.kind,
@@ -365,6 +374,7 @@ class Worker:
         self._lock_handle = None
 
     def acquire_lock(self) -> bool:
+        """Take the worker lock without waiting and write this pid in it; False if it is held."""
         path = worker_lock_path(self.wb.settings.home)
         path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(path, "a+")  # not "w": a loser must not wipe the winner's pid
@@ -434,10 +444,12 @@ class Worker:
 
 
 def worker_lock_path(home: Path) -> Path:
+    """The workspace's worker lock file."""
     return Path(home) / "worker.lock"
 
 
 def worker_running(home: Path) -> bool:
+    """Whether a worker holds the workspace's lock."""
     path = worker_lock_path(home)
     if not path.exists():
         return False

@@ -32,6 +32,7 @@ class Spec:
     optional: bool = False  # None is a value: "take the default from elsewhere"
 
     def bounds_text(self) -> str:
+        """The allowed values in words (``in [0, 1]``, ``'a' or 'b'``), for help and errors."""
         if self.choices:
             quoted = [repr(c) for c in self.choices]
             return " or ".join(quoted) if len(quoted) == 2 else "one of " + ", ".join(quoted)

@@ -40,6 +40,8 @@ THUMBNAIL_PX = 96
 
 @dataclass(frozen=True)
 class ReferenceSet:
+    """A versioned set of labelled boxes over one per-detection embedding feature."""
+
     id: str
     name: str
     collection_id: str
@@ -51,12 +53,15 @@ class ReferenceSet:
 
     @property
     def extractor_key(self) -> str:
+        """``name@version`` of the extractor whose feature the set compares in."""
         name, version, _ = parse_feature_uri(self.feature_uri)
         return f"{name}@{version}"
 
 
 @dataclass(frozen=True)
 class ReferenceItem:
+    """One member of a reference set: a box with its true class, and the set versions it is in."""
+
     id: str
     set_id: str
     detection_id: str | None  # None: a box a person drew (a ground-truth box)
@@ -89,6 +94,8 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 class ReferenceService:
+    """Reference sets: their members, versions, embeddings and thumbnails."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
         self.db = wb.db
@@ -119,6 +126,7 @@ class ReferenceService:
         return self.get(set_id)
 
     def get(self, name_or_id: str) -> ReferenceSet:
+        """A reference set by name or id; NotFoundError if there is none."""
         row = self.db.find(t.reference_sets, name_or_id)
         if row is None:
             raise NotFoundError(f"no reference set {name_or_id!r}; create one with "
@@ -126,6 +134,7 @@ class ReferenceService:
         return reference_set_from_row(row)
 
     def list(self, collection: str | None = None) -> list[ReferenceSet]:
+        """The reference sets (of ``collection``, or all), by name."""
         query = sa.select(t.reference_sets).order_by(t.reference_sets.c.name)
         if collection is not None:
             query = query.where(t.reference_sets.c.collection_id ==
@@ -315,11 +324,13 @@ class ReferenceService:
         return [cached[r.id] for r in rows]
 
     def thumbnail(self, item_id: str) -> bytes | None:
+        """A member's JPEG thumbnail, or None (no such member, or its image was missing)."""
         with self.db.read() as conn:
             return conn.execute(sa.select(t.reference_items.c.thumbnail).where(
                 t.reference_items.c.id == item_id)).scalar()
 
     def class_counts(self, name: str) -> dict[str, int]:
+        """The set's current members per true class."""
         counts: dict[str, int] = {}
         for item in self.items(name):
             counts[item.true_class] = counts.get(item.true_class, 0) + 1
@@ -327,11 +338,13 @@ class ReferenceService:
 
 
 def reference_set_from_row(row) -> ReferenceSet:
+    """The ReferenceSet a row of the reference_sets table describes."""
     return ReferenceSet(row.id, row.name, row.collection_id, row.feature_uri, row.version,
                         row.description, as_utc(row.created_at), as_utc(row.updated_at))
 
 
 def reference_item_from_row(row) -> ReferenceItem:
+    """The ReferenceItem a row of the reference_items table describes."""
     return ReferenceItem(row.id, row.set_id, row.detection_id, row.object_id, row.true_class,
                          row.category, tuple(row.xyxy), row.source, row.added_in,
                          row.removed_in, row.truth_annotation_id)

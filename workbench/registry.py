@@ -46,6 +46,8 @@ def _sha256_file(path: Path) -> str:
 
 
 class ModelRegistry:
+    """Registered extractor versions (YOLO, CLIP, custom) with their files, lineage and metrics."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
         self.db = wb.db
@@ -267,6 +269,7 @@ class ModelRegistry:
         )
 
     def list(self, name: str | None = None) -> list[ExtractorVersion]:
+        """Registered versions (of ``name``, or all), by name and then semantic version."""
         import semver
 
         query = sa.select(t.extractor_versions)
@@ -278,10 +281,12 @@ class ModelRegistry:
         return sorted(items, key=lambda v: (v.name, semver.Version.parse(v.version)))
 
     def next_version(self, name: str) -> str:
+        """The version a new registration of ``name`` gets: the newest's next major, else 1.0.0."""
         existing = self.list(name)
         return bump_version(existing[-1].version) if existing else "1.0.0"
 
     def update_metrics(self, name: str, version: str, metrics: dict[str, Any]) -> None:
+        """Merge ``metrics`` into a version's recorded metrics."""
         current = self.get(name, version)
         with self.db.write() as conn:
             conn.execute(t.extractor_versions.update().where(
@@ -289,6 +294,7 @@ class ModelRegistry:
                     metrics={**current.metrics, **metrics}))
 
     def weights_file(self, version: ExtractorVersion) -> Path | None:
+        """The absolute path of a version's weights, or None when it has none."""
         return self.wb.home / version.weights_path if version.weights_path else None
 
     def load_extractor(self, version: ExtractorVersion, params: dict[str, Any] | None = None,
@@ -352,6 +358,7 @@ def load_custom_class(folder: Path, entrypoint: str, spec) -> Extractor:
 
 
 def version_from_row(row) -> ExtractorVersion:
+    """The ExtractorVersion a row of the extractor_versions table describes."""
     return ExtractorVersion(
         id=row.id, name=row.name, version=row.version, kind=row.kind,
         spec=parse_spec(row.spec), weights_path=row.weights_path,

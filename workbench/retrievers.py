@@ -543,6 +543,7 @@ def _jsonable(value: Any) -> bool:
 
 
 def retriever_from_row(row) -> Retriever:
+    """The Retriever a row of the retrievers table describes."""
     return Retriever(id=row.id, name=row.name, collection_id=row.collection_id,
                      description=row.description, stages=tuple(row.stages),
                      created_at=as_utc(row.created_at), updated_at=as_utc(row.updated_at))

@@ -142,6 +142,8 @@ class Outcome:
 
 @dataclass(frozen=True)
 class RuleSpec:
+    """A built-in rule: its name, triggers, parameters and reactions."""
+
     name: str
     description: str
     triggers: tuple[str, ...]
@@ -158,6 +160,7 @@ class RuleSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
+        """Each parameter's default, by name."""
         return {name: p.default for name, p in self.params.items()}
 
 
@@ -177,6 +180,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Event:
+    """One row of the event log, as the rules engine hands it to a reaction."""
+
     id: str
     type: str
     payload: dict[str, Any]
@@ -393,12 +398,15 @@ RULES: dict[str, RuleSpec] = {spec.name: spec for spec in (
 
 # -- the service --------------------------------------------------------------------------
 class RuleService:
+    """Configure the automation rules, and the engine that applies them to events."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
         self.db = wb.db
 
     # -- configuration -------------------------------------------------------------------
     def spec(self, name: str) -> RuleSpec:
+        """A built-in rule's spec; NotFoundError (with the closest name) if there is none."""
         if name not in RULES:
             close = difflib.get_close_matches(name, RULES, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -406,9 +414,11 @@ class RuleService:
         return RULES[name]
 
     def list(self) -> list[Rule]:
+        """Every built-in rule as configured in this workspace."""
         return [self.get(name) for name in RULES]
 
     def get(self, name: str) -> Rule:
+        """A rule as configured in this workspace, with its last run; NotFoundError if unknown."""
         spec = self.spec(name)
         with self.db.read() as conn:
             row = conn.execute(sa.select(t.rules).where(t.rules.c.name == name)).first()
@@ -702,6 +712,7 @@ def _advance(conn: sa.Connection, event: Event) -> bool:
 
 
 def rule_run_from_row(row) -> dict[str, Any]:
+    """The dict a row of the rule_runs table describes."""
     return {"id": row.id, "rule": row.rule, "event_id": row.event_id,
             "event_type": row.event_type, "status": row.status, "message": row.message,
             "result": row.result, "job_id": row.job_id, "created_at": as_utc(row.created_at),

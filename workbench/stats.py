@@ -65,6 +65,7 @@ class HealthRule:
     action: str
 
     def healthy(self, rate: float) -> bool:
+        """Whether ``rate`` is on the good side of the threshold."""
         # Strict comparisons, as the seed states them: "> 80% confirmed", "> 15% corrected".
         return rate > self.threshold if self.higher_is_better else not rate > self.threshold
 

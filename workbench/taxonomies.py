@@ -74,18 +74,23 @@ class TaxonomyParams:
 
 @dataclass(frozen=True)
 class Node:
+    """One node of a taxonomy: its parent, own threshold, and the classes of its references."""
+
     name: str
     parent: str | None = None
     threshold: float | None = None
     classes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The stored JSON form."""
         return {"name": self.name, "parent": self.parent, "threshold": self.threshold,
                 "classes": list(self.classes)}
 
 
 @dataclass(frozen=True)
 class Taxonomy:
+    """A stored taxonomy: its reference set, nodes, settings, field mapping and versions."""
+
     id: str
     name: str
     reference_set_id: str
@@ -110,6 +115,7 @@ class Assignment:
     reference_id: str | None
 
     def fields(self, mapping: dict[str, str]) -> dict[str, Any]:
+        """The enrichment fields: label, root and score under the names ``mapping`` gives them."""
         values = {"label": self.label, "root": self.path[0] if self.path else UNKNOWN,
                   "score": round(self.score, 6)}
         return {field: values[key] for key, field in mapping.items()}
@@ -275,6 +281,8 @@ def _descend(walk: _Walk, similarity: np.ndarray, rows: np.ndarray, parent: int 
 
 # -- the service ---------------------------------------------------------------------------
 class TaxonomyService:
+    """Define taxonomies, attach them to collections, and classify detections with them."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
         self.db = wb.db
@@ -334,6 +342,7 @@ class TaxonomyService:
         return self.get(current.id)
 
     def get(self, name_or_id: str) -> Taxonomy:
+        """A taxonomy by name or id; NotFoundError if there is none."""
         row = self.db.find(t.taxonomies, name_or_id)
         if row is None:
             raise NotFoundError(f"no taxonomy {name_or_id!r}; create one with "
@@ -341,6 +350,7 @@ class TaxonomyService:
         return taxonomy_from_row(row)
 
     def list(self) -> list[Taxonomy]:
+        """Every taxonomy, by name."""
         with self.db.read() as conn:
             return [taxonomy_from_row(r) for r in conn.execute(
                 sa.select(t.taxonomies).order_by(t.taxonomies.c.name))]
@@ -380,6 +390,7 @@ class TaxonomyService:
                 created_at=utcnow()))
 
     def attachments(self, collection: str) -> list[tuple[Taxonomy, str]]:
+        """The taxonomies attached to a collection, each with its mode."""
         target = self.wb.collections.get(collection)
         with self.db.read() as conn:
             rows = conn.execute(sa.select(t.taxonomy_attachments).where(
@@ -533,6 +544,7 @@ class TaxonomyService:
 
     def assignments(self, name: str, label: str | None = None, limit: int = 100
                     ) -> list[dict[str, Any]]:
+        """A taxonomy's stored assignments (with ``label`` only, if given), by detection id."""
         taxonomy = self.get(name)
         a = t.taxonomy_assignments.c
         query = sa.select(t.taxonomy_assignments).where(a.taxonomy_id == taxonomy.id)
@@ -543,6 +555,7 @@ class TaxonomyService:
                 query.order_by(a.detection_id).limit(limit))]
 
     def label_counts(self, name: str) -> dict[str, int]:
+        """A taxonomy's stored assignments per label."""
         taxonomy = self.get(name)
         a = t.taxonomy_assignments.c
         with self.db.read() as conn:
@@ -577,6 +590,7 @@ def _check_settings(threshold: float, top_k: int, mapping: dict[str, str] | None
 
 
 def taxonomy_from_row(row) -> Taxonomy:
+    """The Taxonomy a row of the taxonomies table describes."""
     nodes = tuple(Node(n["name"], n.get("parent"), n.get("threshold"),
                        tuple(n.get("classes") or [n["name"]])) for n in row.nodes)
     return Taxonomy(row.id, row.name, row.reference_set_id, row.kind, nodes, row.threshold,

@@ -71,6 +71,7 @@ class TrainParams:
 
     @property
     def mosaic_off_epochs(self) -> int:
+        """The final epochs without mosaic: ``close_mosaic``, else a quarter (at least one)."""
         return self.close_mosaic if self.close_mosaic is not None else max(1, self.epochs // 4)
 
 
@@ -118,6 +119,8 @@ def carry_class_weights(parent_model, model) -> int:
 
 
 class TrainingService:
+    """Fine-tune a collection's YOLO version on its ground truth and register the result."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
 

@@ -83,6 +83,8 @@ class TruthBox:
 
 @dataclass(frozen=True)
 class ImageTruth:
+    """One image's ground truth: its state, object boxes, negative regions and gold flag."""
+
     object_id: str
     state: str
     objects: tuple[TruthBox, ...]
@@ -369,6 +371,7 @@ class TruthService:
                                              updated_at=utcnow())).rowcount
 
     def image(self, collection: str, object_id: str) -> ImageTruth:
+        """One image's ground truth (``unreviewed`` and empty when it has none)."""
         target = self.wb.collections.get(collection)
         return self.images(target.id, [object_id])[object_id]
 

@@ -66,6 +66,8 @@ LEASE_S = TIMEOUT_S + 20.0  # a claimed delivery not settled by then is sent aga
 
 @dataclass(frozen=True)
 class Webhook:
+    """A webhook subscription (its secret only as a hint: the last four characters)."""
+
     id: str
     name: str
     url: str
@@ -102,6 +104,8 @@ def backoff_s(attempt: int, cap_s: float = 3600.0) -> float:
 
 
 class WebhookService:
+    """Webhook subscriptions, and the signed deliveries of events to them, with retries."""
+
     def __init__(self, wb: Workbench):
         self.wb = wb
         self.db = wb.db
@@ -127,12 +131,14 @@ class WebhookService:
         return self.get(webhook_id), secret
 
     def get(self, name_or_id: str) -> Webhook:
+        """A webhook by name or id; NotFoundError if there is none."""
         row = self.db.find(t.webhooks, name_or_id)
         if row is None:
             raise NotFoundError(f"no webhook {name_or_id!r}")
         return webhook_from_row(row)
 
     def list(self) -> list[Webhook]:
+        """Every webhook, by name."""
         with self.db.read() as conn:
             return [webhook_from_row(r) for r in conn.execute(
                 sa.select(t.webhooks).order_by(t.webhooks.c.name))]
@@ -185,6 +191,7 @@ class WebhookService:
 
     def deliveries(self, webhook: str | None = None, status: str | None = None,
                    limit: int = 100) -> list[dict[str, Any]]:
+        """Deliveries (of ``webhook``, with ``status``), newest first, each with its event type."""
         d = t.webhook_deliveries.c
         query = (sa.select(t.webhook_deliveries, t.events.c.type.label("event_type"))
                  .select_from(t.webhook_deliveries.join(t.events, t.events.c.id == d.event_id))
@@ -197,6 +204,7 @@ class WebhookService:
             return [dict(r._mapping) for r in conn.execute(query)]
 
     def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        """A delivery's attempts, in order."""
         with self.db.read() as conn:
             return [dict(r._mapping) for r in conn.execute(
                 sa.select(t.webhook_attempts).where(
@@ -353,5 +361,6 @@ def _check_url(url: str) -> None:
 
 
 def webhook_from_row(row) -> Webhook:
+    """The Webhook a row of the webhooks table describes."""
     return Webhook(row.id, row.name, row.url, tuple(row.events),
                    "…" + row.secret[-4:], bool(row.active), as_utc(row.created_at))

@@ -50,6 +50,7 @@ class DemoPart:
 
 
 def demo_parts(scale: float = 1.0) -> tuple[DemoPart, ...]:
+    """The demo's slices, each count scaled by ``scale`` (at least one image each)."""
     base = ("circle", "square", "triangle")
     parts = (
         DemoPart("day", 60, 101, "day", base),

@@ -73,6 +73,8 @@ class SketchConfig:
 
 @dataclass(frozen=True)
 class SketchObject:
+    """One drawn shape: its class and its tight pixel ``xyxy`` box, clipped to the frame."""
+
     cls: str
     xyxy: tuple[float, float, float, float]
 

@@ -87,6 +87,7 @@ def train_starter(out: Path = DEFAULT_OUT, epochs: int = 35, n_train: int = 320,
 
 
 def main() -> None:
+    """The command line: train the starter detector and print its card."""
     parser = argparse.ArgumentParser(description="Train the demo's starter detector.")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--epochs", type=int, default=35)

@@ -19,6 +19,7 @@ NAME = "clip_embedder"
 
 
 def clip_spec(version: str, dim: int, model_name: str) -> ExtractorSpec:
+    """The spec of one registered CLIP version: one image embedding of ``dim`` values."""
     return parse_spec({
         "feature_extractor_name": NAME,
         "version": version,
@@ -58,11 +59,14 @@ def open_clip_model(model_name: str, weights: Path | str | None, device: str = "
 
 
 class ClipEmbedder(Extractor):
+    """The optional CLIP image embedder; text is embedded into the same space."""
+
     def __init__(self, spec: ExtractorSpec | None = None):
         if spec is not None:
             self.spec = spec
 
     def load(self, context: LoadContext) -> None:
+        """Load open_clip from the version's weights file or cached pretrained tag."""
         self.spec = context.spec
         self.device = context.device
         weights = context.weights or context.params.get("pretrained")
@@ -70,6 +74,7 @@ class ClipEmbedder(Extractor):
             context.params["model"], weights, context.device)
 
     def process(self, images: list[Any]) -> list[dict[str, Any]]:
+        """One L2-normalised ``image_embedding`` per image."""
         import torch
         from PIL import Image
 

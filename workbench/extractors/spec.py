@@ -51,6 +51,8 @@ def _suggest(key: str, allowed: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class FeatureSpec:
+    """One feature an extractor makes: JSON, or an embedding with its size, metric, granularity."""
+
     feature_type: str
     feature_name: str
     embedding_dim: int | None = None
@@ -59,6 +61,7 @@ class FeatureSpec:
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (the embedding keys only for an embedding)."""
         data: dict[str, Any] = {"feature_type": self.feature_type,
                                 "feature_name": self.feature_name}
         if self.feature_type == "embedding":
@@ -71,6 +74,8 @@ class FeatureSpec:
 
 @dataclass(frozen=True)
 class ExtractorSpec:
+    """A checked extractor spec (:func:`parse_spec`): name, version and the features it makes."""
+
     feature_extractor_name: str
     version: str
     features: tuple[FeatureSpec, ...]
@@ -82,6 +87,7 @@ class ExtractorSpec:
 
     @property
     def name(self) -> str:
+        """The extractor's name (``feature_extractor_name``)."""
         return self.feature_extractor_name
 
     @property
@@ -90,6 +96,7 @@ class ExtractorSpec:
         return f"{self.feature_extractor_name}@{self.version}"
 
     def feature(self, feature_name: str) -> FeatureSpec:
+        """The feature of this name; ValidationError (naming those there are) if none."""
         for feature in self.features:
             if feature.feature_name == feature_name:
                 return feature
@@ -103,12 +110,15 @@ class ExtractorSpec:
 
     @property
     def embeddings(self) -> tuple[FeatureSpec, ...]:
+        """The embedding features."""
         return tuple(f for f in self.features if f.feature_type == "embedding")
 
     def with_version(self, version: str, **changes: Any) -> ExtractorSpec:
+        """The same spec under another version (with ``changes``), checked again."""
         return parse_spec({**self.to_dict(), "version": version, **changes})
 
     def with_embedding_dims(self, dims: Mapping[str, int]) -> ExtractorSpec:
+        """The same spec with the embedding sizes in ``dims`` (by feature); not checked again."""
         features = tuple(
             replace(f, embedding_dim=dims.get(f.feature_name, f.embedding_dim))
             for f in self.features
@@ -116,6 +126,7 @@ class ExtractorSpec:
         return replace(self, features=features)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form, as :func:`parse_spec` reads it."""
         return {
             "feature_extractor_name": self.feature_extractor_name,
             "version": self.version,

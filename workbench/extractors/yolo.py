@@ -71,12 +71,15 @@ def yolo_spec(version: str, detection_dim: int, image_dim: int) -> ExtractorSpec
 
 
 class YoloDetector(Extractor):
+    """The built-in detector: ultralytics YOLO boxes, an embedding per detection and per image."""
+
     def __init__(self, spec: ExtractorSpec | None = None):
         if spec is not None:
             self.spec = spec
         self._captured: dict[str, Any] = {}
 
     def load(self, context: LoadContext) -> None:
+        """Load the weights, warm the predictor up and hook the layers the embeddings come from."""
         import numpy as np
 
         self.spec = context.spec
@@ -153,6 +156,7 @@ class YoloDetector(Extractor):
         return out
 
     def process(self, images: list[Any]) -> list[dict[str, Any]]:
+        """Per image: its detections (pixel centre boxes), their embeddings, an image embedding."""
         import torch
 
         if not images:

@@ -16,19 +16,24 @@ from workbench.errors import NotFoundError
 
 
 def sha256_of(data: bytes) -> str:
+    """The hex SHA-256 of bytes: the key a blob is stored under."""
     return hashlib.sha256(data).hexdigest()
 
 
 class BlobStore:
+    """Image bytes on disk, addressed by their hash and written atomically."""
+
     def __init__(self, root: Path, fsync: bool = True):
         self.root = Path(root)
         self.fsync = fsync
         self._tmp = self.root / "tmp"
 
     def path_for(self, sha256: str, ext: str) -> Path:
+        """Where the blob of ``sha256`` with extension ``ext`` lives (whether or not it does)."""
         return self.root / sha256[:2] / sha256[2:4] / f"{sha256}{ext}"
 
     def exists(self, sha256: str, ext: str) -> bool:
+        """Whether that blob is on disk."""
         return self.path_for(sha256, ext).is_file()
 
     def put(self, data: bytes, sha256: str, ext: str) -> Path:
@@ -52,6 +57,7 @@ class BlobStore:
         return target
 
     def read(self, sha256: str, ext: str) -> bytes:
+        """A blob's bytes; NotFoundError if its file is missing."""
         path = self.path_for(sha256, ext)
         try:
             return path.read_bytes()

@@ -30,6 +30,7 @@ def as_utc(value: datetime | None) -> datetime | None:
 
 
 def new_id(prefix: str) -> str:
+    """A fresh random id: ``<prefix>_`` and 16 hex digits."""
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
 
 
@@ -100,12 +101,14 @@ class MetadataStore:
         return self.schema_version()
 
     def schema_version(self) -> str | None:
+        """The database's Alembic revision, or None before the first migration."""
         with self.engine.connect() as conn:
             if not inspect(conn).has_table("alembic_version"):
                 return None
             return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
 
     def dispose(self) -> None:
+        """Close the engine's pooled connections."""
         self.engine.dispose()
 
     @contextmanager

@@ -25,6 +25,8 @@ def collection_name(feature_uri: str) -> str:
 
 
 class VectorStore:
+    """Embeddings in a persistent Chroma client, one collection per feature URI."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
         self._client = None
@@ -35,6 +37,7 @@ class VectorStore:
 
     @property
     def client(self):
+        """The Chroma client, opened on first use (once, however many threads ask)."""
         if self._client is not None:
             return self._client
         with self._opening:
@@ -117,4 +120,5 @@ class VectorStore:
         return np.asarray([found[i] for i in ids if i in found], dtype="float32")
 
     def count(self, feature_uri: str) -> int:
+        """How many vectors one feature holds (its collection is created, empty, if missing)."""
         return self.collection(feature_uri).count()
