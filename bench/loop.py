@@ -285,7 +285,6 @@ def _run(spec) -> list[dict]:
 def prepare(world: str, root: Path, args) -> tuple[Path, Path, dict]:
     """The world's pool and test set, and a workspace with the pool run through v1."""
     from workbench import Workbench
-    from workbench.demo import register_starter
     from workbench.detection import DetectParams
 
     base = root / "base"
@@ -293,7 +292,7 @@ def prepare(world: str, root: Path, args) -> tuple[Path, Path, dict]:
     wb = Workbench.open(base / "ws", gold_fraction=args.gold_fraction)
     wb.buckets.create("pool")
     wb.ingest.run("pool", [f / "images" for f in folders])
-    v1 = register_starter(wb)
+    v1 = wb.demo.register_starter()
     wb.collections.create("pool", ["pool"], v1.name, v1.version)
     wb.detection.run("pool", params=DetectParams(imgsz=args.imgsz))
     first = score(base / "ws" / v1.weights_path, test, args.imgsz, root / "score-v1")

@@ -4,11 +4,16 @@ detections the model is least sure of, from the keyboard."""
 import streamlit as st
 
 from workbench.ui import page_setup, pick_collection
-from workbench.ui.image_review import DISAGREEMENTS, IMAGE_REVIEW, disagreements, image_review
+from workbench.ui.image_review import (
+    DISAGREEMENTS,
+    IMAGE_REVIEW,
+    disagreements,
+    image_review,
+)
 from workbench.ui.review import (
+    IMAGE_QUEUE,
     burn_down,
     correct_panel,
-    IMAGE_QUEUE,
     current_view,
     image_check,
     load_queue,

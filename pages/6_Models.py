@@ -4,7 +4,12 @@ import streamlit as st
 
 from workbench.ui import jobs_panel, page_setup, pick_collection, plain, show_errors
 from workbench.ui.fiftyone import open_in_fiftyone
-from workbench.ui.loop import comparison_view, gate_form, registry_table, regression_gallery
+from workbench.ui.loop import (
+    comparison_view,
+    gate_form,
+    registry_table,
+    regression_gallery,
+)
 
 wb = page_setup("Models")
 st.title("Models")
@@ -38,10 +43,7 @@ if run_cols[1].button(f"Run {plain(collection.extractor_name)}@{plain(candidate)
         st.toast("Detection queued; evaluate when it has finished.")
 if run_cols[2].button("…on the gold set only", key="redeploy_heldout"):
     with show_errors():
-        from workbench.evaluation import held_out_images
-
-        chosen = wb.registry.get(collection.extractor_name, candidate)
-        ids, _ = held_out_images(wb, collection, chosen)
+        ids, _ = wb.evaluation.held_out_images(collection)
         wb.detection.submit(collection.name, candidate, object_ids=ids)
         st.toast(f"Detection queued on the {len(ids)} gold images.")
 record = st.session_state.get("evaluation") or wb.evaluation.latest(collection.name)

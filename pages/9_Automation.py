@@ -4,8 +4,13 @@ events, and the recent events."""
 import streamlit as st
 
 from workbench.ui import page_setup
-from workbench.ui.automation import (deliveries_log, recent_events, rules_section, webhook_form,
-                                     webhook_table)
+from workbench.ui.automation import (
+                                     deliveries_log,
+                                     recent_events,
+                                     rules_section,
+                                     webhook_form,
+                                     webhook_table,
+)
 
 wb = page_setup("Automation")
 st.title("Automation")

@@ -2,7 +2,6 @@
 
 import pytest
 
-from workbench.demo import setup_demo
 from workbench.demo.reviewer import GroundTruth, SimulatedReviewer
 from workbench.detection import DetectParams
 from workbench.errors import ValidationError
@@ -25,7 +24,7 @@ def gold_wb(home, monkeypatch):
 
 
 def _review(wb):
-    setup_demo(wb, scale=0.15)
+    wb.demo.setup(scale=0.15)
     SimulatedReviewer(wb, GroundTruth.for_demo(wb)).review_images("shapeworld", budget=200,
                                                                   order="random")
     counts = wb.truth.counts("shapeworld")

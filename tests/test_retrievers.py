@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import URI
 from workbench.errors import NotFoundError, ValidationError
 from workbench.retriever_stages import default_review_stages, render
-from tests.conftest import URI
+
 
 @pytest.fixture
 def rwb(review_wb):

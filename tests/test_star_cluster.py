@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.demo import DEMO_COLLECTION, setup_demo
+from workbench.demo import DEMO_COLLECTION
 from workbench.demo.reviewer import GroundTruth, SimulatedReviewer, judge
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ def true_classes(wb, truth) -> dict[str, str]:
 
 
 def test_unknown_stars_cluster_and_flow_into_the_next_export(wb, tmp_path):
-    setup_demo(wb)
+    wb.demo.setup()
     truth = GroundTruth.for_demo(wb)
     SimulatedReviewer(wb, truth).review(DEMO_COLLECTION, budget=150, strategy="plan")
 
@@ -88,7 +88,7 @@ def test_the_tutorials_order_across_versions(wb, tmp_path, starter_weights):
     the next export holds v1's reviewed boxes and the stars."""
     from workbench.export import ExportOptions
 
-    setup_demo(wb)
+    wb.demo.setup()
     truth = GroundTruth.for_demo(wb)
     SimulatedReviewer(wb, truth).review_images(DEMO_COLLECTION, budget=300)
     v1 = wb.registry.get("yolo_detector", "1.0.0")

@@ -233,7 +233,12 @@ class LLMLabeller:
     def label(self, stats: dict[str, Any]) -> dict[str, Any]:
         """Name one cluster from its statistics; WorkbenchError if the answer is not usable."""
         import httpx
-        from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+        from tenacity import (
+            retry,
+            retry_if_exception,
+            stop_after_attempt,
+            wait_exponential_jitter,
+        )
 
         def transient(exc: BaseException) -> bool:
             return isinstance(exc, httpx.TransportError) or (

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
 
 from workbench.errors import ValidationError
 from workbench.metrics import (
@@ -25,6 +27,10 @@ from workbench.metrics import (
     evaluate,
 )
 from workbench.params import check_bounds, setting
+from workbench.store import tables as t
+
+if TYPE_CHECKING:
+    from workbench.domain import Collection
 
 # Float noise (0.80 - 0.75 = 0.05000000000000004) must not decide a gate check.
 _GATE_TOLERANCE = 1e-9
@@ -101,36 +107,31 @@ def promotion_decision(comparison: Comparison, gate: Gate,
     return Decision(promote=map_ok and not too_large, reasons=reasons)
 
 
-# -- the workspace side: truth from the ground truth, predictions from stored detections -----
-def complete_images(wb, collection_id: str, gold: bool | None = True,
-                    object_ids: Sequence[str] | None = None) -> list[EvalImage]:
-    """Complete images with their ground truth, as evaluation images: the gold set (the
-    default), the complete images outside it (``gold=False``) or every one (``None``)."""
-    import sqlalchemy as sa
-
-    from workbench.store import tables as t
-
-    truths = wb.truth.images(collection_id, object_ids, states=("complete",), gold=gold)
-    with wb.db.read() as conn:
-        sizes = {r.id: (r.width, r.height) for r in conn.execute(sa.select(
-            t.objects.c.id, t.objects.c.width, t.objects.c.height).where(
-                t.objects.c.id.in_(list(truths))))} if truths else {}
-    return [EvalImage(o, *sizes[o], tuple(Box(b.cls, b.xyxy) for b in truth.objects))
-            for o, truth in sorted(truths.items())]
-
-
-def held_out_images(wb, collection, candidate=None) -> tuple[list[str], str]:
-    """Ids of the images every version is scored on (the gold set), and how they were
-    chosen."""
-    images = complete_images(wb, collection.id)
-    return [i.image_id for i in images], "the gold set (complete images never trained on)"
-
-
 class EvaluationService:
     """v1 against v2 on the gold set; results and promotions are kept."""
 
     def __init__(self, wb):
         self.wb = wb
+
+    # -- the workspace side: truth from the ground truth, predictions from stored detections
+    def complete_images(self, collection_id: str, gold: bool | None = True,
+                        object_ids: Sequence[str] | None = None) -> list[EvalImage]:
+        """Complete images with their ground truth, as evaluation images: the gold set (the
+        default), the complete images outside it (``gold=False``) or every one (``None``)."""
+        truths = self.wb.truth.images(collection_id, object_ids, states=("complete",),
+                                      gold=gold)
+        with self.wb.db.read() as conn:
+            sizes = {r.id: (r.width, r.height) for r in conn.execute(sa.select(
+                t.objects.c.id, t.objects.c.width, t.objects.c.height).where(
+                    t.objects.c.id.in_(list(truths))))} if truths else {}
+        return [EvalImage(o, *sizes[o], tuple(Box(b.cls, b.xyxy) for b in truth.objects))
+                for o, truth in sorted(truths.items())]
+
+    def held_out_images(self, collection: Collection) -> tuple[list[str], str]:
+        """Ids of the images every version is scored on (the gold set), and how they were
+        chosen."""
+        images = self.complete_images(collection.id)
+        return [i.image_id for i in images], "the gold set (complete images never trained on)"
 
     def _predictions(self, collection, key: str, object_ids: list[str]) -> dict[str, list[Box]]:
         found: dict[str, list[Box]] = {i: [] for i in object_ids}
@@ -161,10 +162,10 @@ class EvaluationService:
         if base_version.key == cand.key:
             raise ValidationError(f"compare two different versions (both are {cand.key})")
         if object_ids is None:
-            truth = complete_images(wb, target.id)
+            truth = self.complete_images(target.id)
             chosen_by = "the gold set (complete images never trained on)"
         else:
-            truth = complete_images(wb, target.id, None, object_ids)
+            truth = self.complete_images(target.id, None, object_ids)
             chosen_by = "complete images given by the caller"
         if not truth:
             raise ValidationError(

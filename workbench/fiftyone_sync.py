@@ -53,7 +53,12 @@ from urllib.parse import quote
 import sqlalchemy as sa
 
 from workbench.boxes import xyxy_to_fiftyone
-from workbench.errors import ConfigError, MissingDependencyError, NotFoundError, ValidationError
+from workbench.errors import (
+    ConfigError,
+    MissingDependencyError,
+    NotFoundError,
+    ValidationError,
+)
 from workbench.store import tables as t
 
 if TYPE_CHECKING:
@@ -577,7 +582,6 @@ class FiftyOneSync:
         The FiftyOne evaluation stays on the dataset as ``eval_<version>`` (TP/FP per box,
         counts per sample) for browsing in the App.
         """
-        from workbench.evaluation import complete_images
         from workbench.metrics import Box, evaluate
 
         target = self.wb.collections.get(collection)
@@ -607,7 +611,8 @@ class FiftyOneSync:
         theirs = {"map50_95": _defined(full.mAP()), "map50": _defined(at_50.mAP()),
                   **{name: int(sum(view.values(f"{eval_key}_{name}"))) for name in COUNTS}}
 
-        images = complete_images(self.wb, target.id, None, list(view.values(OBJECT_FIELD)))
+        images = self.wb.evaluation.complete_images(target.id, None,
+                                                    list(view.values(OBJECT_FIELD)))
         predictions: dict[str, list[Box]] = {i.image_id: [] for i in images}
         for det in self.wb.detection.detections(target, chosen.key,
                                                 object_ids=list(predictions)):

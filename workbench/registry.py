@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from workbench.domain import ExtractorVersion
-from workbench.events import record_event
-from workbench.faults import crash_point
 from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
+from workbench.events import record_event
 from workbench.extractors.spec import bump_version, parse_spec
 from workbench.extractors.weights import check_weights_in
+from workbench.faults import crash_point
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -72,9 +72,7 @@ class ModelRegistry:
         ``training_job`` is the job that trained it: a job registers one version at most.
         ``events`` are recorded in the same transaction as the version row.
         """
-        from workbench.extractors.yolo import embedding_dims, yolo_spec
-
-        from workbench.extractors.yolo import open_yolo
+        from workbench.extractors.yolo import embedding_dims, open_yolo, yolo_spec
 
         model = open_yolo(weights)
         source = Path(str(model.ckpt_path or weights))

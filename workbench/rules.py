@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from workbench.errors import JobCancelled, NotFoundError, ValidationError
-from workbench.evaluation import Gate, held_out_images
+from workbench.evaluation import Gate
 from workbench.export import ExportOptions
 from workbench.params import spec as field_spec
 from workbench.store import tables as t
@@ -650,7 +650,7 @@ class RuleService:
         # The training job's own code: resumed, it finds the version it registered already.
         candidate = wb.registry.get(wb.training.train(ctx, collection, parent)["version"])
         ctx.check_cancelled()
-        object_ids, _ = held_out_images(wb, collection, candidate)
+        object_ids, _ = wb.evaluation.held_out_images(collection)
         if not object_ids:
             raise ValidationError(f"{candidate.key} is registered, but the gold set is empty: "
                                   "nothing to evaluate it on; complete images in image review "

@@ -3,7 +3,6 @@
 import pytest
 
 from tests.app.conftest import run_page
-from workbench.demo import setup_demo
 from workbench.demo.reviewer import GroundTruth, SimulatedReviewer
 from workbench.detection import DetectParams
 from workbench.export import ExportOptions
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.slow
 def looped(workspace):
     from workbench import Workbench
 
-    setup_demo(workspace, scale=0.15)
+    workspace.demo.setup(scale=0.15)
     reviewing = Workbench.open(workspace.home, gold_fraction=0.5)  # keeps a gold set
     SimulatedReviewer(reviewing, GroundTruth.for_demo(reviewing)).review_images(
         "shapeworld", budget=200, order="random")

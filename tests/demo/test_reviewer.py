@@ -12,7 +12,13 @@ import sqlalchemy as sa
 
 from workbench import Workbench
 from workbench.boxes import center_to_xyxy
-from workbench.demo.reviewer import GroundTruth, SimulatedReviewer, box_iou, judge, uncovered
+from workbench.demo.reviewer import (
+    GroundTruth,
+    SimulatedReviewer,
+    box_iou,
+    judge,
+    uncovered,
+)
 from workbench.demo.shapeworld import SceneConfig, write_dataset
 from workbench.detection import DetectParams
 from workbench.errors import NotFoundError, ValidationError

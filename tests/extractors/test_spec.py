@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from workbench.errors import ValidationError
-from workbench.extractors.spec import bump_version, check_outputs, parse_feature_uri, parse_spec
+from workbench.extractors.spec import (
+    bump_version,
+    check_outputs,
+    parse_feature_uri,
+    parse_spec,
+)
 
 GOOD = {
     "feature_extractor_name": "yolo_detector",

@@ -196,8 +196,9 @@ def ids(loaded_home):
         collection = wb.collections.get("c")
         det = wb.detection.detections(collection, collection.active_key)[-1].id
         with wb.db.read() as conn:
-            from workbench.store import tables as t
             import sqlalchemy as sa
+
+            from workbench.store import tables as t
 
             doc = conn.execute(sa.select(t.documents.c.id).where(
                 t.documents.c.collection_id == collection.id)).scalars().first()
