@@ -210,6 +210,14 @@ def test_label_rename_relabel_and_promote(clustered, chat, monkeypatch):
     wb.references.create("refs", "x")
     wb.references.add("refs", ["obj_b_0"])
     wb.taxonomies.create("shapes", "refs")
+    before = wb.references.get("refs").version
+    # A node the taxonomy cannot take is refused before its members join the set.
+    with pytest.raises(ValidationError, match="is flat: a node cannot have a parent"):
+        wb.clusters.promote(run.id, cluster, "shapes", parent="shapes")
+    with pytest.raises(ValidationError):
+        wb.clusters.promote(run.id, cluster, "shapes", node="unknown")  # a reserved name
+    assert wb.references.get("refs").version == before
+    assert "roundish" not in wb.references.class_counts("refs")
     promoted = wb.clusters.promote(run.id, cluster, "shapes")
     assert promoted["node"] == "roundish" and promoted["references_added"] == size
     taxonomy = wb.taxonomies.get("shapes")

@@ -8,6 +8,7 @@ import pytest
 
 from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
 from workbench.references import ReferenceItem, ReferenceMatrix, ReferenceSet
+from workbench.store import tables as t
 from workbench.taxonomies import UNKNOWN, classify, parse_nodes
 
 
@@ -177,6 +178,13 @@ def test_apply_then_retroactive_rewrites_only_what_changed(reviewed):
     rows = {r["detection_id"]: r for r in wb.taxonomies.assignments("shapes")}
     assert rows["obj_c_0"]["taxonomy_version"] == 2 and rows["obj_a_1"]["taxonomy_version"] == 1
     assert wb.taxonomies.label_counts("shapes")[UNKNOWN] == 1
+    # Counts are of one version's detections: another version's assignments stay apart.
+    with wb.db.write() as conn:
+        conn.execute(t.taxonomy_assignments.insert().values(
+            **{**rows["obj_a_1"], "detection_id": "det_of_another_version",
+               "extractor_key": "yolo_detector@2.0.0"}))
+    assert sum(wb.taxonomies.label_counts("shapes").values()) == 5
+    assert wb.taxonomies.label_counts("shapes", "2.0.0") == {rows["obj_a_1"]["label"]: 1}
 
     # New references (the detection itself, as a hexagon) make the next version.
     wb.references.add("refs", ["obj_c_0"], true_class="hexagon")

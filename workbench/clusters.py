@@ -32,6 +32,7 @@ from workbench.images import load_image
 from workbench.params import check_bounds, setting
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
+from workbench.taxonomies import parse_nodes
 
 if TYPE_CHECKING:
     from workbench import Workbench
@@ -514,13 +515,16 @@ class ClusterService:
         if not members:
             raise NotFoundError(f"run {run_id} has no member in cluster {cluster}")
         tax = self.wb.taxonomies.get(taxonomy)
-        added = self.wb.references.add(tax.reference_set_id, members, true_class=name,
-                                       category=parent, source=f"cluster:{run_id}")
         nodes = [n.to_dict() for n in tax.nodes]
-        if name not in {n["name"] for n in nodes}:
+        new_node = name not in {n["name"] for n in nodes}
+        if new_node:  # refuse a node the taxonomy cannot take before anything is written
             if tax.kind == "flat" and parent is not None:
                 raise ValidationError(f"{tax.name} is flat: a node cannot have a parent")
             nodes.append({"name": name, "parent": parent})
+            parse_nodes(tax.kind, nodes)
+        added = self.wb.references.add(tax.reference_set_id, members, true_class=name,
+                                       category=parent, source=f"cluster:{run_id}")
+        if new_node:
             tax = self.wb.taxonomies.update(tax.name, nodes=nodes)
         return {"node": name, "references_added": added["added"],
                 "reference_version": added["version"], "taxonomy_version": tax.version}

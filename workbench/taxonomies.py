@@ -554,13 +554,18 @@ class TaxonomyService:
             return [dict(r._mapping) for r in conn.execute(
                 query.order_by(a.detection_id).limit(limit))]
 
-    def label_counts(self, name: str) -> dict[str, int]:
-        """A taxonomy's stored assignments per label."""
+    def label_counts(self, name: str, version: str | None = None) -> dict[str, int]:
+        """A taxonomy's stored assignments per label, on one version's detections (default:
+        the active version of its reference set's collection): applied to two versions, a
+        detection's box is counted once, not once per version."""
         taxonomy = self.get(name)
+        collection = self.wb.collections.get(
+            self.wb.references.get(taxonomy.reference_set_id).collection_id)
+        key = f"{collection.extractor_name}@{version or collection.active_version}"
         a = t.taxonomy_assignments.c
         with self.db.read() as conn:
             return dict(conn.execute(sa.select(a.label, sa.func.count()).where(
-                a.taxonomy_id == taxonomy.id).group_by(a.label)).all())
+                a.taxonomy_id == taxonomy.id, a.extractor_key == key).group_by(a.label)).all())
 
     def _current_version(self, taxonomy: Taxonomy) -> Taxonomy:
         """References changed since the last apply make a new taxonomy version."""
