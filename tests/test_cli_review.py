@@ -56,6 +56,9 @@ def test_save_and_run_a_retriever(review_wb, tmp_path):
     out = json.loads(invoke(review_wb, "--json", "retrievers", "run", "by-class", "-i",
                             "cls=circle").output)
     assert [h["detection_id"] for h in out["hits"]] == ["obj_a_0", "obj_b_1"]
+    assert (out["matched"], out["matched_exact"], out["next_cursor"]) == (2, True, None)
+    plain = invoke(review_wb, "retrievers", "run", "by-class", "-i", "cls=circle").output
+    assert "2 hits; 2 matched" in plain and "more:" not in plain
     stages.write_text(json.dumps([{"stage_type": "sort", "config": {"by": "size"}}]))
     bad = invoke(review_wb, "retrievers", "save", "bad", "-c", "x", "--stages", stages)
     assert bad.exit_code != 0 and "sort by 'size'" in str(bad.exception)

@@ -256,3 +256,79 @@ def test_ties_in_a_queue_go_to_the_image_content_not_to_random_ids(tmp_path):
         wb.close()
     assert orders[0] == orders[1]
     assert [sha for sha, _ in orders[0]] == ["aa", "aa", "bb", "bb", "cc", "cc"]
+
+
+def _many(wb, n: int) -> None:
+    """``n`` more detections on one more image of collection "x" (SQL only, no vectors)."""
+    from tests.conftest import KEY
+    from workbench.store import tables as t
+    from workbench.store.metadata import utcnow
+
+    with wb.db.write() as conn:
+        conn.execute(t.objects.insert().values(
+            id="obj_many", bucket_id="bkt_x", sha256="f" * 64, width=100, height=100,
+            format="PNG", size_bytes=1, source="many.png", metadata={"camera_id": "cam_9"},
+            created_at=utcnow()))
+        conn.execute(t.documents.insert().values(
+            id="doc_many", collection_id="col_x", object_id="obj_many", extractor_key=KEY,
+            features={}, n_detections=n, created_at=utcnow()))
+        conn.execute(t.detections.insert(), [dict(
+            id=f"many_{i:05d}", document_id="doc_many", collection_id="col_x",
+            object_id="obj_many", extractor_key=KEY, idx=i, class_name="triangle",
+            confidence=(i % 997) / 1000, x1=0, y1=0, x2=10, y2=10, embedding_id=None)
+            for i in range(n)])
+
+
+@pytest.mark.parametrize("sort", [None, {"by": "confidence", "order": "desc"},
+                                  {"by": "uncertainty"}, {"by": "newest"}])
+def test_more_matches_than_a_page_are_paged_with_a_cursor_never_cut(rwb, sort):
+    """More candidates than MAX_FETCH: the first page says how many matched (at least, or
+    exactly when counted), and following the cursor returns every match exactly once."""
+    from workbench.retrievers import MAX_FETCH
+
+    n = MAX_FETCH + 1234
+    _many(rwb, n)
+    stages = [{"stage_type": "filter", "config": {"filters": F("class", "eq", "triangle")}}]
+    if sort is not None:
+        stages.append({"stage_type": "sort", "config": sort})
+    rwb.retrievers.save("all_triangles", "x", stages)
+    total = n + 1  # and obj_b_0
+    first = rwb.retrievers.execute("all_triangles")
+    assert len(first.hits) == MAX_FETCH and first.next_cursor is not None
+    assert not first.matched_exact and first.matched > MAX_FETCH
+    assert rwb.retrievers.execute("all_triangles", count=True).matched == total
+    seen = [h.detection_id for h in first.hits]
+    page, pages = first, 1
+    while page.next_cursor is not None:
+        page = rwb.retrievers.execute("all_triangles", cursor=page.next_cursor)
+        seen += [h.detection_id for h in page.hits]
+        pages += 1
+    assert pages == 2 and page.matched_exact and page.matched == total
+    assert len(seen) == len(set(seen)) == total
+    if sort == {"by": "confidence", "order": "desc"}:
+        confidences = [rwb.detection.get(i).confidence for i in seen[MAX_FETCH - 2:
+                                                                      MAX_FETCH + 2]]
+        assert confidences == sorted(confidences, reverse=True)  # the order runs on
+
+
+def test_a_stage_that_saw_only_a_window_says_so(rwb):
+    from workbench.retrievers import MAX_FETCH
+
+    _many(rwb, MAX_FETCH + 10)
+    rwb.retrievers.save("sampled", "x", [
+        {"stage_type": "filter", "config": {"filters": F("class", "eq", "triangle")}},
+        {"stage_type": "sample", "config": {"n": 50, "seed": 1}}])
+    execution = rwb.retrievers.execute("sampled")
+    assert len(execution.hits) == 50 and execution.next_cursor is None
+    (note,) = execution.limits
+    assert note.startswith(f"sample saw the first {MAX_FETCH:,} of at least ")
+    counted = rwb.retrievers.execute("sampled", count=True)
+    assert counted.limits == (f"sample saw the first {MAX_FETCH:,} of {MAX_FETCH + 11:,} "
+                              "candidates (in content order)",)
+
+
+def test_a_cursor_from_elsewhere_is_refused(rwb):
+    rwb.retrievers.save("r", "x", [{"stage_type": "filter",
+                                    "config": {"filters": F("confidence", "gt", 0)}}])
+    with pytest.raises(ValidationError, match="is not one this workbench handed out"):
+        rwb.retrievers.execute("r", cursor="not-a-cursor")

@@ -31,11 +31,13 @@ Stages are checked and templated in :mod:`workbench.retriever_stages`; filters c
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
+import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +63,11 @@ from workbench.store.metadata import as_utc, new_id, utcnow
 if TYPE_CHECKING:
     from workbench import Workbench
 
-MAX_FETCH = 5000  # rows a pipeline materialises at most before its Python stages
+# Rows one page of a pipeline materialises: the page size of a retriever with no limit stage,
+# and the window the Python stages (random order, diversity, sample, taxonomy) work in. Never a
+# silent cap: past it an execution says how many matched and hands a cursor to the next page,
+# and a Python stage that saw only the window says so in ``limits``.
+MAX_FETCH = 5000
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,26 @@ class Execution:
     retriever_id: str
     extractor_key: str
     hits: list[Hit]
-    matched: int | None  # candidates that passed the filters (when counted)
+    # Candidates that passed the filters: exact when counted (``count=True``) or when the
+    # last page was reached; otherwise a lower bound ("at least"), with ``matched_exact``
+    # false. None after a feature search (its top_k is the answer).
+    matched: int | None
     stage_ms: dict[str, float]
+    matched_exact: bool = True
+    next_cursor: str | None = None  # pass as ``cursor`` for the next page; None: last page
+    limits: tuple[str, ...] = ()  # stages that saw only part of the candidates, and why
+
+
+@dataclass
+class _Run:
+    """What a pipeline's fetch and stages made, before it is logged as an Execution."""
+
+    rows: list
+    matched: int | None
+    exact: bool = True
+    next_cursor: str | None = None
+    limits: list[str] = field(default_factory=list)
+    hits: list[Hit] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -263,11 +287,14 @@ class RetrieverService:
 
     # -- running -----------------------------------------------------------------------
     def execute(self, name: str, inputs: dict[str, Any] | None = None,
-                version: str | None = None, count: bool = False) -> Execution:
+                version: str | None = None, count: bool = False,
+                cursor: str | None = None) -> Execution:
         """Run a retriever by name with its ``{{INPUT.*}}`` values; the run is logged.
 
-        ``count`` also counts every candidate that passes the filters (``matched``), which
-        costs a full scan; a queue page does not need it.
+        ``count`` counts every candidate that passes the filters (``matched``, exact), which
+        costs a scan; without it ``matched`` is a lower bound until the last page. A result
+        with more after it carries ``next_cursor``: run again with ``cursor`` for the next
+        page (the page is the retriever's limit, or ``MAX_FETCH`` rows without one).
         """
         inputs = dict(inputs or {})
         retriever = self.get(name)
@@ -277,18 +304,20 @@ class RetrieverService:
                                       collection.active_version)
         stages = [{**s, "config": render(s["config"], inputs)} for s in retriever.stages]
         timings: dict[str, float] = {}
-        hits, matched = self._run(collection, chosen, stages, timings, count)
+        run = self._run(collection, chosen, stages, timings, count, _decode_cursor(cursor))
         execution_id = new_id("exec")
         with self.db.write() as conn:
             conn.execute(t.retriever_executions.insert().values(
                 id=execution_id, retriever_id=retriever.id,
                 inputs={k: v for k, v in inputs.items() if _jsonable(v)},
-                result_ids=[h.detection_id for h in hits], stage_ms=timings,
+                result_ids=[h.detection_id for h in run.hits], stage_ms=timings,
                 created_at=utcnow()))
-        return Execution(execution_id, retriever.id, chosen.key, hits, matched, timings)
+        return Execution(execution_id, retriever.id, chosen.key, run.hits, run.matched,
+                         timings, run.exact, run.next_cursor, tuple(run.limits))
 
     def _run(self, collection: Collection, version: ExtractorVersion,
-             stages: list[dict[str, Any]], timings: dict[str, float], count: bool):
+             stages: list[dict[str, Any]], timings: dict[str, float], count: bool,
+             cursor: dict[str, Any] | None = None) -> _Run:
         started = time.perf_counter()
         filters = [compile_condition(stage["config"]["filters"]) for stage in stages
                    if stage["stage_type"] == "filter"]
@@ -307,21 +336,23 @@ class RetrieverService:
         post = [s for s in stages
                 if s["stage_type"] in ("sort", "diversity", "sample", "taxonomy", "limit")]
         begun = time.perf_counter()
-        rows, matched = self._fetch(by_ids if scores is not None else conditions, post, scores,
-                                    count)
+        run = self._fetch(by_ids if scores is not None else conditions, post, scores, count,
+                          cursor)
         timings["fetch"] = _ms(begun)
-        hits = [Hit(r.id, r.document_id, r.object_id, r.class_name, r.confidence,
-                    (r.x1, r.y1, r.x2, r.y2), scores.get(r.id) if scores else None)
-                for r in rows]
+        run.hits = [Hit(r.id, r.document_id, r.object_id, r.class_name, r.confidence,
+                        (r.x1, r.y1, r.x2, r.y2), scores.get(r.id) if scores else None)
+                    for r in run.rows]
         for stage in post:
             begun = time.perf_counter()
-            hits = self._post(stage, hits, version, scores)
+            run.hits = self._post(stage, run.hits, version, scores)
             timings[stage["stage_name"]] = _ms(begun)
         timings["total"] = _ms(started)
-        return hits, matched
+        return run
 
-    def _fetch(self, conditions, post, scores, count):
-        """Rows for the Python stages: SQL does the first sort and, when it can, the limit."""
+    def _fetch(self, conditions, post, scores, count, cursor) -> _Run:
+        """Rows for the Python stages: SQL does the first sort and, when it can, the limit
+        and the paging (a cursor is offered only where every stage after the fetch is a
+        limit: a Python stage over a window would make pages that overlap)."""
         columns = (_D.c.id, _D.c.document_id, _D.c.object_id, _D.c.class_name, _D.c.confidence,
                    _D.c.x1, _D.c.y1, _D.c.x2, _D.c.y2, _O.c.sha256, _D.c.idx)
         base = sa.select(*columns).select_from(_D.join(_O, _O.c.id == _D.c.object_id)).where(
@@ -330,8 +361,6 @@ class RetrieverService:
             _D.join(_O, _O.c.id == _D.c.object_id)).where(*conditions)
         if scores is not None:
             base = _only(base, _D.c.id, list(scores))
-            counted = _only(counted, _D.c.id, list(scores))
-        first = post[0] if post else None
         # How many rows the Python stages can need: up to the first limit, with headroom for
         # a diversity step that drops near-duplicates.
         need = MAX_FETCH
@@ -342,41 +371,64 @@ class RetrieverService:
                     :post.index(stage)])
                 need = min(MAX_FETCH, wanted * 5 if spare else wanted)
                 break
+        first = post[0] if post else None
+        order = first["config"] if first is not None and first["stage_type"] == "sort" and (
+            first["config"]["by"] != "random") else None
+        if order is not None:
+            post.remove(first)
+        pageable = all(stage["stage_type"] == "limit" for stage in post)
+        window = need if order is not None or not post or post[0]["stage_type"] == "limit" \
+            else MAX_FETCH
         with self.db.read() as conn:
-            matched = conn.execute(counted).scalar_one() if count else None
-            if first is not None and first["stage_type"] == "sort" and (
-                    first["config"]["by"] != "random"):
-                rows = self._sorted(conn, base, first["config"], need, scores)
-                post.remove(first)
-            elif scores is not None:
+            if scores is not None:  # a feature search: its top_k is the answer
                 rows = sorted(conn.execute(base).all(), key=lambda r: -scores[r.id])[:need]
-            else:
-                rows = conn.execute(base.order_by(_O.c.sha256, _D.c.idx).limit(
-                    need if not post or post[0]["stage_type"] == "limit" else MAX_FETCH)).all()
-        return rows, matched
+                return _Run(rows, None)
+            seen = int(cursor.get("seen", 0)) if cursor and pageable else 0
+            rows = self._sorted(conn, base, order, window + 1, cursor if pageable else None)
+            more = len(rows) > window
+            rows = rows[:window]
+            run = _Run(rows, seen + len(rows) + (1 if more else 0), exact=not more)
+            if more and pageable:
+                run.next_cursor = _encode_cursor(order, rows[-1], seen + len(rows))
+            if count:
+                run.matched, run.exact = conn.execute(counted).scalar_one(), True
+            if more and not pageable:
+                of = f"{run.matched:,}" if run.exact else f"at least {run.matched:,}"
+                run.limits.append(
+                    f"{', '.join(s['stage_type'] for s in post if s['stage_type'] != 'limit')}"
+                    f" saw the first {window:,} of {of} candidates ({_order_text(order)})")
+        return run
 
-    def _sorted(self, conn, base, config, need, scores):
-        """The first sort in SQL. Ties go to the image's content hash and the box's place on
-        it, so the same data gives the same queue in any workspace (ids are random)."""
-        by, order = config["by"], config.get("order", "asc")
-        stable = (_O.c.sha256, _D.c.idx)
-        if by == "confidence":
-            column = _D.c.confidence.desc() if order == "desc" else _D.c.confidence.asc()
-            return conn.execute(base.order_by(column, *stable).limit(need)).all()
+    def _sorted(self, conn, base, config, n, cursor):
+        """``n`` rows in the first sort's order (content order without one), after
+        ``cursor``. Ties go to the image's content hash and the box's place on it, so the
+        same data gives the same queue in any workspace (ids are random)."""
+        stable = [(_O.c.sha256, False), (_D.c.idx, False)]
+        by = config["by"] if config else None
+        if by in (None, "confidence"):  # keyset: the page starts after the cursor's row
+            keys = stable if by is None else [
+                (_D.c.confidence, config.get("order", "asc") == "desc"), *stable]
+            if cursor is not None:
+                base = base.where(_after(keys, cursor["after"]))
+            ordering = [column.desc() if desc else column.asc() for column, desc in keys]
+            return conn.execute(base.order_by(*ordering).limit(n)).all()
+        offset = int(cursor.get("offset", 0)) if cursor is not None else 0
         if by == "newest":
             column = _D.c.document_id  # ids carry no time: newest by image ingestion time
             return conn.execute(base.order_by(_O.c.created_at.desc(), column, _D.c.idx)
-                                .limit(need)).all()
+                                .offset(offset).limit(n)).all()
         # Uncertainty: closest to 0.5 first. Two index-ordered scans (up from 0.5, down from
         # 0.5) merged, instead of sorting every candidate by |confidence - 0.5|.
+        need = offset + n
+        ties = [column.asc() for column, _ in stable]
         upper = conn.execute(base.where(_D.c.confidence >= 0.5).order_by(
-            _D.c.confidence.asc(), *stable).limit(need)).all()
+            _D.c.confidence.asc(), *ties).limit(need)).all()
         lower = conn.execute(base.where(_D.c.confidence < 0.5).order_by(
-            _D.c.confidence.desc(), *stable).limit(need)).all()
+            _D.c.confidence.desc(), *ties).limit(need)).all()
         merged = sorted(upper + lower, key=lambda r: (abs(r.confidence - 0.5), r.sha256, r.idx))
-        if order == "desc":
+        if config.get("order", "asc") == "desc":
             merged.reverse()
-        return merged[:need]
+        return merged[offset:need]
 
     def _search(self, collection, version, config, conditions, previous):
         """Nearest neighbours among the items that pass the filters, over-fetching as needed."""
@@ -510,6 +562,51 @@ class RetrieverService:
             kept.append(i)
             per_object[hit.object_id] = per_object.get(hit.object_id, 0) + 1
         return [hits[i] for i in kept]
+
+
+def _encode_cursor(order: dict[str, Any] | None, last, seen: int) -> str:
+    """An opaque cursor: the last row's sort key (keyset) or, for the orders SQL cannot
+    resume by key, the number of rows served; either way the rows served so far."""
+    by = order["by"] if order else None
+    if by is None:
+        state: dict[str, Any] = {"after": [last.sha256, last.idx], "seen": seen}
+    elif by == "confidence":
+        state = {"after": [last.confidence, last.sha256, last.idx], "seen": seen}
+    else:
+        state = {"offset": seen, "seen": seen}
+    return base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    if not cursor:
+        return None
+    try:
+        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(state, dict) or not isinstance(state.get("seen"), int):
+            raise ValueError(cursor)
+    except ValueError:
+        raise ValidationError(f"cursor {cursor!r} is not one this workbench handed out; "
+                              "pass the next_cursor of the previous page") from None
+    return state
+
+
+def _after(keys: list[tuple[Any, bool]], values: list[Any]) -> sa.ColumnElement:
+    """Rows after ``values`` in the order of ``keys`` (column, descending): the keyset
+    condition, spelled out so that each key may run its own way."""
+    if len(values) != len(keys):
+        raise ValidationError("the cursor is for a retriever with another order; start from "
+                              "the first page")
+    branches = []
+    for i, ((column, desc), value) in enumerate(zip(keys, values, strict=True)):
+        equal = [keys[j][0] == values[j] for j in range(i)]
+        branches.append(sa.and_(*equal, column < value if desc else column > value))
+    return sa.or_(*branches)
+
+
+def _order_text(order: dict[str, Any] | None) -> str:
+    if order is None:
+        return "in content order"
+    return f"by {order['by']}, {order.get('order', 'asc')}"
 
 
 def _scope(collection: Collection, version: ExtractorVersion, indexed: bool) -> list:

@@ -50,9 +50,21 @@ def retrievers_run(
     name: str,
     inputs: Annotated[list[str], typer.Option("--input", "-i", help="key=value for {{INPUT.key}}.")] = [],  # noqa: B006
     version: Annotated[str | None, typer.Option(help="Extractor version to search.")] = None,
+    cursor: Annotated[str | None, typer.Option(help="The next page: the cursor a previous "
+                                                    "run printed.")] = None,
+    count: Annotated[bool, typer.Option("--count", help="Count every match (a scan).")
+                     ] = False,
 ) -> None:
-    """Run a retriever and print its hits with the execution id."""
-    execution = open_workspace().retrievers.execute(name, parse_meta(inputs), version)
-    emit(execution, "\n".join([f"execution {execution.id} on {execution.extractor_key} "
-                               f"({execution.stage_ms.get('total', 0):.1f} ms)",
-                               *(hit_line(h) for h in execution.hits)]))
+    """Run a retriever and print its hits with the execution id, how many matched and the
+    cursor of the next page."""
+    execution = open_workspace().retrievers.execute(name, parse_meta(inputs), version,
+                                                    count=count, cursor=cursor)
+    matched = ("" if execution.matched is None else
+               f"; {'' if execution.matched_exact else 'at least '}{execution.matched:,} "
+               "matched")
+    emit(execution, "\n".join([
+        f"execution {execution.id} on {execution.extractor_key} "
+        f"({execution.stage_ms.get('total', 0):.1f} ms): {len(execution.hits)} hits{matched}",
+        *(hit_line(h) for h in execution.hits),
+        *(f"note: {limit}" for limit in execution.limits),
+        *([f"more: --cursor {execution.next_cursor}"] if execution.next_cursor else [])]))
