@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from workbench.errors import JobFailed, NotFoundError, ValidationError, WorkbenchError
 from workbench.events import record_event
 from workbench.images import load_image
-from workbench.params import check_bounds, setting
+from workbench.params import ALGORITHMS, REDUCTIONS, ClusterParams
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 from workbench.taxonomies import parse_nodes
@@ -38,9 +38,6 @@ if TYPE_CHECKING:
     from workbench import Workbench
     from workbench.jobs import JobContext, ProgressListener
 
-ALGORITHMS = ("hdbscan", "dbscan", "kmeans", "agglomerative", "gaussian_mixture", "spectral",
-              "mean_shift", "optics")
-REDUCTIONS = ("pca", "umap", "tsne")
 NOISE = -1
 MAX_MEMBERS = 50_000
 DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
@@ -55,22 +52,6 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
     "mean_shift": {},
     "optics": {"min_samples": 5},
 }
-
-
-@dataclass(frozen=True)
-class ClusterParams:
-    """A cluster run's choices (the algorithm's own parameters are a free-form dict, checked
-    by :func:`make_estimator`)."""
-
-    algorithm: str = setting("hdbscan", "clustering algorithm", choices=ALGORITHMS)
-    reduce: str | None = setting(None, "reduce the embeddings first: pca, umap or tsne",
-                                 kind=str, choices=REDUCTIONS)
-    components: int = setting(10, "dimensions after the reduction", min=1, max=1024)
-    projection: str = setting("pca", "the 2D view: pca, umap or tsne", choices=REDUCTIONS)
-    seed: int = setting(0, "random seed of the reduction and the algorithm")
-
-    def __post_init__(self):
-        check_bounds(self)
 
 
 @dataclass(frozen=True)

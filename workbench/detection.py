@@ -22,7 +22,7 @@ from workbench.domain import Collection, Detection, ExtractorVersion
 from workbench.errors import JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
 from workbench.images import load_image
-from workbench.params import check_bounds, setting
+from workbench.params import DetectParams
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -31,27 +31,6 @@ if TYPE_CHECKING:
     from workbench.jobs import JobContext, ProgressListener
     from workbench.taxonomies import TaxonomyService
     from workbench.truth import TruthService
-
-
-@dataclass(frozen=True)
-class DetectParams:
-    """Run parameters of a batch run (the model's own settings live in its version)."""
-
-    conf: float = setting(0.25, "minimum confidence kept", min=0, max=1)
-    iou: float = setting(0.7, "NMS IoU threshold", min=0, max=1)
-    imgsz: int = setting(640, "inference size (long side, letterboxed)", min=32,
-                         max=8192)
-    max_det: int = setting(300, "at most this many boxes per image", min=1,
-                           max=100_000)
-    batch_size: int = setting(8, "images per forward pass and per commit", min=1,
-                              max=1024)
-
-    def __post_init__(self):
-        check_bounds(self)
-
-    def model_params(self) -> dict[str, Any]:
-        """The settings the model itself takes (``batch_size`` is the run's)."""
-        return {"conf": self.conf, "iou": self.iou, "imgsz": self.imgsz, "max_det": self.max_det}
 
 
 def default_params(version: ExtractorVersion) -> DetectParams:

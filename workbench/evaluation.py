@@ -26,7 +26,7 @@ from workbench.metrics import (
     compare,
     evaluate,
 )
-from workbench.params import check_bounds, setting
+from workbench.params import Gate
 from workbench.store import tables as t
 
 if TYPE_CHECKING:
@@ -34,19 +34,6 @@ if TYPE_CHECKING:
 
 # Float noise (0.80 - 0.75 = 0.05000000000000004) must not decide a gate check.
 _GATE_TOLERANCE = 1e-9
-
-
-@dataclass(frozen=True)
-class Gate:
-    """The bar a candidate must clear to replace the base model."""
-
-    # The candidate must beat the base by at least this (absolute): the same bar in the CLI,
-    # the Models page and the rules, all of which read it from here.
-    min_map50_95_gain: float = setting(0.01, "mAP50-95 gain needed to promote")
-    max_class_drop: float = setting(0.05, "largest AP50-95 drop allowed for any class", min=0)
-
-    def __post_init__(self):
-        check_bounds(self)
 
 
 @dataclass(frozen=True)

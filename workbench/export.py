@@ -42,7 +42,7 @@ from workbench.boxes import clip_xyxy, xyxy_to_yolo
 from workbench.errors import ValidationError
 from workbench.images import FORMAT_EXTENSIONS, load_image
 from workbench.outdir import check_output_folder, replace_folder
-from workbench.params import check_bounds, setting
+from workbench.params import ExportOptions
 from workbench.store import tables as t
 from workbench.truth import NO_OBJECTS  # noqa: F401 — importable from here too
 
@@ -52,34 +52,6 @@ if TYPE_CHECKING:
 
 SPLITS = ("train", "val", "holdout")
 MIN_BOX_PX = 1.0  # a box thinner than a pixel after clipping is no object
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """How to turn annotations into a training set."""
-
-    unreviewed: str = setting("skip", "images with unreviewed boxes: left out (skip) or "
-                              "completed with the model's boxes (fill)", choices=("skip", "fill"))
-    fill_threshold: float = setting(0.5, "with fill: unreviewed boxes at or above this",
-                                    min=0, max=1)
-    val_fraction: float = setting(0.2, "share of images in the validation split", min=0, max=1)
-    holdout_fraction: float = setting(0.0, "share in a fixed holdout split, never trained on",
-                                      min=0, max=1)
-    # with "fill": also images nobody reviewed, when the model is sure of every box on them
-    # (self-training keeps what it knew; an unsure or empty image is left out, not background)
-    pseudo_label: bool = setting(False, "with fill: also images nobody reviewed on which the "
-                                 "model is sure of every box")
-    seed: str = setting("workbench", "split seed: change it to draw another split")
-    link: bool = setting(True, "hard-link images when possible (else copy)")
-    coco: bool = setting(True, "also write coco/<split>.json")
-
-    def __post_init__(self):
-        check_bounds(self)
-        if self.pseudo_label and self.unreviewed != "fill":
-            raise ValidationError("pseudo_label needs unreviewed='fill' (its boxes come from "
-                                  "the model above fill_threshold)")
-        if self.val_fraction + self.holdout_fraction >= 1:
-            raise ValidationError("val_fraction + holdout_fraction must leave images to train on")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from workbench.errors import JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
-from workbench.params import check_bounds, setting
+from workbench.params import KINDS, MODES, TaxonomyParams
 from workbench.references import ReferenceMatrix, normalise
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
@@ -45,31 +45,10 @@ if TYPE_CHECKING:
     from workbench.jobs import JobContext, ProgressListener
 
 UNKNOWN = "unknown"
-KINDS = ("flat", "tree")
-MODES = ("materialize", "retroactive", "on_demand")
-# Cosine similarity a node must reach. YOLO detection embeddings are non-negative grids whose
-# cosines sit high (a typical nearest neighbour is at 0.97): 0.92 is where, on ShapeWorld, the
-# known classes are accepted and an unseen one is left unknown.
-DEFAULT_THRESHOLD = 0.92
 DEFAULT_MAPPING = {"label": "verified_class", "root": "object_category",
                    "score": "taxonomy_score"}
 NODE_KEYS = {"name", "parent", "threshold", "classes"}
 CHUNK = 8192  # detections classified per matrix product (bounds memory)
-
-
-@dataclass(frozen=True)
-class TaxonomyParams:
-    """How a taxonomy classifies, and how it is kept up to date on a collection."""
-
-    kind: str = setting("flat", "flat (one level) or tree (nodes with parents)", choices=KINDS)
-    threshold: float = setting(DEFAULT_THRESHOLD, "cosine similarity a node must reach",
-                               min=-1, max=1)
-    top_k: int = setting(5, "references averaged per node", min=1, max=1000)
-    mode: str = setting("materialize", "materialize (after each batch run), retroactive (over "
-                        "what is there now) or on_demand", choices=MODES)
-
-    def __post_init__(self):
-        check_bounds(self)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import JobFailed, ValidationError
 from workbench.export import ExportOptions
 from workbench.faults import crash_point
-from workbench.params import check_bounds, setting
+from workbench.params import MIN_VAL_FOR_BEST, TrainParams
 
 if TYPE_CHECKING:
     from workbench import Workbench
@@ -25,54 +25,6 @@ if TYPE_CHECKING:
     from workbench.jobs import JobContext, ProgressListener
 
 
-OPTIMIZERS = ("SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp", "auto")
-MIN_VAL_FOR_BEST = 20
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    """Run parameters of a fine-tune (machine settings come from Settings)."""
-
-    epochs: int = setting(10, "training epochs", min=1, max=10_000)
-    imgsz: int | None = setting(None, "training size (default: the parent version's)",
-                                kind=int, min=32, max=8192)
-    batch: int = setting(8, "training batch size", min=1, max=1024)
-    patience: int = setting(10, "stop after this many epochs without improvement", min=1,
-                            max=10_000)
-    device: str | None = setting(None, "device: auto, cpu or cuda:N (default: "
-                                 "WORKBENCH_DEVICE)", kind=str)
-    seed: int = setting(0, "random seed of the run")
-    workers: int = setting(2, "data-loader processes", min=0)
-    # Final epochs trained without mosaic; default a quarter of them (ultralytics' own default
-    # of 10 means a fine-tune of 10 epochs or fewer never sees a mosaic, and on a few hundred
-    # images mosaic is what keeps it from over-fitting: +0.10 holdout mAP50-95 measured).
-    close_mosaic: int | None = setting(None, "final epochs without mosaic (default: a quarter)",
-                                       kind=int, min=0)
-    freeze: int | None = setting(None, "freeze the first N layers (10 = the YOLOv8 backbone)",
-                                 kind=int, min=0)
-    # SGD with a one-epoch warm-up: ultralytics' "auto" picks AdamW at ~0.0014 for a run this
-    # short, which barely moves a model in a few hundred steps (40 images, 40 epochs on a
-    # shifted world: mAP50-95 0.06 -> 0.07 with auto, -> 0.31 with SGD at 0.01). 0.005: at
-    # 0.01 a fine-tune on ~30 images made a model that was already fair worse (0.28 -> 0.27).
-    optimizer: str = setting("SGD", "optimizer", choices=OPTIMIZERS)
-    lr0: float = setting(0.005, "initial learning rate", min=1e-6, max=0.999)
-    warmup_epochs: float = setting(1.0, "warm-up epochs (at most epochs)", min=0)
-    # Which weights become the version: "best" (the epoch with the best validation fitness),
-    # "last", or "auto": best with MIN_VAL_FOR_BEST validation images or more, else last (a
-    # best-epoch pick on a handful of images is noise).
-    keep: str = setting("auto", "weights kept: the best epoch's, the last, or auto (best with "
-                        f"{MIN_VAL_FOR_BEST}+ validation images)", choices=("auto", "best", "last"))
-
-    def __post_init__(self):
-        check_bounds(self)
-        if self.warmup_epochs > self.epochs:
-            raise ValidationError(f"warmup_epochs must be in [0, epochs], got "
-                                  f"{self.warmup_epochs!r}")
-
-    @property
-    def mosaic_off_epochs(self) -> int:
-        """The final epochs without mosaic: ``close_mosaic``, else a quarter (at least one)."""
-        return self.close_mosaic if self.close_mosaic is not None else max(1, self.epochs // 4)
 
 
 def prepare_ultralytics(config_dir: Path | None = None) -> None:

@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from workbench.cli.common import emit, job_progress, json_option, open_workspace, option
-from workbench.clusters import ClusterParams
 from workbench.errors import WorkbenchError
+from workbench.params import ClusterParams
 
 cluster_app = typer.Typer(help="Cluster runs: list, run, label, rename, promote, relabel.",
                           invoke_without_command=True)

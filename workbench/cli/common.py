@@ -140,7 +140,7 @@ def with_export_options(command):
     """Give a command the export options (``--unreviewed``, ``--val``, …, defaulted and
     documented by ExportOptions, placed before ``--queue``); it receives them as one
     ``options: ExportOptions`` argument."""
-    from workbench.export import ExportOptions
+    from workbench.params import ExportOptions
     from workbench.params import spec
 
     signature = inspect.signature(command, eval_str=True)

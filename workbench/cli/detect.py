@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from workbench.cli.common import emit, job_progress, open_workspace, option
-from workbench.detection import DetectParams
+from workbench.params import DetectParams
 
 collections_app = typer.Typer(help="List and create collections.", invoke_without_command=True)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from workbench.cli.common import emit, open_workspace, option
-from workbench.evaluation import Gate
+from workbench.params import Gate
 
 
 def evaluate(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from workbench.cli.common import emit, open_workspace, with_export_options
-from workbench.export import ExportOptions
+from workbench.params import ExportOptions
 
 
 @with_export_options

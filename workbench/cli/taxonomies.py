@@ -15,7 +15,7 @@ from workbench.cli.common import (
     option,
     read_json_file,
 )
-from workbench.taxonomies import TaxonomyParams
+from workbench.params import TaxonomyParams
 
 taxonomy_app = typer.Typer(help="Taxonomies: list, create, attach, apply.",
                            invoke_without_command=True)

@@ -13,8 +13,7 @@ from workbench.cli.common import (
     option,
     with_export_options,
 )
-from workbench.export import ExportOptions
-from workbench.training import TrainParams
+from workbench.params import ExportOptions, TrainParams
 
 
 @with_export_options

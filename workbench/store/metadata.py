@@ -87,7 +87,11 @@ class MetadataStore:
         conn.execute(table.insert().values(**values))
 
     def migrate(self) -> str:
-        """Apply every pending migration, in order, each in its own transaction."""
+        """Apply every pending migration, in order, each in its own transaction. A database
+        at the newest revision is left alone without loading Alembic (a quarter of a second
+        of every CLI command's start)."""
+        if self.schema_version() == head_revision():
+            return head_revision()
         from alembic import command
         from alembic.config import Config
 
@@ -124,6 +128,12 @@ class MetadataStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def head_revision() -> str:
+    """The newest migration's revision: migrations are ``versions/NNNN_name.py`` with
+    ``revision = "NNNN"`` (a test holds Alembic's own head to it)."""
+    return max(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def _sqlite_on_connect(dbapi_connection, _record) -> None:
