@@ -10,6 +10,7 @@ when a dataclass is made, so a default or a bound is written once.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -37,13 +38,29 @@ class Spec:
         if self.choices:
             quoted = [repr(c) for c in self.choices]
             return " or ".join(quoted) if len(quoted) == 2 else "one of " + ", ".join(quoted)
-        if self.min is not None and self.max is not None:
-            return f"in [{self.min:g}, {self.max:g}]"
-        if self.min is not None:
-            return f"at least {self.min:g}"
-        if self.max is not None:
-            return f"at most {self.max:g}"
-        return "a value"
+        return _range_text(self.min, self.max)
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"in [{low:g}, {high:g}]"
+    if low is not None:
+        return f"at least {low:g}"
+    if high is not None:
+        return f"at most {high:g}"
+    return "a value"
+
+
+def broken_bound(kind: type, low: float | None, high: float | None, value: float
+                 ) -> str | None:
+    """The bound a number breaks, in words ("at least 1", "in [0, 1]"), or None when it is
+    within them: a range reads best whole for fractions; a count is told its one bound."""
+    below = low is not None and value < low
+    if not below and (high is None or value <= high):
+        return None
+    if kind is float:
+        return _range_text(low, high)
+    return f"at least {low:g}" if below else f"at most {high:g}"
 
 
 def setting(default: Any, help: str, *, kind: type | None = None, min: float | None = None,
@@ -57,6 +74,7 @@ def setting(default: Any, help: str, *, kind: type | None = None, min: float | N
         "", kind or type(default), default, help, min, max, choices, default is None)})
 
 
+@functools.cache
 def specs(cls: type) -> dict[str, Spec]:
     """Every parameter of ``cls`` declared with :func:`setting`, by field name."""
     return {f.name: replace(f.metadata[_KEY], name=f.name)
@@ -90,11 +108,8 @@ def check_bounds(obj: Any) -> None:
                     or not math.isfinite(value)):
                 kind = "a whole number" if whole else "a finite number"
                 raise ValidationError(f"{s.name} must be {kind}, got {value!r}")
-            low = s.min is not None and value < s.min
-            if low or (s.max is not None and value > s.max):
-                # a range reads best whole for fractions; a count is told its one bound
-                bound = (s.bounds_text() if s.kind is float else
-                         f"at least {s.min:g}" if low else f"at most {s.max:g}")
+            bound = broken_bound(s.kind, s.min, s.max, value)
+            if bound is not None:
                 raise ValidationError(f"{s.name} must be {bound}, got {value!r}")
 
 

@@ -53,6 +53,7 @@ import sqlalchemy as sa
 from workbench.errors import JobCancelled, NotFoundError, ValidationError
 from workbench.evaluation import Gate
 from workbench.export import ExportOptions
+from workbench.params import broken_bound
 from workbench.params import spec as field_spec
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
@@ -97,7 +98,8 @@ class Param:
         return cls(s.kind, s.default, doc or s.help, s.optional, s.choices, s.min, s.max)
 
     def check(self, rule: str, name: str, value: Any) -> Any:
-        """The value if it has the right type (an int is a fine float), else an error."""
+        """The value if it has the right type (an int is a fine float) and is within the
+        bounds, else an error."""
         if value is None:
             if self.optional:
                 return None
@@ -107,6 +109,10 @@ class Param:
         if type(value) is not self.kind:
             raise ValidationError(f"{rule}.{name} must be {_KINDS[self.kind]}, got {value!r} "
                                   f"({type(value).__name__})")
+        bound = (broken_bound(self.kind, self.min, self.max, value)
+                 if self.kind in (int, float) else None)
+        if bound is not None:
+            raise ValidationError(f"{rule}.{name} must be {bound}, got {value!r}")
         if self.choices and value not in self.choices:
             raise ValidationError(f"{rule}.{name} must be one of {', '.join(self.choices)}, "
                                   f"got {value!r}")
@@ -269,10 +275,7 @@ def _train_options(params: dict[str, Any]):
 
 
 def _retrain_check(params: dict[str, Any], enabled: bool) -> None:
-    if params["threshold"] < 1:
-        raise ValidationError(f"retrain_on_corrections.threshold must be at least 1, got "
-                              f"{params['threshold']}")
-    _train_options(params)
+    _train_options(params)  # the values must also go together (warm-up within epochs, …)
 
 
 def _retrain_react(svc: RuleService, event: Event, params: dict[str, Any],

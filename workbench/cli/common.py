@@ -140,14 +140,14 @@ def with_export_options(command):
     """Give a command the export options (``--unreviewed``, ``--val``, …, defaulted and
     documented by ExportOptions, placed before ``--queue``); it receives them as one
     ``options: ExportOptions`` argument."""
-    from workbench.params import ExportOptions
-    from workbench.params import spec
+    from workbench.params import ExportOptions, specs
 
+    fields = specs(ExportOptions)
     signature = inspect.signature(command, eval_str=True)
     own = [p for p in signature.parameters.values() if p.name != "options"]
     added = [inspect.Parameter(flag, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                               default=spec(ExportOptions, field).default,
-                               annotation=Annotated[spec(ExportOptions, field).kind,
+                               default=fields[field].default,
+                               annotation=Annotated[fields[field].kind,
                                                     option(ExportOptions, field)])
              for flag, field in EXPORT_FLAGS.items()]
     at = next((i for i, p in enumerate(own) if p.name == "queue"), len(own))

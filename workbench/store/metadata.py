@@ -14,7 +14,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy import Connection, create_engine, event, inspect
+
+from workbench.errors import AlreadyExistsError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -63,8 +66,6 @@ class MetadataStore:
     def find(self, table, key: str, conn: Connection | None = None):
         """The row of ``table`` whose id (or, in a table of named things, name) is ``key``,
         or None; read in ``conn``'s transaction when one is given."""
-        import sqlalchemy as sa
-
         match = table.c.id == key
         if "name" in table.c:
             match = sa.or_(table.c.name == key, match)
@@ -77,10 +78,6 @@ class MetadataStore:
     def insert_named(self, conn: Connection, table, what: str, **values) -> None:
         """Insert a row of a table of named things, refusing (AlreadyExistsError) a name that
         is taken; ``what`` names the kind of thing in the error."""
-        import sqlalchemy as sa
-
-        from workbench.errors import AlreadyExistsError
-
         if conn.execute(sa.select(table.c.id).where(table.c.name == values["name"])).first():
             raise AlreadyExistsError(f"{what} {values['name']!r} exists already; pick another "
                                      "name")

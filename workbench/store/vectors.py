@@ -164,6 +164,7 @@ class VectorCopy:
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
+        self._layout: tuple[int, str] | None = None  # (dim, dtype): fixed once written
 
     @property
     def _data(self) -> Path:
@@ -240,9 +241,11 @@ class VectorCopy:
         """Vectors by id as ``{id: float32 vector}``; ids the copy lacks are left out."""
         import numpy as np
 
-        meta = self._meta()
-        if meta is None or not ids:
+        if self._layout is None and (meta := self._meta()) is not None:
+            self._layout = (meta["dim"], meta["dtype"])
+        if self._layout is None or not ids:
             return {}
+        dim, dtype = self._layout
         where: dict[str, int] = {}
         with self._map() as conn:
             for start in range(0, len(ids), 30_000):  # SQLite's bound-variable limit
@@ -252,9 +255,9 @@ class VectorCopy:
                                           chunk).fetchall())
         if not where:
             return {}
-        dtype = np.dtype(meta["dtype"])
-        count = self._data.stat().st_size // (dtype.itemsize * meta["dim"])
-        matrix = np.memmap(self._data, dtype=dtype, mode="r", shape=(count, meta["dim"]))
+        dtype = np.dtype(dtype)
+        count = self._data.stat().st_size // (dtype.itemsize * dim)
+        matrix = np.memmap(self._data, dtype=dtype, mode="r", shape=(count, dim))
         order = sorted(where, key=where.get)  # read the file front to back
         rows = np.asarray(matrix[[where[i] for i in order]], dtype="float32")
         return dict(zip(order, rows, strict=True))
