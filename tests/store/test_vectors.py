@@ -88,3 +88,27 @@ def test_a_row_half_written_by_a_kill_is_dropped_on_the_next_append(tmp_path):
     got = VectorStore(tmp_path / "vectors").get_by_id(URI, ["a", "b"])
     np.testing.assert_allclose(got["a"], 1)
     np.testing.assert_allclose(got["b"], 2)
+
+
+def test_killed_between_the_rows_and_the_id_map_nothing_is_half_there(tmp_path):
+    """SIGKILL after a batch's rows reach the file and before the map names them: the batch
+    is not found (its detections were not committed either, and a resumed run writes it
+    again), earlier vectors are intact, and the next append goes on."""
+    import os
+    import subprocess
+    import sys
+
+    store = VectorStore(tmp_path / "vectors")
+    store.upsert(URI, ["kept"], np.full((1, 8), 3, dtype="float32"))
+    code = ("import numpy as np\nfrom workbench.store.vectors import VectorStore\n"
+            f"VectorStore({str(tmp_path / 'vectors')!r}).upsert({URI!r}, ['lost'], "
+            "np.ones((1, 8), dtype='float32'))\n")
+    killed = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                            env={**os.environ, "WORKBENCH_CRASH_AT": "vectors.rows_written"})
+    assert killed.returncode == -9, killed.stderr
+    reopened = VectorStore(tmp_path / "vectors")
+    assert set(reopened.copy(URI).get(["kept", "lost"])) == {"kept"}
+    reopened.upsert(URI, ["lost"], np.full((1, 8), 2, dtype="float32"))  # the resumed batch
+    got = VectorStore(tmp_path / "vectors").get_by_id(URI, ["kept", "lost"])
+    np.testing.assert_allclose(got["kept"], 3)
+    np.testing.assert_allclose(got["lost"], 2)

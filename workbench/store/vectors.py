@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from workbench.errors import MissingDependencyError, ValidationError
+from workbench.faults import crash_point
 
 METRICS = {"cosine": "cosine", "euclidean": "l2", "dot": "ip"}
 
@@ -233,6 +234,7 @@ class VectorCopy:
                     data.write(rows.tobytes())
                     data.flush()
                     os.fsync(data.fileno())
+                crash_point("vectors.rows_written")  # rows on disk, no id names them yet
                 with conn:
                     conn.executemany("INSERT OR REPLACE INTO ids (id, row) VALUES (?, ?)",
                                      [(str(i), first + n) for n, i in enumerate(ids)])
