@@ -332,3 +332,17 @@ def test_a_cursor_from_elsewhere_is_refused(rwb):
                                     "config": {"filters": F("confidence", "gt", 0)}}])
     with pytest.raises(ValidationError, match="is not one this workbench handed out"):
         rwb.retrievers.execute("r", cursor="not-a-cursor")
+
+
+@pytest.mark.parametrize("state", [{"seen": 1, "offset": "abc"}, {"seen": 1, "after": "x"},
+                                   {"seen": True, "offset": 0}, {"seen": -5, "offset": -3},
+                                   {"seen": 1}, {"seen": 1, "offset": 1, "after": []}, [1]])
+def test_a_forged_cursor_is_refused_in_one_line(rwb, state):
+    import base64
+    import json
+
+    rwb.retrievers.save("r", "x", [{"stage_type": "filter",
+                                    "config": {"filters": F("confidence", "gt", 0)}}])
+    forged = base64.urlsafe_b64encode(json.dumps(state).encode()).decode()
+    with pytest.raises(ValidationError, match="is not one this workbench handed out"):
+        rwb.retrievers.execute("r", cursor=forged)

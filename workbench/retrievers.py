@@ -580,9 +580,17 @@ def _encode_cursor(order: dict[str, Any] | None, last, seen: int) -> str:
 def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
     if not cursor:
         return None
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
     try:
         state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(state, dict) or not isinstance(state.get("seen"), int):
+        if not (isinstance(state, dict) and count(state.get("seen")) and (
+                ("after" in state) != ("offset" in state)) and (
+                count(state["offset"]) if "offset" in state else
+                isinstance(state["after"], list) and all(
+                    isinstance(v, str | int | float) and not isinstance(v, bool)
+                    for v in state["after"]))):
             raise ValueError(cursor)
     except ValueError:
         raise ValidationError(f"cursor {cursor!r} is not one this workbench handed out; "
