@@ -36,6 +36,7 @@ bench: install
 	$(PY) bench/taxonomy.py
 	$(PY) bench/clusters.py
 	$(PY) bench/webhooks.py
+	$(PY) bench/vectors.py
 
 clean-workspace:
 	rm -rf data/workspace
