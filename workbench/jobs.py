@@ -362,6 +362,9 @@ def job_from_row(row) -> Job:
     )
 
 
+INDEX_STEP = 5_000  # vectors indexed between two looks at the job queue
+
+
 class Worker:
     """Runs jobs one after another. One worker per workspace holds ``worker.lock``."""
 
@@ -430,6 +433,8 @@ class Worker:
                 job = jobs.claim(self.worker_id)
                 if job is None and self.webhooks.deliver_all_due():
                     job = jobs.claim(self.worker_id)
+            if job is None and self._index_some():
+                continue  # the queue is looked at again between batches of the index
             if job is None:
                 if exit_when_idle:
                     return ran
@@ -441,6 +446,14 @@ class Worker:
             jobs.run_claimed(job, self.worker_id, listener)
             ran += 1
             idle_since = time.monotonic()
+
+
+    def _index_some(self, rows: int = INDEX_STEP) -> int:
+        """With nothing queued, take up to ``rows`` written vectors into the nearest-neighbour
+        index (searches stay exact without it, only slower as the unindexed rows grow)."""
+        for feature_uri in self.wb.vectors.unindexed():
+            return self.wb.vectors.index(feature_uri, limit=rows)
+        return 0
 
 
 def worker_lock_path(home: Path) -> Path:

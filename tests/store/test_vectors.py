@@ -112,3 +112,101 @@ def test_killed_between_the_rows_and_the_id_map_nothing_is_half_there(tmp_path):
     got = VectorStore(tmp_path / "vectors").get_by_id(URI, ["kept", "lost"])
     np.testing.assert_allclose(got["kept"], 3)
     np.testing.assert_allclose(got["lost"], 2)
+
+
+def test_vectors_are_searchable_before_chroma_indexes_them(tmp_path):
+    """The copy is the write path: a query searches the rows Chroma has not taken in yet
+    exactly, and merges them with Chroma's answer once part of the feature is indexed."""
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(300, 16)).astype("float32")
+    ids = [f"d{i}" for i in range(300)]
+    store = VectorStore(tmp_path / "vectors")
+    store.upsert(URI, ids[:200], vectors[:200])
+    assert store.pending(URI) == 200
+    assert store.query(URI, vectors[150], k=1)[0][0] == "d150"
+    assert store._client is None  # nothing indexed yet: Chroma was not even opened
+    assert store.index(URI, limit=120) == 120  # the idle worker goes a batch at a time
+    assert store.pending(URI) == 80
+    assert store.collection(URI).count() == 120
+    store.upsert(URI, ids[200:], vectors[200:])
+    for probe in (5, 150, 250):  # indexed, not yet, written after the index began
+        (nearest, distance), *_ = store.query(URI, vectors[probe], k=3)
+        assert nearest == f"d{probe}" and distance == pytest.approx(0, abs=1e-3)
+    # The merged answer is the exact one (Chroma's HNSW is exact at this size).
+    query = rng.normal(size=16).astype("float32")
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    exact = [ids[i] for i in np.argsort(1 - unit @ (query / np.linalg.norm(query)))[:10]]
+    assert [i for i, _ in store.query(URI, query, k=10)] == exact
+    assert store.index(URI) == 180 and store.pending(URI) == 0
+    assert store.unindexed() == {}
+    assert [i for i, _ in store.query(URI, query, k=10)] == exact
+    # Rewritten after indexing: the newer vector (in the tail) answers for its id.
+    store.upsert(URI, ["d5"], vectors[7:8])
+    hits = dict(store.query(URI, vectors[7], k=2))
+    assert hits["d5"] == pytest.approx(0, abs=1e-3) and "d7" in hits
+    assert store.count(URI) == 300
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "dot"])
+def test_the_exact_tail_search_speaks_chromas_distances(tmp_path, metric):
+    vectors = np.random.default_rng(4).normal(size=(40, 8)).astype("float32")
+    ids = [f"v{i}" for i in range(40)]
+    store = VectorStore(tmp_path / "vectors")
+    store.upsert(URI, ids, vectors, metric=metric)
+    before = store.query(URI, vectors[0] * 0.5, k=5)
+    store.index(URI)
+    after = store.query(URI, vectors[0] * 0.5, k=5)
+    assert [i for i, _ in before] == [i for i, _ in after]
+    np.testing.assert_allclose([d for _, d in before], [d for _, d in after], rtol=1e-2,
+                               atol=1e-2)
+
+
+def test_an_idle_worker_builds_the_index_behind_the_writes(tmp_path):
+    from workbench import Workbench
+    from workbench.jobs import Worker
+
+    wb = Workbench.open(tmp_path / "ws")
+    vectors = np.random.default_rng(5).normal(size=(12_000, 8)).astype("float32")
+    wb.vectors.upsert(URI, [f"v{i}" for i in range(12_000)], vectors)
+    assert wb.vectors.unindexed() == {URI: 12_000}
+    Worker(wb).run(exit_when_idle=True)
+    assert wb.vectors.unindexed() == {} and wb.vectors.collection(URI).count() == 12_000
+
+
+def test_a_copy_written_before_the_index_moved_behind_it_counts_as_indexed(tmp_path):
+    """Older workspaces wrote Chroma and the copy together: their rows are not searched again
+    as a tail, and the next write starts the watermark there."""
+    import json
+
+    store = VectorStore(tmp_path / "vectors")
+    vectors = np.random.default_rng(6).normal(size=(10, 4)).astype("float32")
+    store.upsert(URI, [f"o{i}" for i in range(10)], vectors)
+    store.index(URI)
+    meta_path = store.copy(URI).folder / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["indexed_rows"], meta["feature_uri"]
+    meta_path.write_text(json.dumps(meta))
+    reopened = VectorStore(tmp_path / "vectors")
+    assert reopened.pending(URI) == 0 and reopened.unindexed() == {}
+    reopened.upsert(URI, ["n0"], vectors[:1])
+    assert reopened.pending(URI) == 1 and reopened.unindexed() == {URI: 1}
+    assert {i for i, _ in reopened.query(URI, vectors[0], k=2)} == {"o0", "n0"}
+
+
+def test_the_cli_says_what_is_behind_and_indexes_it(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from workbench import Workbench
+    from workbench.cli import app
+
+    wb = Workbench.open(tmp_path / "ws")
+    wb.vectors.upsert(URI, ["a", "b", "c"], np.eye(3, 4, dtype="float32"))
+    monkeypatch.setenv("WORKBENCH_HOME", str(tmp_path / "ws"))
+    runner = CliRunner()
+    status = runner.invoke(app, ["vectors"])
+    assert status.exit_code == 0 and f"{URI}: 3 row(s) not yet indexed" in status.output
+    indexed = runner.invoke(app, ["--json", "vectors", "index"])
+    assert indexed.exit_code == 0, indexed.output
+    assert '"' + URI + '": 3' in indexed.output
+    assert "every vector is indexed" in runner.invoke(app, ["vectors"]).output
+    assert Workbench.open(tmp_path / "ws").vectors.collection(URI).count() == 3

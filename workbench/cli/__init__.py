@@ -33,6 +33,7 @@ from workbench.cli import (
     train,
     truth,
     ui,
+    vectors,
     webhooks,
     workspace,
 )
@@ -90,6 +91,7 @@ app.add_typer(clusters.cluster_app, name="cluster")
 app.add_typer(webhooks.webhooks_app, name="webhooks")
 app.add_typer(truth.truth_app, name="truth")
 app.add_typer(rules.rules_app, name="rules")
+app.add_typer(vectors.vectors_app, name="vectors")
 
 __all__ = ["app", "main", "state"]
 

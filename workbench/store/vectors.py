@@ -1,13 +1,17 @@
-"""Vectors in Chroma: one collection per feature URI, on disk inside the workspace.
+"""Vectors: a contiguous copy per feature (the write path) and a Chroma index behind it.
 
-Chroma is only imported when vectors are used. It is always given explicit embeddings
+A write appends to the feature's :class:`VectorCopy` (float16 rows in one file, an id → row
+map in SQLite): tens of thousands of vectors a second, so a detection run never waits on an
+index. Chroma's HNSW index is built behind the copy by :meth:`VectorStore.index` (the
+``index`` job, queued after each detection run), which records how many rows it has taken
+in; a nearest-neighbour query asks Chroma for the indexed rows and searches the rows after
+that watermark exactly, so a vector is found from the moment it is written. Reads by id
+(taxonomies, clustering, diversity, reference sets, FiftyOne) come from the copy and never
+load the Chroma index. Ids the copy lacks (vectors written before it existed, or values
+beyond float16 in a float16 copy) live only in Chroma and are read from there.
+
+Chroma is only imported when the index is used. It is always given explicit embeddings
 (``embedding_function=None``) so that it never tries to fetch a model, and telemetry is off.
-
-Beside each collection the store keeps a contiguous copy of the feature's vectors
-(:class:`VectorCopy`: float16 rows appended to one file, an id → row map in SQLite). Reads by
-id (taxonomies, clustering, diversity, reference sets, FiftyOne) come from the copy and never
-load the Chroma index; Chroma answers nearest-neighbour queries. Ids the copy lacks (vectors
-written before it existed) are read from Chroma.
 """
 
 from __future__ import annotations
@@ -89,30 +93,107 @@ class VectorStore:
         feature_uri: str,
         ids: Sequence[str],
         embeddings,
-        metadatas: Sequence[dict] | None = None,
         metric: str = "cosine",
     ) -> None:
-        """Add or replace vectors by id: re-running a batch never duplicates them."""
+        """Add or replace vectors by id (re-running a batch never duplicates them). They are
+        searchable at once; Chroma indexes them later (:meth:`index`)."""
         if len(ids) == 0:
             return
-        collection = self.collection(feature_uri, metric)
+        if metric not in METRICS:
+            raise ValidationError(
+                f"distance metric {metric!r} is not supported; use one of {sorted(METRICS)}"
+            )
         copy = self.copy(feature_uri)
         # A copy begun with its collection holds every vector; one begun later does not.
-        copy.append(ids, embeddings, complete=copy.exists() or collection.count() == 0)
+        fresh = not copy.exists() and not self._has_collection(feature_uri)
+        if not copy.append(ids, embeddings, complete=fresh, metric=metric):
+            # Beyond float16 in a float16 copy: these go to the index directly.
+            self._index_rows(feature_uri, list(ids), embeddings, metric)
+
+    def _index_rows(self, feature_uri: str, ids: list[str], embeddings, metric: str) -> None:
+        collection = self.collection(feature_uri, metric)
         step = self.client.get_max_batch_size()  # Chroma refuses larger batches
         for start in range(0, len(ids), step):
-            end = start + step
-            collection.upsert(
-                ids=list(ids[start:end]), embeddings=embeddings[start:end],
-                metadatas=list(metadatas[start:end]) if metadatas else None,
-            )
+            collection.upsert(ids=ids[start:start + step],
+                              embeddings=embeddings[start:start + step])
+
+    def _has_collection(self, feature_uri: str) -> bool:
+        if not (self.path / "chroma.sqlite3").exists():
+            return False
+        try:
+            self.client.get_collection(collection_name(feature_uri))
+        except Exception:  # chromadb raises NotFoundError (ValueError in older versions)
+            return False
+        return True
+
+    def index(self, feature_uri: str, progress=None, batch: int = 5_000,
+              limit: int | None = None) -> int:
+        """Take the copy's rows past the watermark into Chroma's index, in order (at most
+        ``limit`` of them); returns how many vectors were indexed. Safe to interrupt (the
+        watermark moves after each batch, and a batch indexed twice is an upsert) and to run
+        twice (one indexer at a time)."""
+        copy = self.copy(feature_uri)
+        if not copy.exists():
+            return 0
+        with copy.indexing():
+            start, end = copy.indexed_rows(), copy.rows()
+            tail = copy.tail(start, end)
+            if limit is not None and len(tail) > limit:
+                tail, end = tail[:limit], tail[limit][1]
+            if not tail:
+                copy.mark_indexed(end)
+                return 0
+            collection = self.collection(feature_uri, copy.metric())
+            step = min(batch, self.client.get_max_batch_size())
+            for first in range(0, len(tail), step):
+                chunk = tail[first:first + step]
+                vectors = copy.read_rows([row for _, row in chunk])
+                collection.upsert(ids=[i for i, _ in chunk], embeddings=vectors)
+                last = chunk[-1][1] + 1
+                copy.mark_indexed(end if first + step >= len(tail) else last)
+                if progress is not None:
+                    progress(min(first + step, len(tail)), len(tail))
+            return len(tail)
+
+    def unindexed(self) -> dict[str, int]:
+        """Features with vectors not yet in Chroma's index: ``{feature_uri: rows behind}``
+        (rows, not ids: a rewritten id leaves its old row behind it)."""
+        behind = {}
+        for meta_path in sorted((self.path / "copies").glob("*/meta.json")):
+            meta = json.loads(meta_path.read_text())
+            if not meta.get("feature_uri"):
+                continue  # begun before the index was built behind it: indexed on write
+            copy = self.copy(meta["feature_uri"])
+            if copy.rows() > copy.indexed_rows():
+                behind[meta["feature_uri"]] = copy.rows() - copy.indexed_rows()
+        return behind
+
+    def pending(self, feature_uri: str) -> int:
+        """How many vectors are written but not yet in Chroma's index."""
+        copy = self.copy(feature_uri)
+        return len(copy.tail(copy.indexed_rows(), copy.rows())) if copy.exists() else 0
 
     def query(self, feature_uri: str, embedding, k: int = 10) -> list[tuple[str, float]]:
-        """Nearest ids to one vector, with distances in the collection's metric."""
-        result = self.collection(feature_uri).query(
-            query_embeddings=[embedding], n_results=k, include=["distances"]
-        )
-        return list(zip(result["ids"][0], result["distances"][0], strict=True))
+        """Nearest ids to one vector, with distances in the collection's metric: Chroma's
+        answer over the indexed rows merged with an exact search of the rows after them."""
+        import numpy as np
+
+        copy = self.copy(feature_uri)
+        found: dict[str, float] = {}
+        indexed = copy.indexed_rows() if copy.exists() else None
+        if (indexed is None or indexed > 0 or not copy.complete()) \
+                and self._has_collection(feature_uri):
+            collection = self.collection(feature_uri, copy.metric() if copy.exists()
+                                         else "cosine")
+            size = collection.count()
+            if size:
+                result = collection.query(query_embeddings=[embedding], n_results=min(k, size),
+                                          include=["distances"])
+                found.update(zip(result["ids"][0], result["distances"][0], strict=True))
+        if indexed is not None:
+            # The tail's vectors are the newest: they replace what the index holds for an id.
+            found.update(copy.search(np.asarray(embedding, dtype="float32"), k, indexed))
+        return sorted(found.items(), key=lambda item: item[1])[:k]
 
     def get_by_id(self, feature_uri: str, ids: Sequence[str]) -> dict:
         """Embeddings by id, as ``{id: float32 vector}`` (missing ids are left out; an id asked
@@ -141,19 +222,26 @@ class VectorStore:
         return np.asarray([found[i] for i in ids if i in found], dtype="float32")
 
     def count(self, feature_uri: str) -> int:
-        """How many vectors one feature holds (its collection is created, empty, if missing)."""
-        return self.collection(feature_uri).count()
+        """How many vectors one feature holds."""
+        copy = self.copy(feature_uri)
+        if copy.complete():
+            return len(copy)
+        if not self._has_collection(feature_uri):
+            return len(copy)
+        # Written before the copy existed: the index holds those, the copy the newer ones.
+        return self.collection(feature_uri).count() + self.pending(feature_uri)
 
     def copy(self, feature_uri: str) -> VectorCopy:
         """The contiguous copy of one feature's vectors (made on first use)."""
         with self._opening:
             if feature_uri not in self._copies:
                 self._copies[feature_uri] = VectorCopy(
-                    self.path / "copies" / collection_name(feature_uri))
+                    self.path / "copies" / collection_name(feature_uri), feature_uri)
             return self._copies[feature_uri]
 
 
 FLOAT16_MAX = 65504.0
+SEARCH_CHUNK = 32_768  # rows converted to float32 at a time by an exact search
 
 
 class VectorCopy:
@@ -163,9 +251,11 @@ class VectorCopy:
     the map that names them commits, so a reader in another process never sees a row that is
     not there, and a kill leaves at worst rows no id points at."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, feature_uri: str | None = None):
         self.folder = Path(folder)
+        self.feature_uri = feature_uri
         self._layout: tuple[int, str] | None = None  # (dim, dtype): fixed once written
+        self._tail: tuple[tuple[int, int], list[tuple[str, int]]] | None = None
 
     @property
     def _data(self) -> Path:
@@ -194,58 +284,166 @@ class VectorCopy:
         try:
             conn.execute("CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY, row INTEGER "
                          "NOT NULL)")
+            conn.execute("CREATE INDEX IF NOT EXISTS ids_by_row ON ids (row)")
             yield conn
         finally:
             conn.close()
 
-    def append(self, ids: Sequence[str], embeddings, complete: bool = False) -> None:
+    @contextmanager
+    def _locked(self):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    @contextmanager
+    def indexing(self):
+        """Held while rows are taken into the index: one indexer at a time per feature."""
+        with open(self.folder / "index.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def append(self, ids: Sequence[str], embeddings, complete: bool = False,
+               metric: str = "cosine") -> bool:
         """Add or replace vectors by id; ``complete``: the first append of a feature that
-        has no vector anywhere else."""
+        has no vector anywhere else. False when the values do not fit this copy's dtype (the
+        caller keeps them elsewhere; the copy forgets those ids)."""
         import numpy as np
 
         matrix = np.asarray(embeddings, dtype="float32")
         if matrix.ndim != 2 or len(matrix) != len(ids):
             raise ValidationError(f"{len(ids)} ids for vectors of shape {matrix.shape}")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / "lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._locked():
             meta = self._meta()
             if meta is None:
                 fits = bool(np.all(np.abs(matrix) <= FLOAT16_MAX))
                 meta = {"dim": int(matrix.shape[1]), "dtype": "float16" if fits else "float32",
-                        "complete": complete}
+                        "complete": complete, "metric": metric, "indexed_rows": 0,
+                        "feature_uri": self.feature_uri}
+                self._write_meta(meta)
+            elif "indexed_rows" not in meta:
+                # Written before the index was built behind the copy: every row so far went
+                # to Chroma with it.
+                meta = {**meta, "indexed_rows": self.rows(meta), "metric": metric,
+                        "feature_uri": self.feature_uri}
                 self._write_meta(meta)
             if matrix.shape[1] != meta["dim"]:
                 raise ValidationError(f"vectors of {matrix.shape[1]} dimensions for a feature "
                                       f"of {meta['dim']}")
             with self._map() as conn:
                 if meta["dtype"] == "float16" and not np.all(np.abs(matrix) <= FLOAT16_MAX):
-                    # Out of float16's range: these ids are read from Chroma instead.
                     self._write_meta({**meta, "complete": False})
+                    self._tail = None
                     with conn:
                         conn.executemany("DELETE FROM ids WHERE id = ?", [(i,) for i in ids])
-                    return
+                    return False
                 rows = np.ascontiguousarray(matrix, dtype=meta["dtype"])
-                row_bytes = rows.dtype.itemsize * meta["dim"]
-                size = self._data.stat().st_size if self._data.exists() else 0
-                first = size // row_bytes
+                first = self.rows(meta)
                 with open(self._data, "ab") as data:
-                    data.truncate(first * row_bytes)  # a row half-written by a kill goes
-                    data.write(rows.tobytes())
+                    data.truncate(first * rows.dtype.itemsize * meta["dim"])  # a row
+                    data.write(rows.tobytes())  # half-written by a kill goes
                     data.flush()
                     os.fsync(data.fileno())
                 crash_point("vectors.rows_written")  # rows on disk, no id names them yet
                 with conn:
                     conn.executemany("INSERT OR REPLACE INTO ids (id, row) VALUES (?, ?)",
                                      [(str(i), first + n) for n, i in enumerate(ids)])
+        return True
+
+    def _layout_of(self) -> tuple[int, str] | None:
+        if self._layout is None and (meta := self._meta()) is not None:
+            self._layout = (meta["dim"], meta["dtype"])
+        return self._layout
+
+    def rows(self, meta: dict | None = None) -> int:
+        """How many whole rows the file holds (an id names each at most once)."""
+        import numpy as np
+
+        layout = (meta["dim"], meta["dtype"]) if meta else self._layout_of()
+        if layout is None or not self._data.exists():
+            return 0
+        return self._data.stat().st_size // (np.dtype(layout[1]).itemsize * layout[0])
+
+    def metric(self) -> str:
+        """The distance the feature is searched by."""
+        return (self._meta() or {}).get("metric", "cosine")
+
+    def indexed_rows(self) -> int:
+        """The watermark: rows before it are in Chroma's index."""
+        meta = self._meta()
+        if meta is None:
+            return 0
+        return meta.get("indexed_rows", self.rows(meta))
+
+    def mark_indexed(self, rows: int) -> None:
+        """Move the watermark (only forward)."""
+        with self._locked():
+            meta = self._meta()
+            if meta is not None and rows > meta.get("indexed_rows", 0):
+                self._write_meta({**meta, "indexed_rows": rows})
+
+    def tail(self, start: int, end: int | None = None) -> list[tuple[str, int]]:
+        """``(id, row)`` of the ids whose newest row is at or after ``start`` (before
+        ``end``), in row order: what the index has not taken in yet."""
+        if not (self.folder / "ids.sqlite").exists():
+            return []
+        end = self.rows() if end is None else end
+        key = (start, end)
+        if self._tail is not None and self._tail[0] == key:
+            return self._tail[1]
+        with self._map() as conn:
+            found = conn.execute("SELECT id, row FROM ids WHERE row >= ? AND row < ? "
+                                 "ORDER BY row", (start, end)).fetchall()
+        self._tail = (key, found)  # rows past ``end`` only ever get added
+        return found
+
+    def read_rows(self, rows: Sequence[int]):
+        """Rows by position, as a float32 matrix."""
+        import numpy as np
+
+        dim, dtype = self._layout_of()
+        dtype = np.dtype(dtype)
+        matrix = np.memmap(self._data, dtype=dtype, mode="r",
+                           shape=(self._data.stat().st_size // (dtype.itemsize * dim), dim))
+        return np.asarray(matrix[list(rows)], dtype="float32")
+
+    def search(self, query, k: int, start: int = 0) -> list[tuple[str, float]]:
+        """Exact nearest ids among the rows from ``start`` on, in the feature's metric and
+        with Chroma's distances (cosine: 1 - cos; l2: squared; ip: 1 - dot)."""
+        import numpy as np
+
+        tail = self.tail(start)
+        if not tail or k <= 0:
+            return []
+        space = METRICS[self.metric()]
+        query = np.asarray(query, dtype="float32").ravel()
+        query_norm = float(np.linalg.norm(query))
+        best_ids: list[str] = []
+        best: list[float] = []
+        for first in range(0, len(tail), SEARCH_CHUNK):
+            chunk = tail[first:first + SEARCH_CHUNK]
+            block = self.read_rows([row for _, row in chunk])
+            dots = block @ query
+            if space == "cosine":
+                norms = np.sqrt(np.einsum("ij,ij->i", block, block)) * query_norm
+                distances = 1.0 - np.divide(dots, norms, out=np.zeros_like(dots),
+                                            where=norms > 0)
+            elif space == "l2":
+                distances = np.einsum("ij,ij->i", block, block) - 2 * dots + query_norm ** 2
+            else:
+                distances = 1.0 - dots
+            keep = np.argsort(distances)[:k] if len(distances) <= k else \
+                np.argpartition(distances, k)[:k]
+            best_ids.extend(chunk[i][0] for i in keep)
+            best.extend(float(distances[i]) for i in keep)
+        order = np.argsort(best, kind="stable")[:k]
+        return [(best_ids[i], best[i]) for i in order]
 
     def get(self, ids: Sequence[str]) -> dict:
         """Vectors by id as ``{id: float32 vector}``; ids the copy lacks are left out."""
         import numpy as np
 
-        if self._layout is None and (meta := self._meta()) is not None:
-            self._layout = (meta["dim"], meta["dtype"])
-        if self._layout is None or not ids:
+        if self._layout_of() is None or not ids:
             return {}
         dim, dtype = self._layout
         where: dict[str, int] = {}
