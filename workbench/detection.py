@@ -13,6 +13,7 @@ import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -177,8 +178,10 @@ class DetectionService:
                 ThreadPoolExecutor(max_workers=1) as prefetch, \
                 ThreadPoolExecutor(max_workers=1) as writer:
 
+            bgr_memory = version.kind == "yolo"
+
             def decode(batch):
-                return list(decoder.map(self._decode, batch))
+                return list(decoder.map(partial(self._decode, bgr_memory=bgr_memory), batch))
 
             decoding = prefetch.submit(decode, batches[0]) if batches else None
             writing = None
@@ -222,10 +225,18 @@ class DetectionService:
                                      for r in applied]
         return summary
 
-    def _decode(self, row):
+    def _decode(self, row, bgr_memory: bool = False):
+        """An RGB array (what extractors take). ``bgr_memory``: laid out in memory as BGR,
+        so that the YOLO extractor hands ultralytics the BGR it expects without copying the
+        image on the model's thread; the copy is made here, on a decoder thread, ahead of
+        the model. (Only for YOLO: the view has negative strides, which other code, such as
+        ``torch.from_numpy``, may refuse.)"""
         import numpy as np
 
-        return np.asarray(load_image(self.wb.image_path(row)))
+        rgb = np.asarray(load_image(self.wb.image_path(row)))
+        if not bgr_memory or rgb.ndim != 3 or rgb.shape[2] != 3:
+            return rgb
+        return np.ascontiguousarray(rgb[..., ::-1])[..., ::-1]
 
     def _pending(self, collection: Collection, version: ExtractorVersion):
         """Objects of the collection that this version has no document for yet, in order."""
