@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from workbench.errors import JobFailed, NotFoundError, ValidationError, WorkbenchError
 from workbench.events import record_event
 from workbench.images import load_image
+from workbench.paging import Keyset, Page
 from workbench.params import ALGORITHMS, REDUCTIONS, ClusterParams
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
@@ -377,13 +378,21 @@ class ClusterService:
         return cluster_run_from_row(row)
 
     def list(self, collection: str | None = None, limit: int = 50) -> list[ClusterRun]:
-        """Cluster runs (of ``collection``, or of all), newest first, at most ``limit``."""
-        query = sa.select(t.cluster_runs).order_by(t.cluster_runs.c.created_at.desc())
-        if collection is not None:
-            query = query.where(t.cluster_runs.c.collection_id ==
-                                self.wb.collections.get(collection).id)
+        """The newest ``limit`` cluster runs (of ``collection``, or of all): the first
+        :meth:`page`, which also says how many there are."""
+        return self.page(collection, limit=limit).items
+
+    def page(self, collection: str | None = None, cursor: str | None = None, limit: int = 50
+             ) -> Page[ClusterRun]:
+        """A page of cluster runs (of ``collection``, or of all), newest first, with how
+        many there are and the cursor of the next page."""
+        query = sa.select(t.cluster_runs)
+        collection_id = None if collection is None else self.wb.collections.get(collection).id
+        if collection_id is not None:
+            query = query.where(t.cluster_runs.c.collection_id == collection_id)
         with self.db.read() as conn:
-            return [cluster_run_from_row(r) for r in conn.execute(query.limit(limit))]
+            return _RUN_ORDER.page(conn, query, cursor, limit, cluster_run_from_row,
+                                   {"collection": collection_id})
 
     def members(self, run_id: str, cluster: int | None = None) -> list[dict[str, Any]]:
         """Members with their detection: id, cluster, x, y, class, confidence, box, object."""
@@ -546,6 +555,10 @@ def _check_members(n: int) -> None:
     if n < 3:
         raise ValidationError(f"only {n} detection(s) pass the filter; a cluster run needs at "
                               "least 3")
+
+
+_RUN_ORDER = Keyset("cluster runs", ((t.cluster_runs.c.created_at, True),
+                                     (t.cluster_runs.c.id, True)))
 
 
 def cluster_run_from_row(row) -> ClusterRun:

@@ -13,6 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from workbench.paging import Keyset, Page
 from workbench.store import tables as t
 from workbench.store.metadata import MetadataStore, as_utc, new_id, utcnow
 
@@ -60,10 +61,25 @@ class EventService:
         self.db = db
 
     def recent(self, kind: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """The latest ``limit`` events, of one ``kind`` if given."""
-        query = sa.select(t.events).order_by(t.events.c.created_at.desc()).limit(limit)
+        """The latest ``limit`` events, of one ``kind`` if given: the first :meth:`page`, which
+        also says how many there are and pages on."""
+        return self.page(kind, limit=limit).items
+
+    def page(self, kind: str | None = None, cursor: str | None = None, limit: int = 50
+             ) -> Page[dict[str, Any]]:
+        """A page of events (of one ``kind``, if given), newest first, with how many there
+        are and the cursor of the next page."""
+        query = sa.select(t.events)
         if kind:
             query = query.where(t.events.c.type == kind)
         with self.db.read() as conn:
-            return [{"id": r.id, "type": r.type, "payload": r.payload,
-                     "created_at": as_utc(r.created_at)} for r in conn.execute(query)]
+            return _EVENT_ORDER.page(conn, query, cursor, limit, _event_from_row,
+                                     {"type": kind or None})
+
+
+_EVENT_ORDER = Keyset("events", ((t.events.c.created_at, True), (t.events.c.id, True)))
+
+
+def _event_from_row(row) -> dict[str, Any]:
+    return {"id": row.id, "type": row.type, "payload": row.payload,
+            "created_at": as_utc(row.created_at)}

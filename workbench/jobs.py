@@ -33,6 +33,7 @@ import sqlalchemy as sa
 
 from workbench.domain import Job
 from workbench.errors import JobCancelled, NotFoundError, ValidationError
+from workbench.paging import Keyset, Page
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -172,16 +173,24 @@ class JobService:
         return job_from_row(row)
 
     def list(self, statuses: tuple[str, ...] | None = None, limit: int = 50) -> list[Job]:
-        """Jobs (with one of ``statuses``, if given), newest first, at most ``limit``."""
-        query = sa.select(t.jobs).order_by(t.jobs.c.created_at.desc()).limit(limit)
-        if statuses:
-            query = query.where(t.jobs.c.status.in_(statuses))
+        """The newest ``limit`` jobs (with one of ``statuses``, if given): the first
+        :meth:`page`, which also says how many there are and pages on."""
+        return self.page(statuses, limit=limit).items
+
+    def page(self, statuses: tuple[str, ...] | None = None, cursor: str | None = None,
+             limit: int = 50) -> Page[Job]:
+        """A page of jobs (with one of ``statuses``, if given), newest first, with how many
+        there are and the cursor of the next page."""
         with self.db.read() as conn:
-            return [job_from_row(r) for r in conn.execute(query)]
+            return _JOB_ORDER.page(conn, _jobs_with(statuses), cursor, limit, job_from_row,
+                                   {"statuses": sorted(statuses or ())})
 
     def active(self) -> list[Job]:
-        """Queued and running jobs (at most 100), newest first."""
-        return self.list(("queued", "running"), limit=100)
+        """Every queued and running job, newest first (there is no cap: what is waiting to
+        run is never hidden)."""
+        with self.db.read() as conn:
+            return [job_from_row(r) for r in conn.execute(
+                _JOB_ORDER.ordered(_jobs_with(ACTIVE_STATUSES)))]
 
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; ask a running one to stop at its next check."""
@@ -313,6 +322,15 @@ class JobService:
                     return
             except Exception:  # a busy database must not kill the job; try again next beat
                 log.warning("heartbeat for %s failed", job_id, exc_info=True)
+
+
+ACTIVE_STATUSES = ("queued", "running")
+_JOB_ORDER = Keyset("jobs", ((t.jobs.c.created_at, True), (t.jobs.c.id, True)))
+
+
+def _jobs_with(statuses: tuple[str, ...] | None) -> sa.Select:
+    query = sa.select(t.jobs)
+    return query.where(t.jobs.c.status.in_(statuses)) if statuses else query
 
 
 def make_worker_id(role: str = "worker") -> str:

@@ -53,6 +53,7 @@ import sqlalchemy as sa
 from workbench.errors import JobCancelled, NotFoundError, ValidationError
 from workbench.evaluation import Gate
 from workbench.export import ExportOptions
+from workbench.paging import Keyset, Page
 from workbench.params import broken_bound
 from workbench.params import spec as field_spec
 from workbench.store import tables as t
@@ -483,17 +484,27 @@ class RuleService:
 
     # -- the log -------------------------------------------------------------------------
     def runs(self, rule: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-        """Runs, newest first (of one rule, or of all)."""
+        """The newest ``limit`` runs (of one rule, or of all): the first :meth:`runs_page`,
+        which also says how many there are."""
+        return self.runs_page(rule, limit=limit).items
+
+    def runs_page(self, rule: str | None = None, cursor: str | None = None, limit: int = 50
+                  ) -> Page[dict[str, Any]]:
+        """A page of runs (of one rule, or of all), newest first, with how many there are
+        and the cursor of the next page."""
         if rule is not None:
             self.spec(rule)
         with self.db.read() as conn:
-            return [rule_run_from_row(r) for r in conn.execute(self._runs_query(rule, limit))]
+            return _RUN_ORDER.page(conn, self._runs_query(rule), cursor, limit,
+                                   rule_run_from_row, {"rule": rule})
 
-    def _runs_query(self, rule: str | None, limit: int):
+    def _runs_query(self, rule: str | None, limit: int | None = None) -> sa.Select:
+        """Runs with their event's type; with ``limit``, the newest that many, in order."""
         query = (sa.select(t.rule_runs, t.events.c.type.label("event_type"))
-                 .join(t.events, t.events.c.id == t.rule_runs.c.event_id)
-                 .order_by(t.rule_runs.c.created_at.desc(), t.rule_runs.c.id).limit(limit))
-        return query.where(t.rule_runs.c.rule == rule) if rule is not None else query
+                 .join(t.events, t.events.c.id == t.rule_runs.c.event_id))
+        if rule is not None:
+            query = query.where(t.rule_runs.c.rule == rule)
+        return query if limit is None else _RUN_ORDER.ordered(query).limit(limit)
 
     # -- the engine ----------------------------------------------------------------------
     def process_pending(self, limit: int | None = None) -> dict[str, int]:
@@ -712,6 +723,9 @@ def _advance(conn: sa.Connection, event: Event) -> bool:
         conn.execute(t.event_cursors.update().where(
             t.event_cursors.c.consumer == CONSUMER).values(**values))
     return True
+
+
+_RUN_ORDER = Keyset("rule runs", ((t.rule_runs.c.created_at, True), (t.rule_runs.c.id, False)))
 
 
 def rule_run_from_row(row) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from workbench.errors import JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
+from workbench.paging import Keyset, Page
 from workbench.params import KINDS, MODES, TaxonomyParams
 from workbench.references import ReferenceMatrix, normalise
 from workbench.store import tables as t
@@ -523,15 +524,23 @@ class TaxonomyService:
 
     def assignments(self, name: str, label: str | None = None, limit: int = 100
                     ) -> list[dict[str, Any]]:
-        """A taxonomy's stored assignments (with ``label`` only, if given), by detection id."""
+        """The first ``limit`` of a taxonomy's stored assignments (with ``label`` only, if
+        given), by detection id: the first :meth:`assignments_page`, which also says how
+        many there are."""
+        return self.assignments_page(name, label, limit=limit).items
+
+    def assignments_page(self, name: str, label: str | None = None, cursor: str | None = None,
+                         limit: int = 100) -> Page[dict[str, Any]]:
+        """A page of a taxonomy's stored assignments (with ``label`` only, if given), by
+        detection id, with how many there are and the cursor of the next page."""
         taxonomy = self.get(name)
         a = t.taxonomy_assignments.c
         query = sa.select(t.taxonomy_assignments).where(a.taxonomy_id == taxonomy.id)
         if label is not None:
             query = query.where(a.label == label)
         with self.db.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(
-                query.order_by(a.detection_id).limit(limit))]
+            return _ASSIGNMENT_ORDER.page(conn, query, cursor, limit, scope={
+                "taxonomy": taxonomy.id, "label": label})
 
     def label_counts(self, name: str, version: str | None = None) -> dict[str, int]:
         """A taxonomy's stored assignments per label, on one version's detections (default:
@@ -556,6 +565,11 @@ class TaxonomyService:
                 version=t.taxonomies.c.version + 1, reference_version=refs.version,
                 updated_at=utcnow()))
         return self.get(taxonomy.id)
+
+
+# a taxonomy labels a detection once, so its id alone orders the assignments
+_ASSIGNMENT_ORDER = Keyset("taxonomy assignments",
+                           ((t.taxonomy_assignments.c.detection_id, False),))
 
 
 def _is_number(value: Any) -> bool:

@@ -48,6 +48,7 @@ import sqlalchemy as sa
 
 from workbench.errors import NotFoundError, ValidationError
 from workbench.events import new_event, outbox
+from workbench.paging import Keyset, Page
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
 
@@ -62,6 +63,10 @@ BACKOFF_INITIAL_S = 1.0
 MAX_URL_LENGTH = 2000
 SENDERS = 8  # requests in flight at once
 LEASE_S = TIMEOUT_S + 20.0  # a claimed delivery not settled by then is sent again
+
+
+_DELIVERY_ORDER = Keyset("webhook deliveries", ((t.webhook_deliveries.c.created_at, True),
+                                                 (t.webhook_deliveries.c.id, True)))
 
 
 @dataclass(frozen=True)
@@ -191,17 +196,26 @@ class WebhookService:
 
     def deliveries(self, webhook: str | None = None, status: str | None = None,
                    limit: int = 100) -> list[dict[str, Any]]:
-        """Deliveries (of ``webhook``, with ``status``), newest first, each with its event type."""
+        """The newest ``limit`` deliveries (of ``webhook``, with ``status``), each with its
+        event type: the first :meth:`deliveries_page`, which also says how many there are."""
+        return self.deliveries_page(webhook, status, limit=limit).items
+
+    def deliveries_page(self, webhook: str | None = None, status: str | None = None,
+                        cursor: str | None = None, limit: int = 100
+                        ) -> Page[dict[str, Any]]:
+        """A page of deliveries (of ``webhook``, with ``status``), newest first, each with its
+        event type, with how many there are and the cursor of the next page."""
         d = t.webhook_deliveries.c
         query = (sa.select(t.webhook_deliveries, t.events.c.type.label("event_type"))
-                 .select_from(t.webhook_deliveries.join(t.events, t.events.c.id == d.event_id))
-                 .order_by(d.created_at.desc()).limit(limit))
-        if webhook is not None:
-            query = query.where(d.webhook_id == self.get(webhook).id)
+                 .select_from(t.webhook_deliveries.join(t.events, t.events.c.id == d.event_id)))
+        hook_id = None if webhook is None else self.get(webhook).id
+        if hook_id is not None:
+            query = query.where(d.webhook_id == hook_id)
         if status is not None:
             query = query.where(d.status == status)
         with self.db.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return _DELIVERY_ORDER.page(conn, query, cursor, limit,
+                                        scope={"webhook": hook_id, "status": status})
 
     def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
         """A delivery's attempts, in order."""
