@@ -14,15 +14,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from tests.conftest import KEY
 from workbench import paging
+from workbench.cli import app
 from workbench.errors import ValidationError
 from workbench.store import tables as t
 from workbench.store.metadata import new_id
 
 ROWS = 130  # more than any listing's old default cap (100), and several pages
 PAGE = 25  # not a multiple of 3: ties on the time straddle page boundaries
+CLI_PAGE = 50
 BASE = datetime(2025, 1, 1)
 
 
@@ -109,6 +112,7 @@ class Listing:
     page: Callable[..., paging.Page]  # (wb, cursor, limit)
     first: Callable[..., list]  # the list the old method returns: (wb, limit)
     key: Callable[[Any], str]
+    command: tuple[str, ...]  # the CLI listing
 
 
 def _id(item) -> str:
@@ -117,22 +121,24 @@ def _id(item) -> str:
 
 LISTINGS = [
     Listing("jobs", fill_jobs, lambda wb, c, n: wb.jobs.page(cursor=c, limit=n),
-            lambda wb, n: wb.jobs.list(limit=n), _id),
+            lambda wb, n: wb.jobs.list(limit=n), _id, ("jobs", "--all")),
     Listing("events", fill_events, lambda wb, c, n: wb.events.page(cursor=c, limit=n),
-            lambda wb, n: wb.events.recent(limit=n), _id),
+            lambda wb, n: wb.events.recent(limit=n), _id, ("events",)),
     Listing("deliveries", fill_deliveries,
             lambda wb, c, n: wb.webhooks.deliveries_page("ci", cursor=c, limit=n),
-            lambda wb, n: wb.webhooks.deliveries("ci", limit=n), _id),
+            lambda wb, n: wb.webhooks.deliveries("ci", limit=n), _id,
+            ("webhooks", "deliveries", "ci")),
     Listing("rule runs", fill_rule_runs,
             lambda wb, c, n: wb.rules.runs_page("hard_negative", cursor=c, limit=n),
-            lambda wb, n: wb.rules.runs("hard_negative", limit=n), _id),
+            lambda wb, n: wb.rules.runs("hard_negative", limit=n), _id,
+            ("rules", "runs", "hard_negative")),
     Listing("cluster runs", fill_cluster_runs,
             lambda wb, c, n: wb.clusters.page("x", cursor=c, limit=n),
-            lambda wb, n: wb.clusters.list("x", limit=n), _id),
+            lambda wb, n: wb.clusters.list("x", limit=n), _id, ("cluster", "-c", "x")),
     Listing("assignments", fill_assignments,
             lambda wb, c, n: wb.taxonomies.assignments_page("shapes", cursor=c, limit=n),
             lambda wb, n: wb.taxonomies.assignments("shapes", limit=n),
-            lambda item: item["detection_id"]),
+            lambda item: item["detection_id"], ("taxonomy", "assignments", "shapes")),
 ]
 
 
@@ -159,6 +165,30 @@ def test_paging_serves_every_row_once_in_order_with_the_total(filled):
     # the list the old method returns is the first page, whatever its length
     assert [listing.key(item) for item in listing.first(wb, ROWS)] == expected
     assert [listing.key(item) for item in listing.first(wb, 3)] == expected[:3]
+
+
+def test_the_command_line_says_how_many_and_prints_the_next_cursor(filled):
+    wb, listing, expected = filled
+    runner, shown, cursor = CliRunner(), [], []
+    for number in range(math.ceil(ROWS / CLI_PAGE) + 1):
+        human = runner.invoke(app, ["--home", str(wb.home), *listing.command,
+                                    "--limit", str(CLI_PAGE), *cursor])
+        assert human.exit_code == 0, human.output
+        first = number * CLI_PAGE
+        assert f"{min(CLI_PAGE, ROWS - first)} of {ROWS} " in human.stdout
+        assert (f", after the first {first}" in human.stdout) == bool(first)
+        # --json: the rows alone on stdout, the count and the cursor beside them on stderr
+        scripted = runner.invoke(app, ["--home", str(wb.home), "--json", *listing.command,
+                                       "--limit", str(CLI_PAGE), *cursor])
+        shown += [listing.key(row) for row in json.loads(scripted.stdout)]
+        more = [line for line in human.stdout.splitlines() if line.startswith("more: --cursor ")]
+        assert [line for line in scripted.stderr.splitlines()
+                if line.startswith("more: --cursor ")] == more
+        if not more:
+            break
+        cursor = ["--cursor", more[0].removeprefix("more: --cursor ")]
+    assert shown == expected
+    assert number == math.ceil(ROWS / CLI_PAGE) - 1  # the last page offers no cursor
 
 
 def _cursor(state: Any) -> str:

@@ -6,7 +6,14 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, job_progress, json_option, open_workspace, option
+from workbench.cli.common import (
+    emit,
+    job_progress,
+    json_option,
+    open_workspace,
+    option,
+    state,
+)
 from workbench.errors import WorkbenchError
 from workbench.params import ClusterParams
 
@@ -25,15 +32,21 @@ def _cluster_lines(run) -> list[str]:
 
 @cluster_app.callback()
 def cluster_list(ctx: typer.Context,
-                 collection: Annotated[str | None, typer.Option("--collection", "-c")] = None
+                 collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
+                 limit: int = 50,
+                 cursor: Annotated[str | None, typer.Option(
+                     help="The next page: the cursor the previous page printed.")] = None,
                  ) -> None:
-    """List cluster runs, newest first."""
+    """List cluster runs, newest first, with how many there are."""
     if ctx.invoked_subcommand is not None:
         return
-    runs = open_workspace().clusters.list(collection)
-    emit(runs, "\n".join(f"{r.id}  {r.algorithm:16} {r.n_members:>6} members "
-                         f"{len(r.clusters):>3} clusters  {r.created_at:%Y-%m-%d %H:%M}"
-                         for r in runs) or "no cluster runs yet: `workbench cluster run`")
+    page = open_workspace().clusters.page(collection, cursor, limit)
+    emit(page.items, "\n".join(f"{r.id}  {r.algorithm:16} {r.n_members:>6} members "
+                               f"{len(r.clusters):>3} clusters  {r.created_at:%Y-%m-%d %H:%M}"
+                               for r in page.items)
+         or "no cluster runs yet: `workbench cluster run`")
+    if footer := page.footer("cluster runs", only_if_more=state.json):
+        typer.echo(footer, err=state.json)  # --json: on stderr, beside the rows
 
 
 @cluster_app.command("run")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, open_workspace
+from workbench.cli.common import emit, open_workspace, state
 
 jobs_app = typer.Typer(help="List, show and cancel background jobs.", invoke_without_command=True)
 
@@ -20,15 +20,21 @@ def _job_line(job) -> str:
 def jobs_list(
     ctx: typer.Context,
     show_all: Annotated[bool, typer.Option("--all", help="Include finished jobs.")] = False,
+    cursor: Annotated[str | None, typer.Option(help="The next page: the cursor the previous "
+                                                    "page printed.")] = None,
+    limit: int = 50,
 ) -> None:
-    """List active jobs (or all of them)."""
+    """List active jobs (or all of them), newest first, with how many there are."""
     if ctx.invoked_subcommand is not None:
         return
-    wb = open_workspace()
-    jobs = wb.jobs.list() if show_all else wb.jobs.active()
-    human = "\n".join(_job_line(j) for j in jobs) or (
+    from workbench.jobs import ACTIVE_STATUSES
+
+    page = open_workspace().jobs.page(None if show_all else ACTIVE_STATUSES, cursor, limit)
+    human = "\n".join(_job_line(j) for j in page.items) or (
         "no jobs" if show_all else "no active jobs (see finished ones with --all)")
-    emit(jobs, human)
+    emit(page.items, human)
+    if footer := page.footer("jobs" if show_all else "active jobs", only_if_more=state.json):
+        typer.echo(footer, err=state.json)  # --json: on stderr, beside the rows
 
 
 @jobs_app.command("show")

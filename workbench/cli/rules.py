@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, open_workspace
+from workbench.cli.common import emit, open_workspace, state
 
 rules_app = typer.Typer(help="Automation rules: list, enable, disable, runs, process.",
                         invoke_without_command=True)
@@ -57,10 +57,14 @@ def rules_disable(name: str) -> None:
 def rules_runs(
     name: Annotated[str | None, typer.Argument(help="Rule (default: all).")] = None,
     limit: int = 50,
+    cursor: Annotated[str | None, typer.Option(help="The next page: the cursor the previous "
+                                                    "page printed.")] = None,
 ) -> None:
-    """The rules' recent runs, newest first."""
-    runs = open_workspace().rules.runs(name, limit)
-    emit(runs, "\n".join(_run_line(r) for r in runs) or "no runs yet")
+    """The rules' runs, newest first, with how many there are."""
+    page = open_workspace().rules.runs_page(name, cursor, limit)
+    emit(page.items, "\n".join(_run_line(r) for r in page.items) or "no runs yet")
+    if footer := page.footer("runs", only_if_more=state.json):
+        typer.echo(footer, err=state.json)  # --json: on stderr, beside the rows
 
 
 @rules_app.command("process")

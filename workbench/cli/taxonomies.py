@@ -14,10 +14,11 @@ from workbench.cli.common import (
     open_workspace,
     option,
     read_json_file,
+    state,
 )
 from workbench.params import TaxonomyParams
 
-taxonomy_app = typer.Typer(help="Taxonomies: list, create, attach, apply.",
+taxonomy_app = typer.Typer(help="Taxonomies: list, create, attach, apply, assignments.",
                            invoke_without_command=True)
 
 
@@ -93,3 +94,20 @@ def taxonomy_apply(
              f"{report['new']} new, {report['unchanged']} unchanged", f"labels {report['labels']}"]
     lines += [f"  {s['detection_id']}: {s['before']} → {s['after']}" for s in report["sample"]]
     emit(report, "\n".join(lines))
+
+
+@taxonomy_app.command("assignments")
+def taxonomy_assignments(
+    name: str,
+    label: Annotated[str | None, typer.Option(help="Only this label.")] = None,
+    limit: int = 50,
+    cursor: Annotated[str | None, typer.Option(help="The next page: the cursor the previous "
+                                                    "page printed.")] = None,
+) -> None:
+    """A taxonomy's stored assignments, by detection id, with how many there are."""
+    page = open_workspace().taxonomies.assignments_page(name, label, cursor, limit)
+    emit(page.items, "\n".join(
+        f"{r['detection_id']:28} {r['label']:20} score {r['score']:.3f}  v{r['taxonomy_version']}"
+        for r in page.items) or f"no stored assignments: `workbench taxonomy apply {name}`")
+    if footer := page.footer("assignments", only_if_more=state.json):
+        typer.echo(footer, err=state.json)  # --json: on stderr, beside the rows

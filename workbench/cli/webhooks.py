@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from workbench.cli.common import emit, open_workspace
+from workbench.cli.common import emit, open_workspace, state
 from workbench.errors import WorkbenchError
 
 webhooks_app = typer.Typer(help="Webhooks: list, create, enable, disable, delete, ping, "
@@ -84,9 +84,13 @@ def webhooks_deliveries(
     status: Annotated[str | None, typer.Option(help="pending, delivering, delivered, failed."
                                                )] = None,
     limit: int = 50,
+    cursor: Annotated[str | None, typer.Option(help="The next page: the cursor the previous "
+                                                    "page printed.")] = None,
 ) -> None:
-    """Recent deliveries with their status, attempts and last error."""
-    rows = open_workspace().webhooks.deliveries(name, status, limit)
+    """Deliveries, newest first, with their status, attempts and last error, and how many
+    there are."""
+    page = open_workspace().webhooks.deliveries_page(name, status, cursor, limit)
+    rows = page.items
 
     def due(row) -> str:
         return (f"next attempt {row['next_attempt_at']:%Y-%m-%d %H:%M:%S} UTC  "
@@ -96,6 +100,8 @@ def webhooks_deliveries(
         f"{r['id']}  {r['event_type']:22} {r['status']:10} attempts {r['attempts']}  "
         f"{due(r)}{r['last_status_code'] or ''} {r['last_error'] or ''}" for r in rows)
         or "no deliveries")
+    if footer := page.footer("deliveries", only_if_more=state.json):
+        typer.echo(footer, err=state.json)  # --json: on stderr, beside the rows
 
 
 @webhooks_app.command("redeliver")
@@ -108,8 +114,12 @@ def webhooks_redeliver(delivery_id: str) -> None:
 def events(
     kind: Annotated[str | None, typer.Option("--type", help="Only this event type.")] = None,
     limit: int = 50,
+    cursor: Annotated[str | None, typer.Option(help="The next page: the cursor the previous "
+                                                    "page printed.")] = None,
 ) -> None:
-    """Recent events, newest first."""
-    rows = open_workspace().events.recent(kind, limit)
-    emit(rows, "\n".join(f"{r['created_at']:%Y-%m-%d %H:%M:%S}  {r['type']:22} {r['id']}"
-                         for r in rows) or "no events yet")
+    """Events, newest first, with how many there are."""
+    page = open_workspace().events.page(kind, cursor, limit)
+    emit(page.items, "\n".join(f"{r['created_at']:%Y-%m-%d %H:%M:%S}  {r['type']:22} {r['id']}"
+                               for r in page.items) or "no events yet")
+    if footer := page.footer("events", only_if_more=state.json):
+        typer.echo(footer, err=state.json)  # --json: on stderr, beside the rows
