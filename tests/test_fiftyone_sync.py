@@ -300,3 +300,256 @@ def test_the_page_helper_imports_without_loading_fiftyone():
     assert out.stdout.strip() == "False"
     for page in ("pages/2_Detect.py", "pages/6_Models.py"):
         assert "open_in_fiftyone(" in (REPO / page).read_text()
+
+
+# -- bulk writes and the watermark -----------------------------------------------------------
+IMAGE_URI = f"workbench://{KEY}/image_embedding"
+
+
+@pytest.fixture
+def reviewed(review_wb):
+    """The hand-made workspace with verdicts (one correction), one image complete and in the
+    gold set, image embeddings and a cluster run: every kind of field the sync writes."""
+    import numpy as np
+
+    wb = review_wb
+    wb.annotations.create(document_id="obj_a_0", collection_id="col_x", label="confirmed")
+    wb.annotations.create(document_id="obj_a_1", collection_id="col_x", label="corrected",
+                          payload={"true_class": "triangle"})
+    wb.annotations.create(document_id="doc_obj_a", collection_id="col_x", label="image_done")
+    wb.annotations.create(document_id="obj_b_1", collection_id="col_x", label="false_positive")
+    wb.truth.set_gold("x", ["obj_a"])
+    documents = [f"doc_obj_{c}" for c in "abcd"]
+    wb.vectors.upsert(IMAGE_URI, documents, np.eye(4, dtype="float32"))
+    wb.clusters.run("x", "kmeans", {"n_clusters": 2, "n_init": 1})
+    return wb
+
+
+def _raw(dataset, sample_id):
+    """A sample's document as the database holds it, without what differs by construction."""
+    from bson import ObjectId
+
+    document = dataset._sample_collection.find_one({"_id": ObjectId(sample_id)})
+    volatile = {"_id", "_dataset_id", "_rand", "created_at", "last_modified_at"}
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k != "_id"}
+        if isinstance(value, list):
+            return [strip(v) for v in value]
+        return value
+
+    return {k: strip(v) for k, v in document.items() if k not in volatile}
+
+
+@pytest.mark.slow
+def test_bulk_written_samples_are_what_fiftyone_itself_writes(reviewed, name):
+    """The sync writes documents, not fo.Sample objects: FiftyOne, given copies of the synced
+    samples through its own add_samples, stores the same documents and declares the same
+    schema."""
+    import fiftyone as fo
+
+    reviewed.fiftyone.sync("x", dataset=name)
+    dataset = fo.load_dataset(name)
+    samples = list(dataset)
+    reference = fo.Dataset(f"{name}-reference")
+    try:
+        copies = [s.copy() for s in samples]
+        reference.add_samples(copies, progress=False)
+        for ours, theirs in zip(samples, copies, strict=True):
+            assert _raw(dataset, ours.id) == _raw(reference, theirs.id)
+
+        def schema(ds):
+            return {k: (type(f).__name__, getattr(f, "document_type", None))
+                    for k, f in ds.get_field_schema(flat=True).items()}
+
+        assert schema(dataset) == schema(reference)
+    finally:
+        reference.delete()
+    # Every kind of field was there to compare.
+    by_object = _by_object(dataset)
+    boxes = {d.detection_id: d for s in samples for d in s[PRED].detections}
+    assert boxes["obj_a_1"].tags == ["corrected"] and boxes["obj_a_1"].true_class == "triangle"
+    assert all(isinstance(d.cluster, int) and d.cluster_name for d in boxes.values())
+    assert [b.label for b in by_object["obj_a"][GROUND_TRUTH].detections] == ["circle",
+                                                                             "triangle"]
+    assert {"gold", "reviewed"} <= set(by_object["obj_a"].tags)
+    assert by_object["obj_b"].camera_id == "cam_2" and by_object["obj_b"].frame == 1
+    assert by_object["obj_c"][EMBEDDING].tolist() == [0, 0, 1, 0]
+
+
+@pytest.mark.slow
+def test_a_resync_with_nothing_changed_reads_no_sample(reviewed, name, monkeypatch):
+    import fiftyone as fo
+
+    from workbench.fiftyone_sync import FiftyOneSync
+
+    wb = reviewed
+    first = wb.fiftyone.sync("x", dataset=name)
+    assert not first.nothing_changed and first.added == 4
+    modified = {s.id: s.last_modified_at for s in fo.load_dataset(name)}
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a re-sync with nothing changed read the workspace's samples")
+
+    monkeypatch.setattr(FiftyOneSync, "_snapshots", no_reading)
+    # Reading the workspace (queues, stats, truth) changes nothing.
+    wb.stats.report("col_x")
+    wb.truth.counts("x")
+    again = wb.fiftyone.sync("x", dataset=name)
+    assert again.nothing_changed
+    assert (again.added, again.updated, again.unchanged, again.removed, again.samples) == \
+        (0, 0, 4, 0, 4)
+    assert "nothing changed since the last sync" in again.summary()
+    assert {s.id: s.last_modified_at for s in fo.load_dataset(name)} == modified
+    monkeypatch.undo()
+
+    # A sample deleted in FiftyOne is noticed (the dataset no longer holds what the sync
+    # left) and written again.
+    dataset = fo.load_dataset(name)
+    dataset.delete_samples(dataset.first())
+    restored = wb.fiftyone.sync("x", dataset=name)
+    assert not restored.nothing_changed and (restored.added, restored.samples) == (1, 4)
+
+
+def _box(dataset, detection_id):
+    return next(d for s in dataset for d in (s[PRED].detections if s[PRED] else [])
+                if d.detection_id == detection_id)
+
+
+@pytest.mark.slow
+def test_each_kind_of_change_reaches_fiftyone_after_the_watermark(reviewed, name):
+    """One change at a time, each followed by a re-sync: none is taken for nothing changed,
+    and each shows in the dataset."""
+    import fiftyone as fo
+    import numpy as np
+
+    from workbench.store.metadata import utcnow
+
+    wb = reviewed
+    wb.fiftyone.sync("x", dataset=name)
+
+    def resync():
+        report = wb.fiftyone.sync("x", dataset=name)
+        assert not report.nothing_changed
+        return report, fo.load_dataset(name)
+
+    # A new verdict, then a change of it, then its deletion.
+    verdict = wb.annotations.create(document_id="obj_c_0", collection_id="col_x",
+                                    label="confirmed")
+    report, dataset = resync()
+    assert report.updated == 1 and _box(dataset, "obj_c_0").tags == ["confirmed"]
+    wb.annotations.update(verdict.id, label="false_positive")
+    report, dataset = resync()
+    assert report.updated == 1 and _box(dataset, "obj_c_0").tags == ["false_positive"]
+    wb.annotations.delete(verdict.id)
+    report, dataset = resync()
+    assert report.updated == 1 and _box(dataset, "obj_c_0").tags == []
+
+    # The gold set, by hand; a cluster renamed.
+    wb.truth.set_gold("x", ["obj_a"], gold=False)
+    report, dataset = resync()
+    assert report.updated == 1 and "gold" not in _by_object(dataset)["obj_a"].tags
+    run = wb.clusters.list("x", limit=1)[0]
+    cluster = _box(dataset, "obj_a_0").cluster
+    wb.clusters.rename(run.id, cluster, "round things")
+    report, dataset = resync()
+    assert _box(dataset, "obj_a_0").cluster_name == "round things"
+
+    # A new image, detected by the same version.
+    now = utcnow()
+    with wb.db.write() as conn:
+        conn.execute(t.objects.insert().values(
+            id="obj_e", bucket_id="bkt_x", sha256="e" * 64, width=100, height=100,
+            format="PNG", size_bytes=1, source="obj_e.png", metadata={"camera_id": "cam_9"},
+            created_at=now))
+        conn.execute(t.documents.insert().values(
+            id="doc_obj_e", collection_id="col_x", object_id="obj_e", extractor_key=KEY,
+            features={}, n_detections=1, created_at=now))
+        conn.execute(t.detections.insert().values(
+            id="obj_e_0", document_id="doc_obj_e", collection_id="col_x", object_id="obj_e",
+            extractor_key=KEY, idx=0, class_name="square", confidence=0.8, x1=1, y1=2, x2=30,
+            y2=40, embedding_id="obj_e_0"))
+    wb.vectors.upsert(IMAGE_URI, ["doc_obj_e"], np.ones((1, 4), dtype="float32") / 2)
+    report, dataset = resync()
+    assert (report.added, report.updated, report.samples) == (1, 0, 5)
+    new = _by_object(dataset)["obj_e"]
+    assert [d.detection_id for d in new[PRED].detections] == ["obj_e_0"]
+    assert new.camera_id == "cam_9" and new[EMBEDDING].tolist() == [0.5] * 4
+
+
+@pytest.mark.slow
+def test_a_new_detection_run_reaches_fiftyone(fo_ws, starter_weights, name):
+    """A second version run over the collection (a real detection run, whose carried verdicts
+    rewrite annotations too): every sample gains the version's predictions."""
+    import fiftyone as fo
+
+    from workbench.detection import DetectParams
+
+    wb = fo_ws
+    wb.fiftyone.sync("cams", dataset=name)
+    assert wb.fiftyone.sync("cams", dataset=name).nothing_changed
+    wb.registry.register_yolo(starter_weights, version="1.1.0", lineage={"imgsz": 320})
+    wb.detection.run("cams", version="1.1.0", params=DetectParams(imgsz=320, conf=0.1,
+                                                                 batch_size=4))
+    report = wb.fiftyone.sync("cams", dataset=name)
+    second = prediction_field("1.1.0")
+    assert not report.nothing_changed and report.updated == 4
+    assert second in report.fields and "embedding_v1_1_0" in report.fields
+    collection = wb.collections.get("cams")
+    for sample in fo.load_dataset(name):
+        expected = wb.detection.detections(collection, "yolo_detector@1.1.0",
+                                           object_ids=[sample.wb_object_id])
+        assert [d.detection_id for d in sample[second].detections] == [d.id for d in expected]
+    assert wb.fiftyone.sync("cams", dataset=name).nothing_changed
+
+
+# Each a write the sync mirrors, made through the services: the watermark must move.
+CHANGES = {
+    "new verdict": lambda wb: wb.annotations.create(
+        document_id="obj_c_0", collection_id="col_x", label="confirmed"),
+    "verdict changed": lambda wb: wb.annotations.update(
+        wb.annotations.list(document_id="obj_a_0").items[0].id, label="false_positive"),
+    "verdict deleted": lambda wb: wb.annotations.delete(
+        wb.annotations.list(document_id="obj_a_0").items[0].id),
+    "image marked": lambda wb: wb.annotations.create(
+        document_id="doc_obj_d", collection_id="col_x", label="no_objects"),
+    "gold set by hand": lambda wb: wb.truth.set_gold("x", ["obj_a"], gold=False),
+    "cluster renamed": lambda wb: wb.clusters.rename(
+        wb.clusters.list("x", limit=1)[0].id, 0, "renamed"),
+    "new cluster run": lambda wb: wb.clusters.run("x", "kmeans", {"n_clusters": 3,
+                                                                  "n_init": 1}),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_the_watermark_moves_with_every_change_the_sync_mirrors(reviewed, change):
+    wb = reviewed
+    before = wb.fiftyone.watermark("x")
+    assert wb.fiftyone.watermark("x") == before  # nothing written, the same mark
+    CHANGES[change](wb)
+    assert wb.fiftyone.watermark("x") != before, change
+
+
+def test_the_watermark_moves_with_new_images_documents_and_taxonomy_labels(reviewed):
+    from workbench.store.metadata import utcnow
+
+    wb = reviewed
+    marks = [wb.fiftyone.watermark("x")]
+    now = utcnow()
+    for table, row in [
+        (t.objects, dict(id="obj_e", bucket_id="bkt_x", sha256="e" * 64, width=9, height=9,
+                         format="PNG", size_bytes=1, source="e.png", metadata={},
+                         created_at=now)),
+        (t.documents, dict(id="doc_obj_e", collection_id="col_x", object_id="obj_e",
+                           extractor_key=KEY, features={}, n_detections=0, created_at=now)),
+    ]:
+        with wb.db.write() as conn:
+            conn.execute(table.insert().values(**row))
+        marks.append(wb.fiftyone.watermark("x"))
+    wb.references.create("refs", "x")
+    wb.references.add("refs", ["obj_a_0"], true_class="circle")
+    wb.taxonomies.create("shapes", "refs", threshold=0.1)
+    wb.taxonomies.apply("shapes")
+    marks.append(wb.fiftyone.watermark("x"))
+    assert all(a != b for a, b in zip(marks, marks[1:])), marks
