@@ -410,6 +410,11 @@ def test_a_resync_with_nothing_changed_reads_no_sample(reviewed, name, monkeypat
     dataset.delete_samples(dataset.first())
     restored = wb.fiftyone.sync("x", dataset=name)
     assert not restored.nothing_changed and (restored.added, restored.samples) == (1, 4)
+    # A sample someone added in FiftyOne is compared against nothing, and left alone.
+    fo.load_dataset(name).add_sample(fo.Sample(filepath="/elsewhere/mine.jpg"))
+    report = wb.fiftyone.sync("x", dataset=name)
+    assert (report.added, report.updated, report.removed, report.samples) == (0, 0, 0, 5)
+    assert wb.fiftyone.sync("x", dataset=name).nothing_changed
 
 
 def _box(dataset, detection_id):
