@@ -397,7 +397,7 @@ class FiftyOneSync:
 
         step(0, 0, "reading the workspace")
         clock = time.perf_counter()
-        with _collection_paused():
+        with _gc_paused():
             snapshots = self._snapshots(target, versions)
         phases["read"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -434,7 +434,7 @@ class FiftyOneSync:
                   "last_modified_at": now}
         for begin in range(0, len(new), WRITE_BATCH):
             batch = new[begin:begin + WRITE_BATCH]
-            with _collection_paused():
+            with _gc_paused():
                 documents = [{"_id": next_id(), "_rand": _generate_rand(), **common,
                               **_document(s, next_id)} for s in batch]
             samples.insert_many(documents, ordered=False)
@@ -445,14 +445,15 @@ class FiftyOneSync:
         for begin in range(0, len(changed), WRITE_BATCH):
             batch = changed[begin:begin + WRITE_BATCH]
             ops = []
-            for sample_id, snapshot in batch:
-                document = _document(snapshot, next_id)
-                # Fields the sync wrote before and no longer has (a version's predictions,
-                # the truth) are cleared; fields a person added in FiftyOne stay.
-                stale = {n: "" for n in owned if n not in document}
-                ops.append(UpdateOne({"_id": ObjectId(sample_id)}, {
-                    "$set": {**document, "last_modified_at": now},
-                    **({"$unset": stale} if stale else {})}))
+            with _gc_paused():
+                for sample_id, snapshot in batch:
+                    document = _document(snapshot, next_id)
+                    # Fields the sync wrote before and no longer has (a version's predictions,
+                    # the truth) are cleared; fields a person added in FiftyOne stay.
+                    stale = {n: "" for n in owned if n not in document}
+                    ops.append(UpdateOne({"_id": ObjectId(sample_id)}, {
+                        "$set": {**document, "last_modified_at": now},
+                        **({"$unset": stale} if stale else {})}))
             ds._bulk_write(ops, ids=[sample_id for sample_id, _ in batch])
             done += len(batch)
             step(done, total, f"updated {begin + len(batch)}/{len(changed)}")
@@ -856,7 +857,7 @@ def _document(snapshot: dict[str, Any], next_id: Callable[[], Any]) -> dict[str,
 
 
 @contextmanager
-def _collection_paused() -> Iterator[None]:
+def _gc_paused() -> Iterator[None]:
     """Cyclic garbage collection paused while hundreds of thousands of small dicts are built:
     otherwise full collections scan them again and again (a quarter of a first sync's time).
     What is built holds no cycles, so reference counting frees it all the same."""
