@@ -71,10 +71,11 @@ def build(wb, n_detections: int, dim: int, per_image: int = 5):
                             "width": 640, "height": 480, "format": "JPEG", "size_bytes": 1,
                             "source": f"{obj}.jpg", "metadata": {"camera_id": f"cam_{i % 4}"},
                             "created_at": now})
+            confidences = np.sort(rng.uniform(0.25, 1.0, per_image))[::-1]
             documents.append({"id": f"doc_{i:07d}", "collection_id": "col_b", "object_id": obj,
                               "extractor_key": KEY, "features": {}, "n_detections": per_image,
+                              "uncertainty": float(np.sum(1 - np.abs(2 * confidences - 1))),
                               "created_at": now})
-            confidences = np.sort(rng.uniform(0.25, 1.0, per_image))[::-1]
             for k in range(per_image):
                 det = f"doc_{i:07d}_{k}"
                 cls = int(rng.integers(len(classes)))

@@ -56,6 +56,12 @@ def test_a_batch_run_makes_documents_detections_and_vectors(detect_ws):
     for det in found:
         x1, y1, x2, y2 = det.xyxy
         assert 0 <= x1 < x2 <= 320 and 0 <= y1 < y2 <= 240
+    with wb.db.read() as conn:  # each image's uncertainty, written with it (image review)
+        stored = dict(conn.execute(sa.select(t.documents.c.id, t.documents.c.uncertainty)).all())
+    expected = dict.fromkeys(stored, 0.0)
+    for det in found:
+        expected[det.document_id] += 1 - abs(2 * det.confidence - 1)
+    assert stored == pytest.approx(expected)
     high = wb.detection.detections(collection, key, min_conf=0.8)
     assert all(d.confidence >= 0.8 for d in high) and len(high) <= len(found)
     (event,) = [e for e in wb.events.recent() if e["type"] == "batch.completed"]

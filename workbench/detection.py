@@ -39,6 +39,13 @@ def default_params(version: ExtractorVersion) -> DetectParams:
     return DetectParams(imgsz=int(version.lineage.get("imgsz", DetectParams.imgsz)))
 
 
+def uncertainty(found: list[dict[str, Any]]) -> float:
+    """How unsure a version is about an image: the sum over its detections of ``1 - |2c - 1|``
+    (a box at 0.5 counts 1, one at 0.95 counts 0.1); stored with the document, it is the
+    image-review queue's first key."""
+    return float(sum(1 - abs(2 * float(d["confidence"]) - 1) for d in found))
+
+
 def document_id(collection_id: str, object_id: str, extractor_key: str) -> str:
     """Deterministic, so that a retried batch writes the same ids (and vector ids)."""
     digest = hashlib.sha1(f"{collection_id}|{object_id}|{extractor_key}".encode()).hexdigest()
@@ -278,6 +285,7 @@ class DetectionService:
             documents.append({"id": doc_id, "collection_id": collection.id,
                               "object_id": row.id, "extractor_key": version.key,
                               "features": json_features, "n_detections": len(found or []),
+                              "uncertainty": uncertainty(found or []),
                               "job_id": ctx.job.id, "created_at": utcnow()})
             det_ids = [f"{doc_id}_{i}" for i in range(len(found or []))]
             for i, det in enumerate(found or []):

@@ -3,9 +3,10 @@ when it is opened, and building it again gives the same rows."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
-from workbench.store.metadata import MIGRATIONS_DIR, MetadataStore
+from workbench.store.metadata import MIGRATIONS_DIR, MetadataStore, head_revision
 
 
 def _old_workspace(home):
@@ -79,7 +80,7 @@ def test_an_old_workspace_gets_its_ground_truth(tmp_path):
     home = tmp_path / "ws"
     _old_workspace(home)
     wb = Workbench.open(home)
-    assert wb.db.schema_version() == "0010"
+    assert wb.db.schema_version() == head_revision()
     boxes, states = _rows(wb)
     # Every box of obj_1 was judged, but nobody marked the image done: partly reviewed, not
     # training data. obj_2 was looked over and found empty: complete.
@@ -91,3 +92,18 @@ def test_an_old_workspace_gets_its_ground_truth(tmp_path):
     # Built again, the same rows.
     wb.truth.refresh("c")
     assert _rows(wb) == (boxes, states)
+
+
+def test_an_old_workspace_gets_each_images_uncertainty(tmp_path):
+    """0011 fills in each document's uncertainty from its detections (the image-review
+    queue's index): 0.9 counts 0.2, 0.3 counts 0.6, an image with nothing counts 0."""
+    from workbench import Workbench
+    from workbench.store import tables as t
+
+    home = tmp_path / "ws"
+    _old_workspace(home)
+    wb = Workbench.open(home)
+    with wb.db.read() as conn:
+        rows = dict(conn.execute(sa.select(t.documents.c.id, t.documents.c.uncertainty)).all())
+    assert rows["doc_1"] == pytest.approx(0.8)
+    assert rows["doc_2"] == 0

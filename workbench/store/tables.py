@@ -128,11 +128,14 @@ documents = Table(
     Column("extractor_key", String(140), nullable=False),
     Column("features", JSON, nullable=False),
     Column("n_detections", Integer, nullable=False),
+    # sum of 1 - |2c - 1| over its detections: the image-review queue's first key
+    Column("uncertainty", Float),
     Column("job_id", String(64)),
     Column("created_at", DateTime, nullable=False),
     UniqueConstraint("collection_id", "object_id", "extractor_key",
                      name="uq_documents_collection_object_version"),
     Index("ix_documents_collection_version", "collection_id", "extractor_key"),
+    Index("ix_documents_uncertainty", "collection_id", "extractor_key", "uncertainty"),
 )
 
 detections = Table(
@@ -154,6 +157,9 @@ detections = Table(
     Index("ix_detections_version_confidence", "collection_id", "extractor_key", "confidence"),
     Index("ix_detections_document", "document_id"),
     Index("ix_detections_object", "object_id"),
+    Index("ix_detections_version_object", "collection_id", "extractor_key", "object_id", "idx"),
+    Index("ix_detections_version_class", "collection_id", "extractor_key", "class_name",
+          "confidence"),
 )
 
 events = Table(
