@@ -96,6 +96,7 @@ def build(wb, n_detections: int, dim: int, per_image: int = 5):
         wb.vectors.upsert(uri, ids, array)
         bar.update(len(ids))
     bar.close()
+    wb.db.ensure_statistics()  # as a batch run does when it ends
     return uri
 
 

@@ -36,6 +36,7 @@ class Workbench:
         settings.apply_environment()
         self.db = MetadataStore(settings.db_url, lock_dir=settings.home)
         self.db.migrate()
+        self.db.ensure_statistics()
         self.blobs = BlobStore(settings.blobs_dir, fsync=settings.fsync)
 
     @classmethod

@@ -216,6 +216,7 @@ class DetectionService:
             record_event(conn, "batch.completed", {
                 **summary, "collection_id": collection.id, "job_id": ctx.job.id,
                 "requested_by": ctx.params.get("requested_by")})
+        self.db.ensure_statistics()  # a large run changes which index each query should take
         # What people established carries over to this version's boxes on reviewed images.
         # (every image this version has processed, not only this run's: a resumed run must
         # not leave out what the killed one did)

@@ -157,7 +157,7 @@ detections = Table(
     Index("ix_detections_version_confidence", "collection_id", "extractor_key", "confidence"),
     Index("ix_detections_document", "document_id"),
     Index("ix_detections_object", "object_id"),
-    Index("ix_detections_version_object", "collection_id", "extractor_key", "object_id", "idx"),
+    Index("ix_detections_image", "collection_id", "object_id", "extractor_key", "idx"),
     Index("ix_detections_version_class", "collection_id", "extractor_key", "class_name",
           "confidence"),
 )
@@ -511,4 +511,32 @@ hard_negatives = Table(
     Column("event_id", String(64), nullable=False),
     Column("created_at", DateTime, nullable=False),
     Index("ix_hard_negatives_collection", "collection_id", "extractor_key"),
+)
+
+# -- the HTTP API (``workbench serve``) -------------------------------------------------------
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),  # also the key's public prefix
+    Column("name", String(200), nullable=False),  # the author of annotations made with it
+    Column("role", String(20), nullable=False),  # reviewer | admin
+    Column("key_hash", LargeBinary, nullable=False),  # hashlib.scrypt of the secret
+    Column("salt", LargeBinary, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime),
+    Index("ix_api_keys_name", "name"),
+)
+
+api_idempotency = Table(
+    "api_idempotency",
+    metadata,
+    # Keys are scoped to whoever sent them (an API key's id, or "" on an open loopback).
+    Column("principal", String(64), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("route", String(300), nullable=False),  # METHOD path
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer),  # None while the first request is still being served
+    Column("response", JSON),
+    Column("created_at", DateTime, nullable=False),
+    Column("completed_at", DateTime),
 )

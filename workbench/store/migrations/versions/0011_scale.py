@@ -4,11 +4,13 @@
   0.5 counts 1, one at 0.95 counts 0.1), written with the document, indexed per version, so
   that the image-review queue takes its most uncertain open images from an index instead of
   reading every detection of the collection.
-- ``ix_detections_version_object``: one version's detections of given images (a page of the
-  Detect grid, an image in Review) without scanning the version's detections.
+- ``ix_detections_image``: the detections of given images, of one version (a page of the
+  Detect grid, an image in Review) or of all (the ground truth's refresh), without scanning
+  the collection's detections.
 - ``ix_detections_version_class``: per-class counts and class filters from the index alone.
-- ``ANALYZE``: SQLite's planner picks an index by its statistics; without them it takes the
-  confidence index for queries that name images, and scans.
+- ``ANALYZE``: SQLite's planner picks an index by its statistics; without them it took the
+  confidence index for queries that name images, and scanned. Statistics taken here go
+  stale as the workspace grows: ``MetadataStore.ensure_statistics`` renews them.
 
 Revision ID: 0011
 Revises: 0010
@@ -31,8 +33,8 @@ def upgrade() -> None:
                "WHERE detections.document_id = documents.id)")
     op.create_index("ix_documents_uncertainty", "documents",
                     ["collection_id", "extractor_key", "uncertainty"])
-    op.create_index("ix_detections_version_object", "detections",
-                    ["collection_id", "extractor_key", "object_id", "idx"])
+    op.create_index("ix_detections_image", "detections",
+                    ["collection_id", "object_id", "extractor_key", "idx"])
     op.create_index("ix_detections_version_class", "detections",
                     ["collection_id", "extractor_key", "class_name", "confidence"])
     op.execute("ANALYZE")
@@ -40,6 +42,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_detections_version_class", "detections")
-    op.drop_index("ix_detections_version_object", "detections")
+    op.drop_index("ix_detections_image", "detections")
     op.drop_index("ix_documents_uncertainty", "documents")
     op.drop_column("documents", "uncertainty")
