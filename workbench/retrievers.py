@@ -384,7 +384,10 @@ class RetrieverService:
                 rows = sorted(conn.execute(base).all(), key=lambda r: -scores[r.id])[:need]
                 return _Run(rows, None)
             seen = int(cursor.get("seen", 0)) if cursor and pageable else 0
-            rows = self._sorted(conn, base, order, window + 1, cursor if pageable else None)
+            rows = self._sorted(conn, base, order, window + 1, cursor if pageable else None,
+                                lambda *first: sa.select(*columns).select_from(
+                                    _D.join(_O, _O.c.id == _D.c.object_id)).where(
+                                        *first, *conditions))
             more = len(rows) > window
             rows = rows[:window]
             run = _Run(rows, seen + len(rows) + (1 if more else 0), exact=not more)
@@ -399,10 +402,11 @@ class RetrieverService:
                     f" saw the first {window:,} of {of} candidates ({_order_text(order)})")
         return run
 
-    def _sorted(self, conn, base, config, n, cursor):
+    def _sorted(self, conn, base, config, n, cursor, narrowed):
         """``n`` rows in the first sort's order (content order without one), after
         ``cursor``. Ties go to the image's content hash and the box's place on it, so the
-        same data gives the same queue in any workspace (ids are random)."""
+        same data gives the same queue in any workspace (ids are random). ``narrowed(*c)``
+        is ``base`` with the conditions ``c`` put before the stages' own."""
         stable = [(_O.c.sha256, False), (_D.c.idx, False)]
         by = config["by"] if config else None
         if by in (None, "confidence"):  # keyset: the page starts after the cursor's row
@@ -419,11 +423,14 @@ class RetrieverService:
                                 .offset(offset).limit(n)).all()
         # Uncertainty: closest to 0.5 first. Two index-ordered scans (up from 0.5, down from
         # 0.5) merged, instead of sorting every candidate by |confidence - 0.5|.
+        # Each half's bound comes first: SQLite bounds the index range by the first of two
+        # conditions on a column, and a filter's "confidence < 0.7" taken before "< 0.5"
+        # made the lower scan walk every box between them (31 ms at 1M detections, 0.4 ms).
         need = offset + n
         ties = [column.asc() for column, _ in stable]
-        upper = conn.execute(base.where(_D.c.confidence >= 0.5).order_by(
+        upper = conn.execute(narrowed(_D.c.confidence >= 0.5).order_by(
             _D.c.confidence.asc(), *ties).limit(need)).all()
-        lower = conn.execute(base.where(_D.c.confidence < 0.5).order_by(
+        lower = conn.execute(narrowed(_D.c.confidence < 0.5).order_by(
             _D.c.confidence.desc(), *ties).limit(need)).all()
         merged = sorted(upper + lower, key=lambda r: (abs(r.confidence - 0.5), r.sha256, r.idx))
         if config.get("order", "asc") == "desc":
