@@ -56,6 +56,8 @@ F = lambda field, op, value: {"field": field, "operator": op, "value": value}  #
 )
 def test_filters(rwb, filters, expected):
     assert set(run(rwb, filters)) == expected
+    counted = rwb.retrievers.execute("r", count=True)  # the count takes its own query
+    assert (counted.matched, counted.matched_exact) == (len(expected), True)
 
 
 def test_a_field_that_no_bucket_has_is_refused_when_saved(rwb):

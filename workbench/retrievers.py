@@ -360,7 +360,8 @@ class RetrieverService:
         # Counted from the detections alone unless a condition reads the image: the join
         # looked up each match's image (384 ms for 111k matches at 1M, from the index alone
         # a tenth of that).
-        reads_image = any(_O in sa.sql.util.find_tables(c, include_aliases=True)
+        reads_image = any(_O in sa.sql.util.find_tables(c, include_aliases=True,
+                                                        check_columns=True)
                           for c in conditions)
         counted = sa.select(sa.func.count()).select_from(
             _D.join(_O, _O.c.id == _D.c.object_id) if reads_image else _D).where(*conditions)
