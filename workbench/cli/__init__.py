@@ -23,11 +23,13 @@ from workbench.cli import (
     fiftyone,
     ingest,
     jobs,
+    keys,
     models,
     references,
     retrievers,
     review,
     rules,
+    serve,
     stats,
     taxonomies,
     train,
@@ -78,6 +80,7 @@ app.command()(evaluation.promote)
 app.command(name="app")(ui.run_app)
 app.command()(webhooks.events)
 app.command(name="fiftyone")(fiftyone.fiftyone_sync)
+app.command()(serve.serve)
 
 app.add_typer(buckets.buckets_app, name="buckets")
 app.add_typer(jobs.jobs_app, name="jobs")
@@ -92,6 +95,7 @@ app.add_typer(webhooks.webhooks_app, name="webhooks")
 app.add_typer(truth.truth_app, name="truth")
 app.add_typer(rules.rules_app, name="rules")
 app.add_typer(vectors.vectors_app, name="vectors")
+app.add_typer(keys.keys_app, name="keys")
 
 __all__ = ["app", "main", "state"]
 

@@ -1,0 +1,96 @@
+"""Request bodies, in the tutorial's shapes. They check the envelope only (which keys, which
+types); what the values mean is the services' to check, with their own rules and models.
+A misspelled key is refused with the key it was probably meant to be."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workbench.api.errors import unknown_key
+
+
+class Payload(BaseModel):
+    """A request body: unknown keys are an error that names the likely right one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_unknown_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            allowed = list(cls.model_fields)
+            unknown = [key for key in data if key not in cls.model_fields]
+            if unknown:
+                raise ValueError("; ".join(unknown_key(str(k), allowed) for k in unknown))
+        return data
+
+
+class BucketCreate(Payload):
+    """``POST /v1/buckets``."""
+
+    name: str = Field(description="1-100 letters, digits, '_', '-' or '.'.")
+    bucket_schema: dict[str, Any] | None = Field(
+        None, description='{"properties": {"image": {"type": "image", "required": true}, '
+        '"camera_id": {"type": "text"}}}; default: an image only.')
+    description: str = ""
+
+
+class ExtractorRef(Payload):
+    """One of a collection's ``feature_extractors``."""
+
+    feature_extractor_name: str = "yolo_detector"
+    version: str | None = Field(None, description="Default: the newest registered version.")
+
+
+class BucketSource(Payload):
+    """Where a collection's images come from."""
+
+    type: Literal["bucket"] = "bucket"
+    bucket_ids: list[str] = Field(min_length=1, description="Bucket ids or names.")
+
+
+class CollectionCreate(Payload):
+    """``POST /v1/collections``."""
+
+    name: str
+    feature_extractors: list[ExtractorRef] = Field(
+        default_factory=lambda: [ExtractorRef()], min_length=1, max_length=1,
+        description="One extractor (a collection runs one extractor's versions).")
+    source: BucketSource
+
+
+class BatchTrigger(Payload):
+    """``POST /v1/buckets/{bucket}/batches/trigger``."""
+
+    collection_ids: list[str] = Field(min_length=1, description="Collection ids or names.")
+    version: str | None = Field(None, description="Extractor version; default: each "
+                                "collection's active one.")
+
+
+class RetrieverSave(Payload):
+    """``POST /v1/retrievers``."""
+
+    name: str
+    collection_id: str = Field(description="The collection's id or name.")
+    stages: list[dict[str, Any]]
+    description: str = ""
+    replace: bool = Field(False, description="Overwrite a retriever of the same name.")
+
+
+class RetrieverExecute(Payload):
+    """``POST /v1/retrievers/{retriever}/execute``."""
+
+    inputs: dict[str, Any] = Field(default_factory=dict,
+                                   description="Values for the stages' {{INPUT.*}}.")
+    version: str | None = None
+    count: bool = Field(False, description="Count every match exactly (costs a scan).")
+    cursor: str | None = Field(None, description="next_cursor of the previous page.")
+
+
+class BulkAnnotations(Payload):
+    """``POST /v1/annotations/bulk``: each operation stands or fails on its own."""
+
+    operations: list[Any] = Field(description='Up to 1,000 {"op": "create"|"update"|'
+                                  '"delete", …}.')
