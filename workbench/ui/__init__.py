@@ -20,6 +20,7 @@ from workbench.config import load_settings
 from workbench.domain import ImageObject, Job
 from workbench.errors import WorkbenchError
 from workbench.params import spec
+from workbench.ui.render import MISSING_TEXT, image_missing, placeholder
 
 APP_TITLE = "Flywheel Workbench"
 # The sidebar's page list (Streamlit's own would call the home page "app").
@@ -146,7 +147,15 @@ def _thumbnail(path: str, size: int) -> bytes:
 
 
 def thumbnail(wb: Workbench, obj: ImageObject, size: int = 320) -> bytes:
-    return _thumbnail(str(wb.image_path(obj)), size)
+    """JPEG bytes of an image scaled to fit ``size``; a grey "image missing" tile of its
+    shape when its file cannot be read (not cached, so that a restored file shows)."""
+    try:
+        return _thumbnail(str(wb.image_path(obj)), size)
+    except OSError:  # deleted from the blob store, a mount that moved, a truncated file
+        image, _ = placeholder((obj.width, obj.height), size)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
 
 
 def image_grid(wb: Workbench, objects: Sequence[ImageObject], columns: int = 6) -> None:
@@ -158,6 +167,8 @@ def image_grid(wb: Workbench, objects: Sequence[ImageObject], columns: int = 6) 
                 st.image(thumbnail(wb, obj), caption=plain(Path(obj.source).name),
                          width="stretch")
                 details = [f"{obj.width}×{obj.height} {obj.format}"]
+                if image_missing(wb.image_path(obj)):
+                    details.insert(0, f"**{MISSING_TEXT}**: its file is not in the blob store")
                 details += [f"{plain(k)}: {plain(v)}" for k, v in obj.metadata.items()]
                 st.caption(" · ".join(details))
 

@@ -11,7 +11,7 @@ from workbench import Workbench
 from workbench.detection import DetectParams, default_params
 from workbench.domain import Collection, ExtractorVersion
 from workbench.ui import plain, setting_input, show_errors
-from workbench.ui.render import boxes_of, draw_boxes
+from workbench.ui.render import MISSING_TEXT, boxes_of, draw_boxes, image_missing
 
 
 def register_model_form(wb: Workbench) -> None:
@@ -118,10 +118,13 @@ def results_grid(wb: Workbench, collection: Collection, version: ExtractorVersio
     grid = st.columns(4)
     for index, object_id in enumerate(page_ids):
         obj = wb.buckets.get_object(object_id)
+        path = wb.image_path(obj)
         with grid[index % 4]:
-            st.image(draw_boxes(str(wb.image_path(obj)), boxes_of(by_image[object_id]),
-                                tuple(classes), 480), width="stretch")
-            st.caption(f"{plain(Path(obj.source).name)} · {len(by_image[object_id])} boxes")
+            st.image(draw_boxes(str(path), boxes_of(by_image[object_id]), tuple(classes), 480,
+                                size=(obj.width, obj.height)), width="stretch")
+            missing = f" · **{MISSING_TEXT}**" if image_missing(path) else ""
+            st.caption(f"{plain(Path(obj.source).name)} · {len(by_image[object_id])} boxes"
+                       + missing)
     if not page_ids:
         return None
     return st.selectbox("Inspect an image", page_ids, key="detail_image",
@@ -143,8 +146,8 @@ def detail_view(wb: Workbench, collection: Collection, version: ExtractorVersion
         detections = wb.detection.detections(collection, key, object_ids=[object_id])
         with column:
             st.markdown(f"**{plain(key)}** — {len(detections)} detections")
-            st.image(draw_boxes(str(wb.image_path(obj)), boxes_of(detections), classes, 960),
-                     width="stretch")
+            st.image(draw_boxes(str(wb.image_path(obj)), boxes_of(detections), classes, 960,
+                                size=(obj.width, obj.height)), width="stretch")
             st.dataframe(
                 [{"#": d.index, "class": d.class_name, "confidence": round(d.confidence, 3),
                   "x1": round(d.xyxy[0], 1), "y1": round(d.xyxy[1], 1),
@@ -154,3 +157,7 @@ def detail_view(wb: Workbench, collection: Collection, version: ExtractorVersion
             )
     st.caption(" · ".join([f"{obj.width}×{obj.height}", *(f"{plain(k)}: {plain(v)}" for k, v in
                                                          obj.metadata.items())]))
+    if image_missing(wb.image_path(obj)):
+        st.warning(f"This image's file is missing from the blob store "
+                   f"({plain(wb.image_path(obj))}): its boxes are drawn on a grey tile of its "
+                   "size. Ingesting the same file again writes it back.", icon="🖼️")
