@@ -127,3 +127,14 @@ def test_keys_are_stored_hashed_and_validated(review_wb):
     assert keys.check(token).name == "ci"
     with pytest.raises(ValidationError, match="role 'owner'"):
         keys.create("x", "owner")
+
+
+def test_the_docs_and_the_schema_list_every_route(api):
+    assert api.get("/docs").status_code == 200
+    paths = api.get("/openapi.json").json()["paths"]
+    assert {"/v1/buckets", "/v1/buckets/{bucket}/objects", "/v1/buckets/{bucket}/batches/trigger",
+            "/v1/batches/{batch_id}", "/v1/collections", "/v1/jobs", "/v1/events",
+            "/v1/retrievers/{retriever}/execute", "/v1/annotations", "/v1/annotations/bulk",
+            "/v1/annotations/{annotation_id}", "/v1/annotations/stats"} <= set(paths)
+    upload = paths["/v1/buckets/{bucket}/objects"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in upload

@@ -191,3 +191,27 @@ def test_idempotency_keys_belong_to_their_sender(keyed, review_wb):
                                    "label": "confirmed"})
         assert answer.status_code == 201
     assert review_wb.annotations.list().total == 2
+
+
+def test_a_key_whose_first_request_died_unanswered_is_free_again(api, review_wb):
+    from datetime import timedelta
+
+    from workbench.api.idempotency import request_hash
+    from workbench.store import tables as t
+    from workbench.store.metadata import utcnow
+
+    route = "POST /v1/buckets"
+    digest = request_hash(route, {"name": "a", "bucket_schema": None, "description": ""})
+
+    def pending(key, age):
+        with review_wb.db.write() as conn:
+            conn.execute(t.api_idempotency.insert().values(
+                principal="", key=key, route=route, request_hash=digest,
+                created_at=utcnow() - age))
+
+    pending("recent", timedelta(seconds=5))
+    busy = api.post("/v1/buckets", json={"name": "a"}, headers={"Idempotency-Key": "recent"})
+    assert busy.status_code == 409 and "still being served" in busy.json()["message"]
+    pending("dead", timedelta(hours=1))
+    taken = api.post("/v1/buckets", json={"name": "a"}, headers={"Idempotency-Key": "dead"})
+    assert taken.status_code == 201

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +26,8 @@ from workbench.store.metadata import MetadataStore, utcnow
 
 HEADER = "Idempotency-Key"
 MAX_KEY = 200
+# A first request unanswered after this long died with its server: its key is free again.
+ABANDONED_AFTER = timedelta(minutes=10)
 
 
 def request_hash(route: str, body: Any) -> str:
@@ -43,13 +46,16 @@ def respond(db: MetadataStore, who: Principal, key: str | None, route: str, dige
     if not key or len(key) > MAX_KEY:
         raise ApiError(400, "bad_request", f"{HEADER} must be 1-{MAX_KEY} characters")
     c = t.api_idempotency.c
-    try:
-        with db.write() as conn:
-            conn.execute(t.api_idempotency.insert().values(
-                principal=who.key_id, key=key, route=route, request_hash=digest,
-                created_at=utcnow()))
-    except IntegrityError:
-        return _replay(db, who, key, route, digest)
+    for first_try in (True, False):
+        try:
+            with db.write() as conn:
+                conn.execute(t.api_idempotency.insert().values(
+                    principal=who.key_id, key=key, route=route, request_hash=digest,
+                    created_at=utcnow()))
+            break
+        except IntegrityError:
+            if not (first_try and _release_abandoned(db, who, key)):
+                return _replay(db, who, key, route, digest)
     try:
         status, body, headers = make()
     except BaseException:
@@ -63,6 +69,16 @@ def respond(db: MetadataStore, who: Principal, key: str | None, route: str, dige
                      .values(status_code=status, response={"body": encoded, "headers": headers},
                              completed_at=utcnow()))
     return _json(status, encoded, headers)
+
+
+def _release_abandoned(db: MetadataStore, who: Principal, key: str) -> bool:
+    """Free a key whose first request never got an answer (its server was killed)."""
+    c = t.api_idempotency.c
+    with db.write() as conn:
+        gone = conn.execute(t.api_idempotency.delete().where(
+            c.principal == who.key_id, c.key == key, c.status_code.is_(None),
+            c.created_at < utcnow() - ABANDONED_AFTER))
+    return gone.rowcount > 0
 
 
 def _replay(db: MetadataStore, who: Principal, key: str, route: str, digest: str

@@ -93,6 +93,7 @@ class _Parser:
             if len(self.upload.files) >= MAX_FILES:
                 raise ApiError(413, "payload_too_large", f"at most {MAX_FILES} files per upload")
             client_name = PurePath(options[b"filename"].decode("utf-8", "replace")).name
+            self.hash.update(b"\0" + client_name.encode())
             target = self.upload.folder / f"{len(self.upload.files):05d}" / (client_name or
                                                                              "upload")
             target.parent.mkdir(parents=True)
