@@ -197,17 +197,29 @@ class VectorStore:
 
     def get_by_id(self, feature_uri: str, ids: Sequence[str]) -> dict:
         """Embeddings by id, as ``{id: float32 vector}`` (missing ids are left out; an id asked
-        for twice is fetched once — Chroma refuses duplicate ids)."""
-        import numpy as np
-
+        for twice is fetched once — Chroma refuses duplicate ids). A feature with no vector
+        anywhere gives ``{}`` (asking must not create its Chroma collection)."""
         ids = list(dict.fromkeys(ids))
         if not ids:
             return {}
         copy = self.copy(feature_uri)
         found = copy.get(ids)
         missing = [i for i in ids if i not in found]
-        if missing and not copy.complete():  # written before the copy existed
-            result = self.collection(feature_uri).get(ids=missing, include=["embeddings"])
+        if missing and not copy.complete() and self._has_collection(feature_uri):
+            found.update(self._chroma_get(feature_uri, missing))  # written before the copy
+        return found
+
+    def _chroma_get(self, feature_uri: str, ids: list[str], per_call: int = 500) -> dict:
+        """Vectors of ``ids`` from the Chroma collection, ``per_call`` ids at a time: Chroma
+        puts every id of a ``get`` in one SQL statement, and past SQLite's bound-variable
+        limit that fails ("too many SQL variables")."""
+        import numpy as np
+
+        collection = self.client.get_collection(collection_name(feature_uri),
+                                                embedding_function=None)
+        found = {}
+        for start in range(0, len(ids), per_call):
+            result = collection.get(ids=ids[start:start + per_call], include=["embeddings"])
             rows = np.asarray(result["embeddings"], dtype="float32")
             found.update(zip(result["ids"], rows, strict=True))
         return found
