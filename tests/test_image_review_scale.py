@@ -145,3 +145,17 @@ def test_up_to_its_pool_the_queue_ranks_every_open_image(wb, monkeypatch):
     assert queue.images[0].object_id == TOP
     assert NOVEL in [r.object_id for r in queue.images]
 
+
+def test_the_review_page_says_it_ranked_a_pool(wb, home, monkeypatch):
+    from tests.app.conftest import run_page
+    from workbench import image_review
+
+    _fill(wb)
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    monkeypatch.setattr(image_review, "POOL", 20)
+    monkeypatch.setattr(image_review, "SAMPLE", 5)
+    at = run_page("pages/3_Review.py")
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.session_state["image_review"].current.object_id == TOP
+    assert "Ranked the 20 most uncertain of 56 open images plus a sample of 5." in [
+        c.value for c in at.caption]

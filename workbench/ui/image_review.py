@@ -32,6 +32,8 @@ class ImageReviewState:
     execution_id: str = ""
     images: list[RankedImage] = field(default_factory=list)
     remaining: int = 0
+    ranked_from: int = 0  # how many of the remaining images the queue ranked
+    sampled: int = 0
     position: int = 0
     skipped: set[str] = field(default_factory=set)
     done: list[tuple[list[str], int]] = field(default_factory=list)  # (annotation ids, image)
@@ -58,6 +60,7 @@ def _load(wb: Workbench, collection: Collection, version: ExtractorVersion,
                                       exclude=sorted(s.skipped))
         s.key, s.execution_id = key, queue.execution_id
         s.images, s.remaining, s.position = queue.images, queue.remaining, 0
+        s.ranked_from, s.sampled = queue.ranked_from, queue.sampled
     return s
 
 
@@ -80,6 +83,9 @@ def image_review(wb: Workbench, collection: Collection, version: ExtractorVersio
     cols[0].metric("Images not complete", s.remaining)
     cols[1].metric("Finished in this session", s.finished_here)
     cols[2].metric("Complete in the collection", wb.truth.counts(collection.name)["complete"])
+    if s.ranked_from < s.remaining:
+        st.caption(f"Ranked the {s.ranked_from - s.sampled:,} most uncertain of "
+                   f"{s.remaining:,} open images plus a sample of {s.sampled:,}.")
     image = s.current
     if image is None:
         st.success(f"Every image {plain(version.key)} processed is complete."
