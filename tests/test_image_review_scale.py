@@ -159,3 +159,16 @@ def test_the_review_page_says_it_ranked_a_pool(wb, home, monkeypatch):
     assert at.session_state["image_review"].current.object_id == TOP
     assert "Ranked the 20 most uncertain of 56 open images plus a sample of 5." in [
         c.value for c in at.caption]
+
+
+def test_disagreements_read_complete_images_in_chunks(wb, monkeypatch):
+    """Complete images are read a chunk at a time (one IN list of them all fails past
+    SQLite's variable limit); chunks change nothing in the answer."""
+    from workbench import image_review
+
+    _fill(wb)  # the complete images' boxes were all rejected: false positives
+    whole = wb.image_review.disagreements("cams")
+    assert [(r["object_id"], r["false_positives"]) for r in whole] == [
+        (DONE_TOP, 3), ("obj_050", 1), ("obj_051", 1), ("obj_052", 1)]
+    monkeypatch.setattr(image_review, "CHUNK", 3)
+    assert wb.image_review.disagreements("cams") == whole

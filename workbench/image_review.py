@@ -275,32 +275,34 @@ class ImageReviewService:
         truths = self.wb.truth.images(target.id, states=("complete",))
         if not truths:
             return []
-        a, d = t.annotations.c, t.detections.c
-        with self.db.read() as conn:
-            verdicts = conn.execute(sa.select(a.object_id, a.label, a.origin).where(
-                a.collection_id == target.id, a.extractor_key == chosen.key,
-                a.deleted_at.is_(None), a.object_id.in_(list(truths)),
-                a.label.in_(("corrected", "false_positive")))).all()
-            boxes = conn.execute(sa.select(d.object_id, d.x1, d.y1, d.x2, d.y2).where(
-                d.collection_id == target.id, d.extractor_key == chosen.key,
-                d.object_id.in_(list(truths)))).all()
-            documents = dict(conn.execute(sa.select(t.documents.c.object_id, t.documents.c.id)
-                                          .where(t.documents.c.collection_id == target.id,
-                                                 t.documents.c.extractor_key == chosen.key,
-                                                 t.documents.c.object_id.in_(list(truths))))
-                             .all())
+        a, d, doc = t.annotations.c, t.detections.c, t.documents.c
+        # In chunks: one IN list of every complete image fails past SQLite's variable limit.
+        verdicts: dict[str, list] = {}
         found: dict[str, list] = {}
-        for box in boxes:
-            found.setdefault(box.object_id, []).append((box.x1, box.y1, box.x2, box.y2))
+        documents: dict[str, str] = {}
+        with self.db.read() as conn:
+            for chunk in _chunks(sorted(truths)):
+                for v in conn.execute(sa.select(a.object_id, a.label).where(
+                        a.collection_id == target.id, a.extractor_key == chosen.key,
+                        a.deleted_at.is_(None), a.object_id.in_(chunk),
+                        a.label.in_(("corrected", "false_positive")))):
+                    verdicts.setdefault(v.object_id, []).append(v.label)
+                for box in conn.execute(sa.select(d.object_id, d.x1, d.y1, d.x2, d.y2).where(
+                        d.collection_id == target.id, d.extractor_key == chosen.key,
+                        d.object_id.in_(chunk))):
+                    found.setdefault(box.object_id, []).append((box.x1, box.y1, box.x2, box.y2))
+                documents.update(conn.execute(sa.select(doc.object_id, doc.id).where(
+                    doc.collection_id == target.id, doc.extractor_key == chosen.key,
+                    doc.object_id.in_(chunk))).all())
         rows = []
         for object_id, truth in truths.items():
             if object_id not in documents:
                 continue  # this version has not run on it
-            wrong = [v for v in verdicts if v.object_id == object_id]
+            wrong = verdicts.get(object_id, [])
             matched = match(found.get(object_id, []), [o.xyxy for o in truth.objects], 0.5)
             row = {"object_id": object_id, "document_id": documents[object_id],
-                   "false_positives": sum(v.label == "false_positive" for v in wrong),
-                   "wrong_class": sum(v.label == "corrected" for v in wrong),
+                   "false_positives": wrong.count("false_positive"),
+                   "wrong_class": wrong.count("corrected"),
                    "missed": len(truth.objects) - len(matched)}
             row["total"] = row["false_positives"] + row["wrong_class"] + row["missed"]
             if row["total"]:
