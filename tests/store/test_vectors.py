@@ -159,6 +159,10 @@ def test_the_exact_tail_search_speaks_chromas_distances(tmp_path, metric):
     assert [i for i, _ in before] == [i for i, _ in after]
     np.testing.assert_allclose([d for _, d in before], [d for _, d in after], rtol=1e-2,
                                atol=1e-2)
+    # The index is made with the feature's metric and the lighter graph (bench/vectors.py).
+    hnsw = store.collection(URI, metric).configuration["hnsw"]
+    assert (hnsw["space"], hnsw["ef_construction"], hnsw["max_neighbors"]) == (
+        {"euclidean": "l2", "dot": "ip"}[metric], 64, 12)
 
 
 def test_an_idle_worker_builds_the_index_behind_the_writes(tmp_path):

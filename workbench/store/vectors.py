@@ -31,6 +31,7 @@ from workbench.errors import MissingDependencyError, ValidationError
 from workbench.faults import crash_point
 
 METRICS = {"cosine": "cosine", "euclidean": "l2", "dot": "ip"}
+HNSW = {"ef_construction": 64, "max_neighbors": 12}  # see VectorStore.collection
 
 
 def collection_name(feature_uri: str) -> str:
@@ -82,10 +83,15 @@ class VectorStore:
             raise ValidationError(
                 f"distance metric {metric!r} is not supported; use one of {sorted(METRICS)}"
             )
+        # A lighter graph than Chroma's default (ef_construction 100, 16 neighbours): on
+        # clustered 1,024-d vectors it indexes twice as fast (1,765 against 898 vectors/s at
+        # 20k) with the same recall@10 (0.995), and the index is what lags behind the writes
+        # (bench/vectors.py). A collection made before keeps the settings it was made with.
         return self.client.get_or_create_collection(
             name=collection_name(feature_uri),
             embedding_function=None,
-            metadata={"feature_uri": feature_uri, "hnsw:space": METRICS[metric]},
+            metadata={"feature_uri": feature_uri},
+            configuration={"hnsw": {"space": METRICS[metric], **HNSW}},
         )
 
     def upsert(
