@@ -26,6 +26,7 @@ import threading
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import MissingDependencyError, ValidationError
 from workbench.faults import crash_point
@@ -259,7 +260,7 @@ class VectorStore:
 
 
 FLOAT16_MAX = 65504.0
-SEARCH_CHUNK = 32_768  # rows converted to float32 at a time by an exact search
+SEARCH_CHUNK = 1024  # rows widened to float32 at a time by an exact search
 
 
 class VectorCopy:
@@ -274,6 +275,7 @@ class VectorCopy:
         self.feature_uri = feature_uri
         self._layout: tuple[int, str] | None = None  # (dim, dtype): fixed once written
         self._tail: tuple[tuple[int, int], list[tuple[str, int]]] | None = None
+        self._squares: tuple[tuple[int, int, int], Any] | None = None  # see search
 
     @property
     def _data(self) -> Path:
@@ -436,26 +438,45 @@ class VectorCopy:
         space = METRICS[self.metric()]
         query = np.asarray(query, dtype="float32").ravel()
         query_norm = float(np.linalg.norm(query))
-        best_ids: list[str] = []
-        best: list[float] = []
-        for first in range(0, len(tail), SEARCH_CHUNK):
-            chunk = tail[first:first + SEARCH_CHUNK]
-            block = self.read_rows([row for _, row in chunk])
-            dots = block @ query
-            if space == "cosine":
-                norms = np.sqrt(np.einsum("ij,ij->i", block, block)) * query_norm
-                distances = 1.0 - np.divide(dots, norms, out=np.zeros_like(dots),
-                                            where=norms > 0)
-            elif space == "l2":
-                distances = np.einsum("ij,ij->i", block, block) - 2 * dots + query_norm ** 2
-            else:
-                distances = 1.0 - dots
-            keep = np.argsort(distances)[:k] if len(distances) <= k else \
-                np.argpartition(distances, k)[:k]
-            best_ids.extend(chunk[i][0] for i in keep)
-            best.extend(float(distances[i]) for i in keep)
-        order = np.argsort(best, kind="stable")[:k]
-        return [(best_ids[i], best[i]) for i in order]
+        rows = np.fromiter((row for _, row in tail), dtype=np.int64, count=len(tail))
+        dim, dtype = self._layout_of()
+        dtype = np.dtype(dtype)
+        matrix = np.memmap(self._data, dtype=dtype, mode="r",
+                           shape=(self._data.stat().st_size // (dtype.itemsize * dim), dim))
+        # The rows' squared lengths do not change: measured once per tail, they save a
+        # second pass over the rows in every later search.
+        key = (start, len(tail), int(rows[-1]))
+        squares = self._squares[1] if self._squares and self._squares[0] == key else None
+        measure = squares is None and space != "ip"
+        if measure:
+            squares = np.empty(len(rows), dtype=np.float32)
+        dots = np.empty(len(rows), dtype=np.float32)
+        # Small blocks: each is widened to float32 while it is still in the CPU's cache, and
+        # a run of consecutive rows (the usual tail) is read as a slice, not gathered.
+        for first in range(0, len(rows), SEARCH_CHUNK):
+            part = rows[first:first + SEARCH_CHUNK]
+            whole = part[-1] - part[0] == len(part) - 1
+            block = np.asarray(matrix[part[0]:part[-1] + 1] if whole else matrix[part],
+                               dtype=np.float32)
+            # einsum, not BLAS: a matrix-vector product this small is memory-bound, and
+            # BLAS's threads waiting on each other made it three times slower on a busy
+            # machine (bench figures in the closing note of issue 15).
+            dots[first:first + len(part)] = np.einsum("ij,j->i", block, query)
+            if measure:
+                squares[first:first + len(part)] = np.einsum("ij,ij->i", block, block)
+        if measure:
+            self._squares = (key, squares)
+        if space == "cosine":
+            norms = np.sqrt(squares) * query_norm
+            distances = 1.0 - np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+        elif space == "l2":
+            distances = squares - 2 * dots + query_norm ** 2
+        else:
+            distances = 1.0 - dots
+        keep = np.arange(len(distances)) if len(distances) <= k else \
+            np.argpartition(distances, k)[:k]
+        keep = keep[np.argsort(distances[keep], kind="stable")]
+        return [(tail[i][0], float(distances[i])) for i in keep]
 
     def get(self, ids: Sequence[str]) -> dict:
         """Vectors by id as ``{id: float32 vector}``; ids the copy lacks are left out."""
