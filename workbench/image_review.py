@@ -123,6 +123,8 @@ class ImageReviewService:
         million detections took a minute. The uncertainty term, the largest one included, is
         the same either way (the most uncertain images are all in the pool); what the cut
         can miss is an image that is only novel or only disagreed on, outside the sample.
+        A document whose uncertainty was never stored (NULL: rows written directly, not by
+        a detection run or migration 0011) can only come in through the sample.
         ``remaining`` stays exact and ``ranked_from`` says how many were ranked."""
         import time
 
