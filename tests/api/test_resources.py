@@ -4,6 +4,10 @@ payloads, pages with cursors, idempotent creation."""
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 from tests.api.conftest import client_for
 from tests.conftest import image_bytes, noise_image_bytes
@@ -53,9 +57,9 @@ def test_upload_errors(api, review_wb):
     not_image = _upload(api, "cams", [("a.jpg", b"nope")])
     assert not_image.status_code == 422 and "a.jpg: not an image" in not_image.json()["message"]
     assert _upload(api, "nope", [("a.jpg", image_bytes())]).status_code == 404
-    json_body = api.post("/v1/buckets/cams/objects", json={"blobs": []})
-    assert json_body.status_code == 415 and json_body.json()["error"] == \
-        "unsupported_media_type"
+    text = api.post("/v1/buckets/cams/objects", content=b"a.jpg",
+                    headers={"Content-Type": "text/plain"})
+    assert text.status_code == 415 and text.json()["error"] == "unsupported_media_type"
     assert _upload(api, "cams", []).status_code in (415, 422)
 
 
@@ -215,3 +219,59 @@ def test_a_key_whose_first_request_died_unanswered_is_free_again(api, review_wb)
     pending("dead", timedelta(hours=1))
     taken = api.post("/v1/buckets", json={"name": "a"}, headers={"Idempotency-Key": "dead"})
     assert taken.status_code == 201
+
+
+@pytest.fixture
+def image_server():
+    """A real HTTP server on loopback that serves one image at /frame.jpg."""
+    data = noise_image_bytes(11)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            found = self.path == "/frame.jpg"
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Length", str(len(data) if found else 0))
+            self.end_headers()
+            if found:
+                self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_objects_by_url_are_an_ingest_job_answered_at_once(api, review_wb, image_server):
+    api.post("/v1/buckets", json={"name": "cams", "bucket_schema": SCHEMA})
+    answer = api.post("/v1/buckets/cams/objects", json={
+        "metadata": {"camera_id": "cam_lobby_01"},
+        "blobs": [{"property": "image", "type": "image",
+                   "data": {"url": f"{image_server}/frame.jpg"}}]})
+    assert answer.status_code == 202, answer.json()
+    job = answer.json()
+    assert job["kind"] == "ingest" and job["status"] == "queued"
+    assert answer.headers["Location"] == job["url"] == f"/v1/jobs/{job['job_id']}"
+    claimed = review_wb.jobs.claim("test-worker", job["job_id"])
+    review_wb.jobs.run_claimed(claimed, "test-worker")
+    done = api.get(job["url"]).json()
+    assert done["status"] == "done" and done["result"]["accepted"] == 1
+    stored = review_wb.buckets.objects(review_wb.buckets.get("cams"))
+    assert [o.metadata for o in stored] == [{"camera_id": "cam_lobby_01"}]
+
+
+def test_objects_by_url_refuse_local_files_and_misspelled_keys(api, tmp_path):
+    api.post("/v1/buckets", json={"name": "cams"})
+    local = api.post("/v1/buckets/cams/objects", json={"blobs": [{"data": {
+        "url": (tmp_path / "secret.jpg").as_uri()}}]})
+    assert local.status_code == 422 and "http:// or https://" in local.json()["message"]
+    misspelled = api.post("/v1/buckets/cams/objects", json={"blobs": [{"dat": {"url": "x"}}]})
+    assert misspelled.status_code == 422
+    assert "blobs.0: unknown field 'dat' — did you mean 'data'?" in \
+        misspelled.json()["message"]
+    bad_meta = api.post("/v1/buckets/cams/objects", json={
+        "metadata": {"camera": "x"}, "blobs": [{"data": {"url": "http://127.0.0.1:9/a.jpg"}}]})
+    assert bad_meta.status_code == 422 and "'camera' is not in the schema" in \
+        bad_meta.json()["message"]

@@ -37,6 +37,27 @@ class BucketCreate(Payload):
     description: str = ""
 
 
+class BlobData(Payload):
+    """Where a blob's bytes are."""
+
+    url: str = Field(description="An http:// or https:// URL the server downloads.")
+
+
+class BlobRef(Payload):
+    """One blob of an object (the tutorial's ``blobs`` item)."""
+
+    property: Literal["image"] = "image"
+    type: Literal["image"] = "image"
+    data: BlobData
+
+
+class ObjectsCreate(Payload):
+    """``POST /v1/buckets/{bucket}/objects`` as JSON: images by URL, fetched by a job."""
+
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    blobs: list[BlobRef] = Field(min_length=1, max_length=1000)
+
+
 class ExtractorRef(Payload):
     """One of a collection's ``feature_extractors``."""
 

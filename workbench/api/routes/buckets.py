@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from urllib.parse import urlparse
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError as PydanticValidationError
 
-from workbench.api.uploads import receive
+from workbench.api.uploads import MAX_FIELD_BYTES, receive
 from workbench.api.auth import Principal, admin, reader
 from workbench.api.errors import ApiError
-from workbench.api.payloads import BatchTrigger, BucketCreate
-from workbench.api.routes.common import IdempotencyKey, create, job_json, workspace
+from workbench.api.payloads import BatchTrigger, BucketCreate, ObjectsCreate
+from workbench.api.routes.common import IdempotencyKey, create, job_json, job_url, workspace
 
 router = APIRouter(tags=["buckets"])
 
@@ -52,24 +56,32 @@ def get_bucket(bucket: str, request: Request, who: Principal = Depends(reader)
     return jsonable_encoder(bucket_json(wb, wb.buckets.get(bucket)))
 
 
-_UPLOAD_DOC = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"], "properties": {
-        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                 "description": "One or more images (repeat the part)."},
-        "metadata": {"type": "string", "description": "A JSON object of the bucket's "
-                     "metadata fields, for every image of this upload."}}}}}}}
+_UPLOAD_DOC = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "properties": {
+            "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                     "description": "One or more images (repeat the part)."},
+            "metadata": {"type": "string", "description": "A JSON object of the bucket's "
+                         "metadata fields, for every image of this upload."}}}},
+    "application/json": {"schema": ObjectsCreate.model_json_schema()}}}}
 
 
-@router.post("/buckets/{bucket}/objects", status_code=201, openapi_extra=_UPLOAD_DOC)
+@router.post("/buckets/{bucket}/objects", status_code=201, openapi_extra=_UPLOAD_DOC,
+             responses={202: {"description": "JSON with URLs: the ingest job, queued."}})
 async def upload_objects(bucket: str, request: Request, who: Principal = Depends(admin),
                          key: str | None = IdempotencyKey) -> Any:
-    """Upload images with metadata (multipart). They are streamed to the workspace's staging
-    folder, then ingested like any file: checked, stored once by content, reported one by
-    one. 201 when at least one was stored (or was there already), 422 when none was."""
+    """Add images with metadata. Multipart: the files are streamed to the workspace's
+    staging folder, then ingested like any file (checked, stored once by content, reported
+    one by one): 201 when at least one was stored (or was there already), 422 when none was.
+    JSON (the tutorial's ``{"metadata", "blobs": [{"data": {"url"}}]}``): the downloads are
+    long work, so the ingest is queued and answered at once (202) with its job's URL."""
     wb = workspace(request)
     target = await run_in_threadpool(wb.buckets.get, bucket)  # 404 before reading a byte
+    if request.headers.get("content-type", "").startswith("application/json"):
+        body = _objects_body(await request.body())
+        return await run_in_threadpool(_queue_urls, request, who, key, target, body)
     upload = await receive(request, wb.settings.staging_dir,
-                                   request.app.state.options.max_upload_bytes)
+                           request.app.state.options.max_upload_bytes)
     try:
         if not upload.files:
             raise ApiError(422, "validation_error", "the upload holds no file part; send the "
@@ -97,6 +109,35 @@ async def upload_objects(bucket: str, request: Request, who: Principal = Depends
                                        f"{route}:{upload.digest}")
     finally:
         upload.discard()
+
+
+def _objects_body(raw: bytes) -> ObjectsCreate:
+    """The JSON form of an objects request, checked like any body (one error shape)."""
+    if len(raw) > MAX_FIELD_BYTES * 16:
+        raise ApiError(413, "payload_too_large", "a JSON objects request names URLs; upload "
+                       "the bytes themselves as multipart/form-data")
+    try:
+        return ObjectsCreate.model_validate_json(raw)
+    except PydanticValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
+
+
+def _queue_urls(request: Request, who: Principal, key: str | None, target, body: ObjectsCreate):
+    urls = [blob.data.url for blob in body.blobs]
+    local = [url for url in urls if urlparse(url).scheme.lower() not in ("http", "https")]
+    if local:
+        raise ApiError(422, "validation_error", f"blobs must be http:// or https:// URLs (the "
+                       f"server's own files are not for clients to name); got {local[0]!r}; "
+                       "upload local files as multipart/form-data")
+    wb = workspace(request)
+
+    def make():
+        job = wb.ingest.submit(target.name, urls, metadata=body.metadata)
+        return 202, {"bucket_id": target.id, "job_id": job.id, **job_json(job)}, {
+            "Location": job_url(job.id)}
+
+    return create(request, who, key, {"bucket": target.id, **body.model_dump()}, make)
 
 
 @router.post("/buckets/{bucket}/batches/trigger", status_code=202)
