@@ -8,7 +8,8 @@ then every image gets a JPEG blob, hard links to four small scenes), index (Chro
 built behind the writes, vectors/s; a nearest-neighbour query before and after), disk,
 annotate (``--complete`` images made complete through ``wb.annotations.bulk``), taxonomy (a
 retroactive apply, detections/s), queries (review-queue and filtered-retriever p95
-in-process and through the CLI; ``stats`` and ``jobs`` start-up), export (images/s),
+in-process and through the CLI; ``review-queue``, ``annotate``, ``stats`` and ``jobs``
+start-up and answer), export (images/s),
 fiftyone (first sync samples/s, no-change re-sync) and pages (each page in a fresh process:
 cold render with streamlit and AppTest imported before the clock, warm median of --runs,
 peak RSS; then all pages in one process, as one app server renders them).
@@ -55,7 +56,8 @@ TARGETS = [("vectors_per_s", ">=", 5000, ""),
            ("queue_p95_ms", "<=", 20, " at 1M"),
            ("page.*.cold_s", "<=", 1.5, " at 1M"),
            ("page.*.warm_s", "<=", 1.5, " at 1M"),
-           ("app_peak_rss_mb", "<=", 1536, " at 1M")]
+           ("app_peak_rss_mb", "<=", 1536, " at 1M"),
+           ("cli_*_s", "<=", 0.6, ", warm machine")]
 
 
 def page_name(page: str) -> str:
@@ -313,13 +315,20 @@ def measure_queries(ctx) -> dict:
     filter_ms = timed_ms(lambda: wb.retrievers.execute(FILTER, count=True), runs)
     last = wb.retrievers.execute(FILTER, count=True)
     queue_cli = cli_seconds(ctx.ws, ["review-queue", "bench"], ctx.runs)
+    last_image = ctx.n // 5 - 1  # far from the complete images at the front: no verdict yet
+    annotate_cli = [cli_seconds(ctx.ws, ["annotate", f"doc_{last_image - k:07d}_1", "-c",
+                                         "bench", "-l", "confirmed"], 1)[0]
+                    for k in range(ctx.runs)]
     filter_cli = cli_seconds(ctx.ws, ["retrievers", "run", FILTER, "--count"], ctx.runs)
-    return {"queue_p50_ms": round(pct(queue_ms, 50), 1), "queue_p95_ms": round(pct(queue_ms, 95), 1),
+    return {"queue_p50_ms": round(pct(queue_ms, 50), 1),
+            "queue_p95_ms": round(pct(queue_ms, 95), 1),
             "queue_cli_p95_s": round(pct(queue_cli, 95), 2),
             "filter_p50_ms": round(pct(filter_ms, 50), 1),
             "filter_p95_ms": round(pct(filter_ms, 95), 1),
             "filter_matched": last.matched, "filter_matched_exact": last.matched_exact,
             "filter_cli_p95_s": round(pct(filter_cli, 95), 2),
+            "cli_review_queue_s": round(statistics.median(queue_cli), 2),
+            "cli_annotate_s": round(statistics.median(annotate_cli), 2),
             "cli_stats_s": round(statistics.median(
                 cli_seconds(ctx.ws, ["stats", "-c", "bench"], ctx.runs)), 2),
             "cli_jobs_s": round(statistics.median(cli_seconds(ctx.ws, ["jobs"], ctx.runs)), 2)
@@ -356,7 +365,8 @@ def measure_pages(ctx) -> dict:
 
 MEASURES = {"index": measure_index, "disk": measure_disk, "annotate": annotate,
             "taxonomy": measure_taxonomy, "queries": measure_queries,
-            "export": measure_export, "fiftyone": lambda ctx: child("fiftyone", ctx.ws, ctx.runs), "pages": measure_pages}
+            "export": measure_export, "pages": measure_pages,
+            "fiftyone": lambda ctx: child("fiftyone", ctx.ws, ctx.runs)}
 
 
 # -- child processes ----------------------------------------------------------------------
