@@ -360,11 +360,9 @@ class ImageReviewService:
             reviewed = [embeddings[i] for i in covered if i in embeddings]
             if reviewed:
                 near = np.clip(_nearest(vectors, normalise(np.stack(reviewed))), 0, 1)
-        tiebreak = [hashlib.sha256(f"queue:{r.sha256}".encode()).hexdigest()
-                    for r in candidates]
-        tiebreak_rank = np.empty(len(candidates), dtype=np.int64)
-        tiebreak_rank[sorted(range(len(candidates)), key=tiebreak.__getitem__)] = \
-            np.arange(len(candidates))
+        # each image's place in the order of its hashed content hash
+        tiebreak = np.argsort(np.argsort([hashlib.sha256(f"queue:{r.sha256}".encode())
+                                          .hexdigest() for r in candidates]))
         picked: list[int] = []
         chosen_rows: list[RankedImage] = []
         available = np.ones(len(candidates), dtype=bool)
@@ -377,7 +375,7 @@ class ImageReviewService:
             # the best score left; among equal ones, the largest tiebreak
             score = np.where(available, base + novelty, -np.inf)
             ties = np.flatnonzero(score == score.max())
-            best = int(ties[np.argmax(tiebreak_rank[ties])])
+            best = int(ties[np.argmax(tiebreak[ties])])
             available[best] = False
             picked.append(best)
             row = candidates[best]
