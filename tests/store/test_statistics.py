@@ -36,8 +36,7 @@ def test_statistics_are_taken_when_a_table_grows_and_not_again_until_it_doubles(
     with wb.db.read() as conn:
         stat = conn.exec_driver_sql(
             "SELECT stat FROM sqlite_stat1 WHERE tbl = 'objects'").scalars().all()
-    # sampled (analysis_limit): the row counts are estimates, near enough to plan by
-    assert stat and 1500 < max(int(s.split()[0]) for s in stat) <= 3000
+    assert stat and all(int(s.split()[0]) == 3000 for s in stat)  # measured, not sampled
     assert wb.db.ensure_statistics() == []  # measured: nothing to do
     assert Workbench.open(tmp_path / "ws").db.ensure_statistics() == []
 
