@@ -192,3 +192,39 @@ def test_image_review_ranks_a_partly_reviewed_image(review_wb):
     ranked = {r.object_id: r for r in queue.images}
     assert ranked["obj_a"].state == "partial"
     assert set(ranked) == {"obj_a", "obj_b", "obj_c", "obj_d"}
+
+
+def test_the_ground_truth_of_more_images_than_sqlite_takes_variables(wb, monkeypatch):
+    """Images are read a few hundred to a query and their boxes through a subquery: one IN
+    list of every complete image failed past SQLite's variable limit (32,766)."""
+    import workbench.truth as truth
+
+    monkeypatch.setattr(truth, "IN_CHUNK", 2)  # five images: three queries
+    from workbench.store import tables as t
+    from workbench.store.metadata import utcnow
+
+    now = utcnow()
+    with wb.db.write() as conn:
+        conn.execute(t.buckets.insert().values(id="bkt_v", name="v", schema={}, description="",
+                                               created_at=now))
+        conn.execute(t.collections.insert().values(
+            id="col_v", name="v", extractor_name="x", active_version="1", bucket_ids=["bkt_v"],
+            created_at=now))
+        for i in range(5):
+            conn.execute(t.objects.insert().values(
+                id=f"obj_{i}", bucket_id="bkt_v", sha256=f"{i:064d}", width=9, height=9,
+                format="PNG", size_bytes=1, source=f"{i}.png", metadata={}, created_at=now))
+            conn.execute(t.image_truth.insert().values(
+                collection_id="col_v", object_id=f"obj_{i}", state="complete", objects=1,
+                negatives=0, gold=False, gold_decided=True, updated_at=now))
+            conn.execute(t.truth_boxes.insert().values(
+                collection_id="col_v", object_id=f"obj_{i}", kind="object", class_name="c",
+                x1=0, y1=0, x2=i + 1, y2=i + 1, annotation_id=f"ann_{i}", label="confirmed",
+                author="me", created_at=now))
+    every = wb.truth.images("col_v")
+    named = wb.truth.images("col_v", [f"obj_{i}" for i in (4, 0, 2, 3, 1, 9)])
+    assert list(every) == [f"obj_{i}" for i in range(5)]
+    assert [o.xyxy[2] for o in every["obj_3"].objects] == [4]
+    assert {k: v.objects for k, v in named.items() if k != "obj_9"} == \
+        {k: v.objects for k, v in every.items()}
+    assert named["obj_9"].state == "unreviewed"

@@ -64,6 +64,7 @@ SAME_OBJECT_IOU = 0.7
 CARRY_IOU = 0.5
 HUMAN, CARRIED = "human", "carried"
 GOLD_SALT = "workbench-gold"
+IN_CHUNK = 500  # ids per IN list (SQLite refuses more than 32,766 variables a statement)
 
 
 @dataclass(frozen=True)
@@ -379,19 +380,29 @@ class TruthService:
                states: Sequence[str] | None = None, gold: bool | None = None
                ) -> dict[str, ImageTruth]:
         """Ground truth of images (those given, or every image with a state row)."""
-        it = t.image_truth.c
+        it, tb = t.image_truth.c, t.truth_boxes.c
         query = sa.select(t.image_truth).where(it.collection_id == collection_id)
-        if object_ids is not None:
-            query = query.where(it.object_id.in_(list(object_ids)))
         if states is not None:
             query = query.where(it.state.in_(list(states)))
         if gold is not None:
             query = query.where(it.gold.is_(gold))
+        # Named images go a few hundred to a query, the boxes of all of them through a
+        # subquery: one IN list of every complete image failed past SQLite's variable limit.
+        if object_ids is None:
+            parts = [(query, sa.select(t.truth_boxes).where(
+                tb.collection_id == collection_id,
+                tb.object_id.in_(query.with_only_columns(it.object_id))))]
+        else:
+            named = list(object_ids)
+            parts = [(query.where(it.object_id.in_(chunk)), sa.select(t.truth_boxes).where(
+                tb.collection_id == collection_id, tb.object_id.in_(chunk)))
+                for chunk in (named[i:i + IN_CHUNK] for i in range(0, len(named), IN_CHUNK))]
+        rows, boxes = {}, []
         with self.db.read() as conn:
-            rows = {r.object_id: r for r in conn.execute(query.order_by(it.object_id))}
-            boxes = conn.execute(sa.select(t.truth_boxes).where(
-                t.truth_boxes.c.collection_id == collection_id,
-                t.truth_boxes.c.object_id.in_(list(rows)))).all() if rows else []
+            for images, their_boxes in parts:
+                rows.update((r.object_id, r) for r in conn.execute(images.order_by(it.object_id)))
+                boxes += conn.execute(their_boxes).all()
+        rows = dict(sorted(rows.items()))
         grouped: dict[str, list[TruthBox]] = {o: [] for o in rows}
         for b in boxes:
             grouped[b.object_id].append(TruthBox(
