@@ -23,6 +23,7 @@ from workbench.domain import Collection, Detection, ExtractorVersion
 from workbench.errors import JobFailed, NotFoundError, ValidationError
 from workbench.events import record_event
 from workbench.images import load_image
+from workbench.paging import Keyset, Page
 from workbench.params import DetectParams
 from workbench.store import tables as t
 from workbench.store.metadata import as_utc, new_id, utcnow
@@ -367,21 +368,55 @@ class DetectionService:
 
     def images_with_detections(self, collection: Collection, extractor_key: str,
                                classes: list[str] | None = None, min_conf: float = 0.0,
-                               max_conf: float = 1.0, offset: int = 0, limit: int = 24
-                               ) -> tuple[list[str], int]:
-        """Object ids (one page) having a matching detection, and how many there are."""
-        query = sa.select(t.detections.c.object_id).where(
-            t.detections.c.collection_id == collection.id,
-            t.detections.c.extractor_key == extractor_key,
-            t.detections.c.confidence >= min_conf, t.detections.c.confidence <= max_conf)
-        if classes:
-            query = query.where(t.detections.c.class_name.in_(classes))
-        ids = query.distinct().subquery()
+                               max_conf: float = 1.0, cursor: str | None = None,
+                               limit: int = 24) -> Page[str]:
+        """One page of the ids of the images having a matching detection, in id order,
+        after ``cursor`` (a previous page's ``next_cursor``; the first page without one),
+        with how many there are: counting stops past ``paging.COUNT_LIMIT`` images (the
+        page says "more than"), so that a page costs a bounded read at any size.
+
+        Pages are keyset pages on ``ix_detections_image`` (an OFFSET page read every image
+        before it, and a DISTINCT over the version sorted them all: 9 s a page at 1M
+        detections). A filter is applied one of two ways, chosen here because SQLite cannot
+        tell how many detections a class or confidence filter lets through: when a probe of
+        the version's class or confidence index finds at most ``FEW_MATCHES``, the images
+        are those of the detections found there; otherwise each image's detections are
+        checked as the walk reaches it, where matches are common enough that a page turns
+        up early. At 1M detections a page costs 0.07 s of CPU unfiltered, at most 0.3
+        filtered (the bounded count of a filter that tens of thousands of images pass)."""
+        c = t.detections.c
+        scope = {"collection": collection.id, "version": extractor_key,
+                 "classes": sorted(classes or []), "min_conf": min_conf, "max_conf": max_conf}
+        terms = _matching(collection, extractor_key, classes, min_conf, max_conf,
+                          by_image=True)
         with self.db.read() as conn:
-            total = conn.execute(sa.select(sa.func.count()).select_from(ids)).scalar_one()
-            page = conn.execute(sa.select(ids.c.object_id).order_by(ids.c.object_id)
-                                .offset(offset).limit(limit)).scalars().all() if limit else []
-        return list(page), total
+            if classes or min_conf > 0.0 or max_conf < 1.0:
+                found = t.detections.alias("found")  # not correlated with the outer query
+                matching = sa.select(found.c.object_id).where(*_matching(
+                    collection, extractor_key, classes, min_conf, max_conf, by_image=False,
+                    table=found))
+                probe = matching.with_only_columns(found.c.confidence).limit(FEW_MATCHES + 1)
+                if conn.execute(sa.select(sa.func.count()).select_from(probe.subquery())
+                                ).scalar_one() <= FEW_MATCHES:
+                    terms = [*terms[:2], c.object_id.in_(matching)]
+            query = sa.select(c.object_id).distinct().where(*terms)
+            return _IMAGE_ORDER.page(conn, query, cursor, limit, item=lambda row: row.object_id,
+                                     scope=scope)
+
+    def count_images_with_detections(self, collection: Collection, extractor_key: str) -> int:
+        """How many images this version found at least one thing on, exactly, from the
+        documents' index: every processed image less those without a detection. (An image
+        without detections has uncertainty 0, the sum over none of them, so the index's
+        ``uncertainty <= 0`` range holds them all and only the few others there with every
+        box at confidence 0 or 1 are read; counting the version's distinct images among its
+        detections read them all: 0.2 s at 1M detections.)"""
+        d = t.documents.c
+        version = (d.collection_id == collection.id, d.extractor_key == extractor_key)
+        with self.db.read() as conn:
+            processed = conn.execute(sa.select(sa.func.count()).where(*version)).scalar_one()
+            empty = conn.execute(sa.select(sa.func.count()).where(
+                *version, d.uncertainty <= 0, d.n_detections == 0)).scalar_one()
+        return processed - empty
 
     def diff(self, collection: Collection, base_key: str, candidate_key: str,
              object_ids: list[str] | None = None, match_iou: float = 0.5,
@@ -406,15 +441,32 @@ class DetectionService:
         return [diff_detections(base.get(i, []), candidate.get(i, []), i, match_iou, moved_iou)
                 for i in ids]
 
-    def class_counts(self, collection: Collection, extractor_key: str) -> dict[str, int]:
-        """One version's detections in a collection per predicted class."""
+    def class_counts(self, collection: Collection, extractor_key: str,
+                     at_most: int | None = None) -> dict[str, int]:
+        """One version's detections in a collection per predicted class.
+
+        Exactly, the count reads the version's whole class index (0.13 s of CPU at 1M
+        detections, ten times that at 10M). With ``at_most``, each class is counted only up
+        to ``at_most + 1`` (a count over ``at_most`` says "more than that"), from classes
+        found by one index seek each: a cost bounded by the number of classes, whatever the
+        version's size (5 ms at 1M), for pages that show counts on every first render."""
+        c = t.detections.c
+        version = (c.collection_id == collection.id, c.extractor_key == extractor_key)
         with self.db.read() as conn:
-            rows = conn.execute(
-                sa.select(t.detections.c.class_name, sa.func.count())
-                .where(t.detections.c.collection_id == collection.id,
-                       t.detections.c.extractor_key == extractor_key)
-                .group_by(t.detections.c.class_name)).all()
-        return dict(sorted(rows))
+            if at_most is None:
+                rows = conn.execute(sa.select(c.class_name, sa.func.count()).where(*version)
+                                    .group_by(c.class_name)).all()
+                return dict(sorted(rows))
+            counts: dict[str, int] = {}
+            name = conn.execute(sa.select(sa.func.min(c.class_name)).where(*version)).scalar()
+            while name is not None:
+                some = (sa.select(c.class_name)  # in the index: no row is read
+                        .where(*version, c.class_name == name).limit(at_most + 1))
+                counts[name] = conn.execute(sa.select(sa.func.count()).select_from(
+                    some.subquery())).scalar_one()
+                name = conn.execute(sa.select(sa.func.min(c.class_name)).where(
+                    *version, c.class_name > name)).scalar()
+        return counts
 
 
 @dataclass(frozen=True)
@@ -464,6 +516,12 @@ def diff_detections(base: list[Detection], candidate: list[Detection], object_id
         added=tuple(d for i, d in enumerate(candidate) if i not in matched_candidate),
         removed=tuple(d for i, d in enumerate(base) if i not in matched_base),
         class_changed=tuple(class_changed), moved=tuple(moved), unchanged=unchanged)
+
+
+_IMAGE_ORDER = Keyset("images with detections", ((t.detections.c.object_id, False),))
+# A filter this few detections pass is paged from the class or confidence index: reading
+# them all costs less than walking the version's images until a page of them turns up.
+FEW_MATCHES = 10_000
 
 
 def _matching(collection: Collection, extractor_key: str, classes: list[str] | None,

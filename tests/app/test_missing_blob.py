@@ -18,7 +18,7 @@ def missing(workspace, tmp_path):
     populate(workspace, tmp_path)
     collection = workspace.collections.get("cams")
     key = workspace.registry.get(collection.extractor_name, collection.active_version).key
-    (first,), _ = workspace.detection.images_with_detections(collection, key, limit=1)
+    (first,) = workspace.detection.images_with_detections(collection, key, limit=1).items
     obj = workspace.buckets.get_object(first)
     workspace.image_path(obj).unlink()
     return obj
