@@ -68,12 +68,15 @@ def draw_boxes(path: str, boxes: tuple, classes: tuple[str, ...], max_side: int 
 @st.cache_data(show_spinner=False, max_entries=2000)
 def _draw_file(path: str, boxes: tuple, classes: tuple[str, ...], max_side: int,
                highlight: int | None, colours: tuple[str, ...] | None) -> bytes:
+    from PIL import Image
+
     from workbench.images import load_image
 
     image = load_image(Path(path))
     scale = min(1.0, max_side / max(image.size))
-    if scale < 1.0:
-        image = image.resize((round(image.width * scale), round(image.height * scale)))
+    if scale < 1.0:  # bilinear: a third of bicubic's time for a grid tile, alike at that size
+        image = image.resize((round(image.width * scale), round(image.height * scale)),
+                             Image.Resampling.BILINEAR, reducing_gap=2.0)
     return _draw(image, scale, boxes, classes, highlight, colours)
 
 
