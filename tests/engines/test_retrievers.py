@@ -1,0 +1,14 @@
+"""tests/test_retrievers.py on Postgres."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_retrievers import *  # noqa: F403
+from tests.test_retrievers import test_ties_in_a_queue_go_to_the_image_content_not_to_random_ids
+
+# It opens two workspaces and compares them; here both would keep their metadata in the one
+# database of the test.
+del test_ties_in_a_queue_go_to_the_image_content_not_to_random_ids
+
+pytestmark = pytest.mark.postgres
