@@ -406,16 +406,17 @@ class DetectionService:
     def count_images_with_detections(self, collection: Collection, extractor_key: str) -> int:
         """How many images this version found at least one thing on, exactly, from the
         documents' index: every processed image less those without a detection. (An image
-        without detections has uncertainty 0, the sum over none of them, so the index's
-        ``uncertainty <= 0`` range holds them all and only the few others there with every
-        box at confidence 0 or 1 are read; counting the version's distinct images among its
-        detections read them all: 0.2 s at 1M detections.)"""
+        without detections has uncertainty 0, the sum over none of them, or none stored if
+        its row was written directly, so the index's ``uncertainty <= 0`` and NULL ranges
+        hold them all and only the few others there are read; counting the version's
+        distinct images among its detections read them all: 0.2 s at 1M detections.)"""
         d = t.documents.c
         version = (d.collection_id == collection.id, d.extractor_key == extractor_key)
         with self.db.read() as conn:
             processed = conn.execute(sa.select(sa.func.count()).where(*version)).scalar_one()
             empty = conn.execute(sa.select(sa.func.count()).where(
-                *version, d.uncertainty <= 0, d.n_detections == 0)).scalar_one()
+                *version, sa.or_(d.uncertainty <= 0, d.uncertainty.is_(None)),
+                d.n_detections == 0)).scalar_one()
         return processed - empty
 
     def diff(self, collection: Collection, base_key: str, candidate_key: str,
