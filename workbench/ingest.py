@@ -1,5 +1,9 @@
 """Ingest: files, folders, zip archives, URLs and uploads become image objects in a bucket.
 
+A video among the inputs becomes many image objects: its frames, sampled at the job's rate
+(see :mod:`workbench.video`), each with ``video``, ``frame_index`` and ``timestamp`` metadata;
+its one report line says how many frames were kept, or why the video was refused.
+
 Every ingest is a job. Its inputs are first expanded into numbered report lines
 (``ingest_items``); then pending lines are processed in batches. A batch's blobs are written
 first (atomically, content-addressed), then its object rows, report lines and job progress are
@@ -11,9 +15,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import tempfile
 import zipfile
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -23,12 +30,22 @@ from urllib.request import url2pathname
 import sqlalchemy as sa
 
 from workbench.buckets import MetadataValidator
+from workbench.config import DEFAULT_INCLUDE
 from workbench.domain import Bucket, IngestItem, IngestReport, Job
 from workbench.errors import JobFailed, NotFoundError, ValidationError
 from workbench.images import ImageInfo, Rejected, inspect_image
 from workbench.store import tables as t
 from workbench.store.blobs import sha256_of
 from workbench.store.metadata import new_id, utcnow
+from workbench.video import (
+    VIDEO_PATTERNS,
+    SamplingStats,
+    check_fps,
+    encode_frame,
+    frame_metadata,
+    is_video,
+    sample_frames,
+)
 
 if TYPE_CHECKING:
     from workbench import Workbench
@@ -279,6 +296,75 @@ class _Checked:
     reason: str = ""
 
 
+def _object_row(bucket: Bucket, item: _Checked, object_id: str, now) -> dict[str, Any]:
+    """The objects-table row of a checked input."""
+    return {
+        "id": object_id,
+        "bucket_id": bucket.id,
+        "sha256": item.sha256,
+        "width": item.info.width,
+        "height": item.info.height,
+        "format": item.info.format,
+        "size_bytes": len(item.data),
+        "source": item.source,
+        "metadata": item.metadata,
+        "created_at": now,
+    }
+
+
+# -- videos --------------------------------------------------------------------------------
+def _is_video_row(row) -> bool:
+    """Whether a pending report line stands for a video (by its file, entry or URL name)."""
+    locator = row.locator
+    name = locator.get("entry") or locator.get("path") or urlparse(locator.get("url", "")).path
+    return is_video(name)
+
+
+@contextmanager
+def _video_file(locator: dict, reader: _Reader) -> Iterator[Path]:
+    """A path the decoder can open: a local video as it is (streamed, however large); a zip
+    entry or a download read within the usual size limit into a temporary file."""
+    if locator["kind"] == "file":
+        path = Path(locator["path"])
+        if not path.is_file():
+            raise Rejected("no such file")
+        yield path
+        return
+    data = reader.read(locator)
+    name = locator.get("entry") or urlparse(locator["url"]).path
+    with tempfile.TemporaryDirectory(prefix="workbench-video-") as folder:
+        path = Path(folder) / f"video{PurePosixPath(name).suffix.lower()}"
+        path.write_bytes(data)
+        yield path
+
+
+@dataclass
+class _VideoTally:
+    """The frames of one video stored so far: new ones and ones the bucket held already."""
+
+    new: int = 0
+    duplicate: int = 0
+    first_id: str | None = None
+
+    def count(self, object_id: str, new: bool) -> None:
+        if self.first_id is None:
+            self.first_id = object_id
+        if new:
+            self.new += 1
+        else:
+            self.duplicate += 1
+
+    def report_line(self, stats: SamplingStats, fps: float) -> dict[str, Any]:
+        """The video's report line: accepted when a frame was new, else duplicate."""
+        reason = (
+            f"video ({stats.frames_read} frames at {stats.fps:g} fps): {stats.sampled} sampled "
+            f"at {fps:g} fps, {stats.near_identical} near-identical skipped, {self.new} new"
+            + (f", {self.duplicate} already in the bucket" if self.duplicate else "")
+        )
+        status = "accepted" if self.new else "duplicate"
+        return {"status": status, "reason": reason, "object_id": self.first_id}
+
+
 # -- the service ---------------------------------------------------------------------------
 class IngestService:
     """Ingest files, folders, zips and URLs into a bucket, as a resumable job with a report."""
@@ -293,9 +379,11 @@ class IngestService:
         metadata: dict[str, Any] | None,
         include: tuple[str, ...] | None,
         follow_symlinks: bool = False,
+        fps: float = 1.0,
     ) -> dict[str, Any]:
         target = self.wb.buckets.get(bucket)
         MetadataValidator(target)({**(metadata or {})})  # fail the whole call on bad metadata
+        video_fps = check_fps(fps)
         normalised = [_absolute(s if isinstance(s, Source) else Source(str(s)))
                       for s in sources]
         if not normalised:
@@ -304,15 +392,24 @@ class IngestService:
             "bucket_id": target.id,
             "sources": [s.to_json() for s in normalised],
             "metadata": metadata or {},
-            "include": list(include or self.wb.settings.ingest_include),
+            "include": list(include or self.default_include()),
             "follow_symlinks": bool(follow_symlinks),
+            "video_fps": video_fps,
         }
 
+    def default_include(self) -> tuple[str, ...]:
+        """The filename patterns a folder or zip is read with when none are given: the
+        settings' patterns, plus the video extensions while those are the stock ones."""
+        patterns = tuple(self.wb.settings.ingest_include)
+        if patterns == DEFAULT_INCLUDE:
+            return patterns + VIDEO_PATTERNS
+        return patterns
+
     def submit(self, bucket: str, sources, metadata=None, include=None,
-               follow_symlinks: bool = False) -> Job:
-        """Queue an ingest for the background worker."""
+               follow_symlinks: bool = False, fps: float = 1.0) -> Job:
+        """Queue an ingest for the background worker (videos sampled at ``fps``)."""
         return self.wb.jobs.submit("ingest", self._params(bucket, sources, metadata, include,
-                                                          follow_symlinks))
+                                                          follow_symlinks, fps))
 
     def run(
         self,
@@ -322,14 +419,15 @@ class IngestService:
         include=None,
         listener: ProgressListener | None = None,
         follow_symlinks: bool = False,
+        fps: float = 1.0,
     ) -> IngestReport:
         """Ingest in this process and return the report (still a durable, resumable job).
 
         Local paths are made absolute here, where they were typed: a worker runs elsewhere.
         A folder's symbolic links that lead out of it are skipped with a report line unless
-        ``follow_symlinks``.
+        ``follow_symlinks``. Videos are sampled at ``fps`` frames per second (> 0).
         """
-        params = self._params(bucket, sources, metadata, include, follow_symlinks)
+        params = self._params(bucket, sources, metadata, include, follow_symlinks, fps)
         job = self.wb.jobs.run_inline("ingest", params, listener)
         if job.status == "failed":
             raise JobFailed(job)
@@ -371,10 +469,16 @@ class IngestService:
                     pending = self._pending(ctx.job.id, batch_size)
                     if not pending:
                         break
+                    videos = [row for row in pending if _is_video_row(row)]
+                    images = [row for row in pending if not _is_video_row(row)]
+                    for row in videos:
+                        self._ingest_video(ctx, bucket, row, reader, validate, pool, total)
+                    if not images:
+                        continue
                     checked = list(
                         pool.map(
                             lambda row: self._check(row, reader, validate, params["metadata"]),
-                            pending,
+                            images,
                         )
                     )
                     self._commit_batch(ctx, bucket, checked, total)
@@ -470,21 +574,7 @@ class IngestService:
                 else:
                     object_id = new_id("obj")
                     known[item.sha256] = object_id
-                    info = item.info
-                    new_objects.append(
-                        {
-                            "id": object_id,
-                            "bucket_id": bucket.id,
-                            "sha256": item.sha256,
-                            "width": info.width,
-                            "height": info.height,
-                            "format": info.format,
-                            "size_bytes": len(item.data),
-                            "source": item.source,
-                            "metadata": item.metadata,
-                            "created_at": now,
-                        }
-                    )
+                    new_objects.append(_object_row(bucket, item, object_id, now))
                     values = {"status": "accepted", "object_id": object_id}
                 conn.execute(
                     t.ingest_items.update()
@@ -495,13 +585,111 @@ class IngestService:
                 )
             if new_objects:
                 conn.execute(t.objects.insert(), new_objects)
-            done = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(t.ingest_items)
-                .where(t.ingest_items.c.job_id == ctx.job.id, t.ingest_items.c.status != "pending")
-            ).scalar_one()
+            done = self._done(conn, ctx.job.id)
             ctx.progress(done, total, f"ingested {done} of {total}", conn=conn)
         ctx.notify()
+
+    # -- videos ----------------------------------------------------------------------------
+    def _ingest_video(self, ctx: JobContext, bucket: Bucket, row, reader: _Reader,
+                      validate: MetadataValidator, pool: Executor, total: int) -> None:
+        """Sample one video, store each kept frame as an image object (a batch of frames per
+        transaction, encoded in ``pool`` while the next frames decode), then write the video's
+        report line. A resumed job samples the video again from the start: the frames stored
+        before the stop decode to the same bytes and are counted as already in the bucket."""
+        params = ctx.params
+        fps = params.get("video_fps", 1.0)
+        batch_size = self.wb.settings.ingest_batch_size
+        stats = SamplingStats()
+        tally = _VideoTally()
+        raw_meta = {**params["metadata"], **row.locator.get("metadata", {})}
+        in_flight: deque = deque()
+        try:
+            try:
+                validate(raw_meta)
+            except ValidationError as exc:
+                raise Rejected(str(exc)) from None
+            with _video_file(row.locator, reader) as path:
+                frames = sample_frames(path, fps, stats, self.wb.settings.max_image_pixels)
+                for frame in frames:
+                    in_flight.append(pool.submit(self._frame_item, bucket, row, frame, raw_meta,
+                                                 validate, stats))
+                    if len(in_flight) >= 2 * batch_size:  # keep the pool busy while committing
+                        ctx.check_cancelled()
+                        items = [in_flight.popleft().result() for _ in range(batch_size)]
+                        self._store_frames(ctx, bucket, row.source, items, tally, total)
+                while in_flight:
+                    items = [in_flight.popleft().result()
+                             for _ in range(min(batch_size, len(in_flight)))]
+                    self._store_frames(ctx, bucket, row.source, items, tally, total)
+            values = tally.report_line(stats, fps)
+        except Rejected as exc:
+            for future in in_flight:
+                future.cancel()
+            stored = f" ({tally.new} frames were stored before)" if tally.new else ""
+            values = {"status": "rejected", "reason": f"{exc}{stored}"}
+        with self.wb.db.write() as conn:
+            conn.execute(
+                t.ingest_items.update()
+                .where(t.ingest_items.c.job_id == ctx.job.id, t.ingest_items.c.seq == row.seq)
+                .values(**values)
+            )
+            done = self._done(conn, ctx.job.id)
+            ctx.progress(done, total, f"ingested {done} of {total}", conn=conn)
+        ctx.notify()
+
+    def _frame_item(self, bucket: Bucket, row, frame, raw_meta: dict[str, Any],
+                    validate: MetadataValidator, stats: SamplingStats) -> _Checked:
+        """Encode, hash and store one frame's JPEG, with its metadata (runs in a thread)."""
+        fields = frame_metadata(row.source, frame, stats.start)
+        types = {f.name: f.type for f in bucket.metadata_fields}
+        declared = {key: str(value) if types[key] == "text" else value
+                    for key, value in fields.items() if key in types}
+        try:
+            metadata = validate({**raw_meta, **declared})
+        except ValidationError as exc:
+            raise Rejected(f"frame metadata does not fit the bucket's schema: {exc}") from None
+        # Fields the schema does not declare are still the frame's: the ingest writes them,
+        # as it writes the width and height, and the video's neighbours are found by them.
+        metadata.update({key: value for key, value in fields.items() if key not in types})
+        data, info = encode_frame(frame.pixels)
+        item = _Checked(row.seq, f"{row.source}#frame={frame.index}", metadata, data,
+                        sha256_of(data), info)
+        self.wb.blobs.put(data, item.sha256, info.ext)
+        return item
+
+    def _store_frames(self, ctx: JobContext, bucket: Bucket, label: str, items: list[_Checked],
+                      tally: _VideoTally, total: int) -> None:
+        """One transaction: the frames' object rows, less those whose bytes the bucket holds."""
+        with self.wb.db.write() as conn:
+            known = dict(
+                conn.execute(
+                    sa.select(t.objects.c.sha256, t.objects.c.id).where(
+                        t.objects.c.bucket_id == bucket.id,
+                        t.objects.c.sha256.in_({item.sha256 for item in items}),
+                    )
+                ).all()
+            )
+            now = utcnow()
+            new_objects = []
+            for item in items:
+                if item.sha256 in known:
+                    tally.count(known[item.sha256], new=False)
+                    continue
+                object_id = known[item.sha256] = new_id("obj")
+                new_objects.append(_object_row(bucket, item, object_id, now))
+                tally.count(object_id, new=True)
+            if new_objects:
+                conn.execute(t.objects.insert(), new_objects)
+            ctx.progress(message=f"{label}: {tally.new + tally.duplicate} frames", conn=conn)
+        ctx.notify()
+
+    @staticmethod
+    def _done(conn, job_id: str) -> int:
+        return conn.execute(
+            sa.select(sa.func.count())
+            .select_from(t.ingest_items)
+            .where(t.ingest_items.c.job_id == job_id, t.ingest_items.c.status != "pending")
+        ).scalar_one()
 
     def _counts(self, job_id: str) -> dict[str, int]:
         with self.wb.db.read() as conn:
