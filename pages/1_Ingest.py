@@ -1,4 +1,5 @@
-"""Ingest: create buckets, add images (uploads, folders, zips, URLs), browse what is stored."""
+"""Ingest: create buckets, add images and videos (uploads, folders, zips, URLs), browse what is
+stored."""
 
 import streamlit as st
 
@@ -12,7 +13,12 @@ from workbench.ui import (
     show_errors,
     stage_uploads,
 )
-from workbench.ui.ingest import metadata_inputs, report_table, schema_editor
+from workbench.ui.ingest import (
+    metadata_inputs,
+    report_table,
+    schema_editor,
+    video_fps_input,
+)
 
 wb = page_setup("Ingest")
 st.title("Ingest")
@@ -39,11 +45,13 @@ bucket = wb.buckets.get(st.selectbox("Bucket", names, key="bucket"))
 upload_tab, server_tab = st.tabs(["Upload files", "Server folder, zip or URLs"])
 with upload_tab:
     files = st.file_uploader(
-        "Images or zip archives",
+        "Images, videos or zip archives",
         accept_multiple_files=True,
-        type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "zip"],
+        type=["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "zip",
+              "mp4", "mov", "mkv", "avi", "webm"],
         key="uploads",
     )
+    upload_fps = video_fps_input(key="upload_fps")
     upload_meta = metadata_inputs(bucket, key="upload_meta")
     if st.button("Ingest uploads", type="primary", disabled=not files, key="ingest_uploads"):
         with show_errors():
@@ -55,6 +63,7 @@ with upload_tab:
                     sources,
                     upload_meta,
                     listener=lambda job: bar.progress(job.fraction, text=job.message),
+                    fps=upload_fps,
                 )
             finally:
                 discard_staging(folder)
@@ -66,15 +75,16 @@ with server_tab:
         placeholder="/data/frames/\n/data/batch_02.zip\nhttps://example.com/frame_001.jpg",
     )
     include = st.text_input(
-        "Include patterns (folders and zips)", ", ".join(wb.settings.ingest_include),
+        "Include patterns (folders and zips)", ", ".join(wb.ingest.default_include()),
         key="include",
     )
+    server_fps = video_fps_input(key="server_fps")
     server_meta = metadata_inputs(bucket, key="server_meta")
     if st.button("Queue ingest", key="queue_ingest", disabled=not lines.strip()):
         with show_errors():
             patterns = tuple(p.strip() for p in include.split(",") if p.strip())
             sources = [line.strip() for line in lines.splitlines() if line.strip()]
-            job = wb.ingest.submit(bucket.name, sources, server_meta, patterns)
+            job = wb.ingest.submit(bucket.name, sources, server_meta, patterns, fps=server_fps)
             st.session_state["last_report"] = job.id
             st.toast(f"Queued ingest job {job.id}")
 

@@ -68,3 +68,12 @@ def report_table(wb: Workbench, job_id: str) -> None:
         width="stretch",
         key=f"report_{job_id}",
     )
+
+
+def video_fps_input(key: str) -> float:
+    """The rate videos are sampled at, in frames per second (the service refuses ≤ 0)."""
+    return st.number_input(
+        "Video frames per second", min_value=0.01, max_value=120.0, value=1.0, step=0.5,
+        key=key, help="Videos become one image per sampled frame; near-identical consecutive "
+        "frames are skipped.",
+    )
