@@ -219,15 +219,26 @@ class JobService:
 
     # -- claiming and running ----------------------------------------------------------
     def claim(self, worker_id: str, job_id: str | None = None) -> Job | None:
-        """Take the oldest runnable job (or ``job_id``): queued, or running with a dead worker."""
+        """Take the oldest runnable job (or ``job_id``): queued, or running with a dead worker.
+
+        Workers on any number of machines may share a Postgres database: a job is locked
+        (``FOR UPDATE SKIP LOCKED``) and looked at again before it is taken, so that one
+        another worker is taking is passed over, and one taken since the list was read is
+        seen as taken. SQLite's writers take turns (``BEGIN IMMEDIATE``), and SQLAlchemy
+        writes no locking clause for it.
+        """
         stale_before = utcnow() - timedelta(seconds=self.wb.settings.job_stale_after_s)
         with self.db.write() as conn:
-            query = sa.select(t.jobs).where(t.jobs.c.status.in_(("queued", "running")))
+            query = sa.select(t.jobs).where(t.jobs.c.status.in_(ACTIVE_STATUSES))
             if job_id is not None:
                 query = query.where(t.jobs.c.id == job_id)
             for row in conn.execute(query.order_by(t.jobs.c.created_at)).all():
-                if row.status == "running" and not _orphaned(row, stale_before):
+                if not _claimable(row, stale_before):
                     continue
+                row = conn.execute(sa.select(t.jobs).where(t.jobs.c.id == row.id)
+                                   .with_for_update(skip_locked=True)).first()
+                if row is None or not _claimable(row, stale_before):
+                    continue  # another worker is taking it, or has taken it
                 if row.cancel_requested:
                     conn.execute(
                         t.jobs.update()
@@ -336,6 +347,11 @@ def _jobs_with(statuses: tuple[str, ...] | None) -> sa.Select:
 def make_worker_id(role: str = "worker") -> str:
     """``host:pid:role:random``; host and pid let a claim tell that the worker has died."""
     return f"{socket.gethostname()}:{os.getpid()}:{role}:{uuid.uuid4().hex[:6]}"
+
+
+def _claimable(row, stale_before) -> bool:
+    """Whether a worker may take the job: queued, or running with its worker gone."""
+    return row.status == "queued" or (row.status == "running" and _orphaned(row, stale_before))
 
 
 def _orphaned(row, stale_before) -> bool:
