@@ -92,5 +92,5 @@ def require(role: str):
     return check
 
 
-reader = require("reviewer")  # reading and annotating
+reviewer = require("reviewer")  # reading and annotating
 admin = require("admin")  # everything else

@@ -29,6 +29,7 @@ def serve(
 
     from workbench.api import create_app
     from workbench.api.app import ApiOptions
+    from workbench.api.keys import KeyService
     from workbench.jobs import ensure_worker
 
     wb = open_workspace()
@@ -37,6 +38,9 @@ def serve(
     if worker if worker is not None else wb.settings.autostart_worker:
         ensure_worker(wb.home)
     keys = "required" if options.keys_required else "optional"
+    if options.keys_required and not KeyService(wb.db).list():
+        typer.echo("no API key exists yet: every request will be refused until you make one "
+                   "with `workbench keys create --name NAME --role reviewer|admin`", err=True)
     typer.echo(f"serving {wb.home} on http://{host}:{port} (docs: /docs; API keys {keys})",
                err=True)
     try:

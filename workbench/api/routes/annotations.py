@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 
 from workbench.annotations import MAX_BULK, _Input
-from workbench.api.auth import Principal, reader
+from workbench.api.auth import Principal, reviewer
 from workbench.api.errors import ApiError
 from workbench.api.payloads import BulkAnnotations
 from workbench.api.routes.common import IdempotencyKey, create, workspace
@@ -39,7 +39,7 @@ def _authored(who: Principal, fields: Any) -> Any:
 
 @router.post("/annotations", status_code=201, openapi_extra=_ANNOTATION_DOC)
 def create_annotation(request: Request, body: dict[str, Any] = Body(...),
-                      who: Principal = Depends(reader), key: str | None = IdempotencyKey
+                      who: Principal = Depends(reviewer), key: str | None = IdempotencyKey
                       ) -> Any:
     """Record a verdict on a detection (or on an image document, for ``missed``)."""
     wb = workspace(request)
@@ -53,7 +53,7 @@ def create_annotation(request: Request, body: dict[str, Any] = Body(...),
 
 
 @router.post("/annotations/bulk")
-def bulk_annotations(body: BulkAnnotations, request: Request, who: Principal = Depends(reader),
+def bulk_annotations(body: BulkAnnotations, request: Request, who: Principal = Depends(reviewer),
                      key: str | None = IdempotencyKey) -> Any:
     """Up to 1,000 ``{"op": "create"|"update"|"delete", …}``; each stands or fails on its own
     and the answer says which, by position."""
@@ -109,7 +109,7 @@ def list_annotations(request: Request, collection_id: str | None = None,
                      author: str | None = None, since: datetime | None = None,
                      until: datetime | None = None, cursor: str | None = None,
                      limit: int = Query(100, ge=1, le=MAX_BULK),
-                     who: Principal = Depends(reader)) -> dict:
+                     who: Principal = Depends(reviewer)) -> dict:
     """Annotations matching every given filter, newest first, a page at a time: pass
     ``next_cursor`` back as ``cursor`` (with the same filters) for the next page."""
     wb = workspace(request)
@@ -127,7 +127,7 @@ def list_annotations(request: Request, collection_id: str | None = None,
 @router.get("/annotations/stats")
 def annotation_stats(request: Request, collection_id: str | None = None,
                      version: str | None = Query(None, description="e.g. yolo_detector@1.0.0"),
-                     window: str = "1d", who: Principal = Depends(reader)) -> dict:
+                     window: str = "1d", who: Principal = Depends(reviewer)) -> dict:
     """Counts and rates per label, the health table, estimated precision and recall."""
     wb = workspace(request)
     if collection_id is not None:
@@ -158,7 +158,7 @@ def _plain(value: Any) -> Any:
 
 
 @router.get("/annotations/{annotation_id}")
-def get_annotation(annotation_id: str, request: Request, who: Principal = Depends(reader)
+def get_annotation(annotation_id: str, request: Request, who: Principal = Depends(reviewer)
                    ) -> dict:
     """An annotation and its earlier revisions."""
     wb = workspace(request)
@@ -169,7 +169,7 @@ def get_annotation(annotation_id: str, request: Request, who: Principal = Depend
 @router.patch("/annotations/{annotation_id}")
 def update_annotation(annotation_id: str, request: Request,
                       body: dict[str, Any] = Body(..., examples=[{"label": "confirmed"}]),
-                      who: Principal = Depends(reader)) -> dict:
+                      who: Principal = Depends(reviewer)) -> dict:
     """Change an annotation (label, confidence, reasoning, payload, retriever_id,
     execution_id); the previous revision is kept and ``annotation.updated`` is emitted."""
     changes = dict(body)
@@ -179,7 +179,7 @@ def update_annotation(annotation_id: str, request: Request,
 
 
 @router.delete("/annotations/{annotation_id}", status_code=204)
-def delete_annotation(annotation_id: str, request: Request, who: Principal = Depends(reader)
+def delete_annotation(annotation_id: str, request: Request, who: Principal = Depends(reviewer)
                       ) -> Response:
     """Delete an annotation (softly: its history stays); ``annotation.deleted`` is emitted."""
     workspace(request).annotations.delete(annotation_id, who.name)

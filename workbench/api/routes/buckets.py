@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError as PydanticValidationError
 
 from workbench.api.uploads import MAX_FIELD_BYTES, receive
-from workbench.api.auth import Principal, admin, reader
+from workbench.api.auth import Principal, admin, reviewer
 from workbench.api.errors import ApiError
 from workbench.api.payloads import BatchTrigger, BucketCreate, ObjectsCreate
 from workbench.api.routes.common import IdempotencyKey, create, job_json, job_url, workspace
@@ -42,14 +42,14 @@ def create_bucket(body: BucketCreate, request: Request, who: Principal = Depends
 
 
 @router.get("/buckets")
-def list_buckets(request: Request, who: Principal = Depends(reader)) -> list[dict[str, Any]]:
+def list_buckets(request: Request, who: Principal = Depends(reviewer)) -> list[dict[str, Any]]:
     """Every bucket, oldest first."""
     wb = workspace(request)
     return jsonable_encoder([bucket_json(wb, b) for b in wb.buckets.list()])
 
 
 @router.get("/buckets/{bucket}")
-def get_bucket(bucket: str, request: Request, who: Principal = Depends(reader)
+def get_bucket(bucket: str, request: Request, who: Principal = Depends(reviewer)
                ) -> dict[str, Any]:
     """A bucket by id or name."""
     wb = workspace(request)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 
-from workbench.api.auth import Principal, admin, reader
+from workbench.api.auth import Principal, admin, reviewer
 from workbench.api.payloads import CollectionCreate
 from workbench.api.routes.common import (
     MAX_PAGE,
@@ -48,13 +48,13 @@ def create_collection(body: CollectionCreate, request: Request,
 
 
 @router.get("/collections", tags=["collections"])
-def list_collections(request: Request, who: Principal = Depends(reader)) -> list[dict]:
+def list_collections(request: Request, who: Principal = Depends(reviewer)) -> list[dict]:
     """Every collection, oldest first."""
     return jsonable_encoder([collection_json(c) for c in workspace(request).collections.list()])
 
 
 @router.get("/collections/{collection}", tags=["collections"])
-def get_collection(collection: str, request: Request, who: Principal = Depends(reader)) -> dict:
+def get_collection(collection: str, request: Request, who: Principal = Depends(reviewer)) -> dict:
     """A collection by id or name."""
     return jsonable_encoder(collection_json(workspace(request).collections.get(collection)))
 
@@ -68,7 +68,7 @@ def _batch(request: Request, batch_id: str):
 
 
 @router.get("/batches/{batch_id}", tags=["batches"])
-def get_batch(batch_id: str, request: Request, who: Principal = Depends(reader)) -> dict:
+def get_batch(batch_id: str, request: Request, who: Principal = Depends(reviewer)) -> dict:
     """A batch run's status and progress (it is a job of kind ``detect``)."""
     return {"batch_id": batch_id, **job_json(_batch(request, batch_id))}
 
@@ -83,7 +83,7 @@ def cancel_batch(batch_id: str, request: Request, who: Principal = Depends(admin
 @router.get("/jobs", tags=["jobs"])
 def list_jobs(request: Request, status: list[str] | None = Query(None),
               cursor: str | None = None, limit: int = Query(50, ge=1, le=MAX_PAGE),
-              who: Principal = Depends(reader)) -> dict:
+              who: Principal = Depends(reviewer)) -> dict:
     """Jobs, newest first (of the given statuses), a page at a time: pass ``next_cursor``
     back as ``cursor`` for the next page."""
     page = workspace(request).jobs.page(tuple(status) if status else None, cursor, limit)
@@ -91,7 +91,7 @@ def list_jobs(request: Request, status: list[str] | None = Query(None),
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-def get_job(job_id: str, request: Request, who: Principal = Depends(reader)) -> dict:
+def get_job(job_id: str, request: Request, who: Principal = Depends(reviewer)) -> dict:
     """A job's status, progress, result or error."""
     return job_json(workspace(request).jobs.get(job_id))
 
@@ -104,7 +104,7 @@ def cancel_job(job_id: str, request: Request, who: Principal = Depends(admin)) -
 
 @router.get("/events", tags=["events"])
 def list_events(request: Request, type: str | None = None, cursor: str | None = None,
-                limit: int = Query(50, ge=1, le=MAX_PAGE), who: Principal = Depends(reader)
+                limit: int = Query(50, ge=1, le=MAX_PAGE), who: Principal = Depends(reviewer)
                 ) -> dict:
     """The event log, newest first (of one ``type``, such as ``annotation.updated``), a page
     at a time."""

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 
-from workbench.api.auth import Principal, admin, reader
+from workbench.api.auth import Principal, admin, reviewer
 from workbench.api.payloads import RetrieverExecute, RetrieverSave
 from workbench.api.routes.common import IdempotencyKey, create, workspace
 
@@ -40,20 +40,20 @@ def save_retriever(body: RetrieverSave, request: Request, who: Principal = Depen
 
 @router.get("/retrievers")
 def list_retrievers(request: Request, collection_id: str | None = Query(None),
-                    who: Principal = Depends(reader)) -> list[dict]:
+                    who: Principal = Depends(reviewer)) -> list[dict]:
     """Retrievers, oldest first (of one collection, if given)."""
     return [retriever_json(r) for r in workspace(request).retrievers.list(collection_id)]
 
 
 @router.get("/retrievers/{retriever}")
-def get_retriever(retriever: str, request: Request, who: Principal = Depends(reader)) -> dict:
+def get_retriever(retriever: str, request: Request, who: Principal = Depends(reviewer)) -> dict:
     """A retriever by id or name."""
     return retriever_json(workspace(request).retrievers.get(retriever))
 
 
 @router.post("/retrievers/{retriever}/execute")
 def execute_retriever(retriever: str, body: RetrieverExecute, request: Request,
-                      who: Principal = Depends(reader)) -> dict:
+                      who: Principal = Depends(reviewer)) -> dict:
     """Run a retriever with its inputs; the run is logged under ``execution_id`` (annotate
     its results with it). ``next_cursor``: run again with it for the next page."""
     run = workspace(request).retrievers.execute(retriever, body.inputs, body.version,
@@ -70,7 +70,7 @@ def execute_retriever(retriever: str, body: RetrieverExecute, request: Request,
 
 
 @router.get("/retrievers/executions/{execution_id}")
-def get_execution(execution_id: str, request: Request, who: Principal = Depends(reader)
+def get_execution(execution_id: str, request: Request, who: Principal = Depends(reviewer)
                   ) -> dict:
     """A logged execution: its inputs, result ids and time per stage."""
     return jsonable_encoder(workspace(request).retrievers.execution(execution_id))
