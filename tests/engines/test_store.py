@@ -1,12 +1,15 @@
 """tests/store/test_metadata.py on Postgres: the migrations run from an empty database and
-give the tables' definitions; transactions, snapshots and foreign keys behave the same."""
+give the tables' definitions; transactions, snapshots and foreign keys behave the same; and
+processes on two machines migrate a new database in turn."""
 
 from __future__ import annotations
+
+import threading
 
 import pytest
 
 from tests.store.test_metadata import *  # noqa: F403
-from tests.store.test_metadata import test_sqlite_runs_in_wal_mode_with_foreign_keys
+from tests.store.test_metadata import _head, test_sqlite_runs_in_wal_mode_with_foreign_keys
 from workbench.store.metadata import MetadataStore
 
 pytestmark = pytest.mark.postgres
@@ -19,3 +22,26 @@ def store(blank_postgres_url, tmp_path):
     db.migrate()
     yield db
     db.dispose()
+
+
+def test_two_machines_migrate_a_new_database_in_turn(blank_postgres_url, tmp_path):
+    """Opened at once from two machines (each with its own lock folder), an empty database
+    is migrated once: the lock is the database's, not a file's."""
+    stores = [MetadataStore(blank_postgres_url, lock_dir=tmp_path / name) for name in "ab"]
+    versions, errors = [], []
+
+    def migrate(store):
+        try:
+            versions.append(store.migrate())
+        except Exception as exc:  # noqa: BLE001 — reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for store in stores:
+        store.dispose()
+    assert errors == []
+    assert versions == [_head(), _head()]

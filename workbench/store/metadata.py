@@ -24,6 +24,9 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 STATISTICS_TABLES = ("objects", "documents", "detections", "annotations", "image_truth",
                      "truth_boxes", "events", "jobs")
 STATISTICS_MIN_ROWS = 1000  # below this every plan is fast
+# The Postgres advisory lock held while migrating (a key of the database's own: any number
+# no other code locks).
+MIGRATION_LOCK_KEY = 0x57B_D1C0
 
 
 def utcnow() -> datetime:
@@ -151,7 +154,16 @@ class MetadataStore:
 
     @contextmanager
     def _migration_lock(self) -> Iterator[None]:
-        # The app and the worker may open a fresh workspace at the same moment.
+        # The app and the worker may open a fresh workspace at the same moment; on a shared
+        # Postgres, processes on other machines too, which a file lock does not reach.
+        if self.engine.dialect.name == "postgresql":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+            return
         if self._lock_dir is None:
             yield
             return
