@@ -98,6 +98,7 @@ def test_corrupt_video_gets_a_report_line_and_the_rest_goes_in(wb, clip, tmp_pat
     write_images(folder, 2)
     (folder / "broken.mp4").write_bytes(bytes(range(256)) * 40)
     (folder / "empty.mov").write_bytes(b"")
+    (folder / "truncated.mp4").write_bytes(clip.path.read_bytes()[: clip.path.stat().st_size // 2])
     (folder / "clip.mkv").write_bytes(clip.path.read_bytes())  # an mp4 under another name
     wb.buckets.create("footage")
     report = wb.ingest.run("footage", [folder], fps=1)
@@ -105,6 +106,7 @@ def test_corrupt_video_gets_a_report_line_and_the_rest_goes_in(wb, clip, tmp_pat
     assert lines["broken.mp4"].status == "rejected"
     assert "not a readable video" in lines["broken.mp4"].reason
     assert lines["empty.mov"].status == "rejected"
+    assert lines["truncated.mp4"].status == "rejected"  # its index (moov) was at the end
     assert lines["clip.mkv"].status == "accepted"
     assert sum(1 for item in report.items if item.status == "accepted") == 3
     assert wb.buckets.count_objects() == 2 + 3

@@ -92,51 +92,62 @@ def sample_frames(path: Path, fps: float, stats: SamplingStats, max_pixels: int,
     frames go by.
     """
     import cv2
-    import numpy as np
 
     capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
     try:
-        if not capture.isOpened():
-            raise Rejected("not a readable video: the decoder cannot open it (corrupt, or a "
-                           f"format OpenCV's FFmpeg does not read; supported extensions: "
-                           f"{', '.join(VIDEO_EXTENSIONS)})")
-        native = capture.get(cv2.CAP_PROP_FPS)
-        if not 0 < native <= 1000:  # also refuses NaN
-            raise Rejected(f"video declares no usable frame rate ({native!r}); re-encode it "
-                           "with a constant frame rate (e.g. ffmpeg -r 30)")
-        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-        if width * height > max_pixels:
-            raise Rejected(f"video frames are {width}×{height}, over the limit of "
-                           f"{max_pixels:,} pixels; raise WORKBENCH_MAX_IMAGE_PIXELS if genuine")
-        stats.fps = native
-        stats.start = creation_time(path)
-        step = 1.0 / fps
-        next_due = 0.0
-        last_thumb = None
-        index = -1
-        while capture.grab():
-            index += 1
-            stats.frames_read += 1
-            offset = index / native
-            if offset + 1e-9 < next_due:
-                continue
-            next_due = (int(offset / step + 1e-9) + 1) * step
-            ok, pixels = capture.retrieve()
-            if not ok or pixels is None:
-                continue
-            stats.sampled += 1
-            grey = cv2.cvtColor(cv2.resize(pixels, _THUMB, interpolation=cv2.INTER_AREA),
-                                cv2.COLOR_BGR2GRAY).astype(np.int16)
-            if last_thumb is not None and int(np.abs(grey - last_thumb).max()) < threshold:
-                stats.near_identical += 1
-                continue
-            last_thumb = grey
-            yield Frame(index, offset, pixels)
-        if stats.frames_read == 0:
-            raise Rejected("not a readable video: no frame could be decoded (corrupt or empty)")
+        yield from _sample(capture, path, fps, stats, max_pixels, threshold)
+    except cv2.error as exc:  # a damaged stream can fail inside the decoder, not just end early
+        raise Rejected(f"video decoding failed after {stats.frames_read} frames: "
+                       f"{str(exc).strip().splitlines()[-1]}") from None
     finally:
         capture.release()
+
+
+def _sample(capture, path: Path, fps: float, stats: SamplingStats, max_pixels: int,
+            threshold: int) -> Iterator[Frame]:
+    """The body of :func:`sample_frames`, on an open capture."""
+    import cv2
+    import numpy as np
+
+    if not capture.isOpened():
+        raise Rejected("not a readable video: the decoder cannot open it (corrupt, or a "
+                       f"format OpenCV's FFmpeg does not read; supported extensions: "
+                       f"{', '.join(VIDEO_EXTENSIONS)})")
+    native = capture.get(cv2.CAP_PROP_FPS)
+    if not 0 < native <= 1000:  # also refuses NaN
+        raise Rejected(f"video declares no usable frame rate ({native!r}); re-encode it "
+                       "with a constant frame rate (e.g. ffmpeg -r 30)")
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    if width * height > max_pixels:
+        raise Rejected(f"video frames are {width}×{height}, over the limit of "
+                       f"{max_pixels:,} pixels; raise WORKBENCH_MAX_IMAGE_PIXELS if genuine")
+    stats.fps = native
+    stats.start = creation_time(path)
+    step = 1.0 / fps
+    next_due = 0.0
+    last_thumb = None
+    index = -1
+    while capture.grab():
+        index += 1
+        stats.frames_read += 1
+        offset = index / native
+        if offset + 1e-9 < next_due:
+            continue
+        next_due = (int(offset / step + 1e-9) + 1) * step
+        ok, pixels = capture.retrieve()
+        if not ok or pixels is None:
+            continue
+        stats.sampled += 1
+        grey = cv2.cvtColor(cv2.resize(pixels, _THUMB, interpolation=cv2.INTER_AREA),
+                            cv2.COLOR_BGR2GRAY).astype(np.int16)
+        if last_thumb is not None and int(np.abs(grey - last_thumb).max()) < threshold:
+            stats.near_identical += 1
+            continue
+        last_thumb = grey
+        yield Frame(index, offset, pixels)
+    if stats.frames_read == 0:
+        raise Rejected("not a readable video: no frame could be decoded (corrupt or empty)")
 
 
 def encode_frame(pixels) -> tuple[bytes, ImageInfo]:
