@@ -4,6 +4,7 @@ object with video, frame_index and timestamp; bad videos get a report line; re-r
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from datetime import UTC, datetime
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import write_images
+from tests.conftest import REPO, write_images
+from workbench import Workbench
 from workbench.demo.clip import render_clip
 from workbench.errors import ValidationError
 from workbench.video import creation_time
@@ -91,6 +93,31 @@ def test_rerun_ingests_nothing_new(wb, clip):
     # a higher rate adds only the frames the first run did not sample
     wb.ingest.run("footage", [clip.path], fps=10)
     assert wb.buckets.count_objects() == 26
+
+
+def test_killed_mid_video_then_resumed_stores_each_frame_once(home, clip):
+    """SIGKILL after the first batch of frames is committed; the worker resumes the job,
+    samples the video again and stores only the frames it had not."""
+    base = [sys.executable, "-m", "workbench", "--home", str(home)]
+    env = dict(os.environ, WORKBENCH_INGEST_BATCH_SIZE="4")
+    killed = subprocess.run([*base, "ingest", str(clip.path), "-b", "cams", "--fps", "10"],
+                            check=False, cwd=REPO, capture_output=True, text=True,
+                            env=dict(env, WORKBENCH_CRASH_AT="ingest.video_frames"))
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = subprocess.run([*base, "worker", "--exit-when-idle"], check=False, cwd=REPO,
+                             capture_output=True, text=True, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    wb = Workbench.open(home)
+    try:
+        (job,) = wb.jobs.list()
+        assert job.status == "done", job.error
+        (line,) = wb.ingest.report(job.id).items
+        assert line.status == "accepted"
+        assert "22 new, 4 already in the bucket" in line.reason
+        frames = _frames(wb, "cams")
+        assert len(frames) == 26 == len({f.sha256 for f in frames})
+    finally:
+        wb.close()
 
 
 def test_corrupt_video_gets_a_report_line_and_the_rest_goes_in(wb, clip, tmp_path):

@@ -33,6 +33,7 @@ from workbench.buckets import MetadataValidator
 from workbench.config import DEFAULT_INCLUDE
 from workbench.domain import Bucket, IngestItem, IngestReport, Job
 from workbench.errors import JobFailed, NotFoundError, ValidationError
+from workbench.faults import crash_point
 from workbench.images import ImageInfo, Rejected, inspect_image
 from workbench.store import tables as t
 from workbench.store.blobs import sha256_of
@@ -681,6 +682,7 @@ class IngestService:
             if new_objects:
                 conn.execute(t.objects.insert(), new_objects)
             ctx.progress(message=f"{label}: {tally.new + tally.duplicate} frames", conn=conn)
+        crash_point("ingest.video_frames")  # frames committed, the video's line still pending
         ctx.notify()
 
     @staticmethod
