@@ -31,7 +31,8 @@ def clip(tmp_path_factory):
 
 def _frames(wb, bucket="footage"):
     objects = wb.buckets.objects(wb.buckets.get(bucket), 0, 1000)
-    return sorted(objects, key=lambda o: o.metadata["frame_index"])
+    frames = [o for o in objects if "frame_index" in o.metadata]
+    return sorted(frames, key=lambda o: o.metadata["frame_index"])
 
 
 @pytest.mark.parametrize(
@@ -199,3 +200,45 @@ def test_cli_refuses_a_non_positive_rate(home, clip):
     listed = subprocess.run([*base, "--json", "buckets"], check=True, capture_output=True,
                             text=True)
     assert json.loads(listed.stdout) == []  # no bucket made for an ingest that cannot start
+
+
+def test_frame_neighbours_in_frame_order_within_the_video(wb, clip, tmp_path):
+    other = render_clip(tmp_path / "other.mp4", seconds=1.0, seed=1)
+    write_images(tmp_path / "stills", 2)
+    wb.buckets.create("footage")
+    wb.ingest.run("footage", [clip.path, tmp_path / "stills", other.path], fps=10)
+    by_index = {f.metadata["frame_index"]: f for f in _frames(wb)
+                if f.metadata["video"] == str(clip.path)}
+
+    def indices(frame, count=3):
+        return [n.metadata["frame_index"] for n in wb.ingest.frame_neighbours(frame, count)]
+
+    assert indices(by_index[16]) == [9, 10, 15, 16, 17, 18, 19]  # 11-14 were repeats
+    assert indices(by_index[0]) == [0, 1, 2, 3]
+    assert indices(by_index[29], count=1) == [28, 29]
+    still = next(o for o in wb.buckets.objects(wb.buckets.get("footage"), 0, 100)
+                 if "video" not in o.metadata)
+    assert wb.ingest.frame_neighbours(still) == []
+
+
+def test_frame_strip_renders_the_neighbours(home, clip):
+    from streamlit.testing.v1 import AppTest
+
+    wb = Workbench.open(home)
+    try:
+        wb.buckets.create("footage")
+        wb.ingest.run("footage", [clip.path], fps=10)
+        frame = next(f for f in _frames(wb) if f.metadata["frame_index"] == 5)
+    finally:
+        wb.close()
+    script = (
+        "from workbench import Workbench\n"
+        "from workbench.ui.video import frame_strip\n"
+        f"wb = Workbench.open({str(home)!r})\n"
+        f"frame_strip(wb, wb.buckets.get_object({frame.id!r}), count=2)\n"
+    )
+    at = AppTest.from_string(script, default_timeout=60).run()
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert captions[1:] == ["frame 3 · 0.30 s", "frame 4 · 0.40 s", "**▶ frame 5 · 0.50 s**",
+                            "frame 6 · 0.60 s", "frame 7 · 0.70 s"]

@@ -29,9 +29,9 @@ from urllib.request import url2pathname
 
 import sqlalchemy as sa
 
-from workbench.buckets import MetadataValidator
+from workbench.buckets import MetadataValidator, object_from_row
 from workbench.config import DEFAULT_INCLUDE
-from workbench.domain import Bucket, IngestItem, IngestReport, Job
+from workbench.domain import Bucket, ImageObject, IngestItem, IngestReport, Job
 from workbench.errors import JobFailed, NotFoundError, ValidationError
 from workbench.faults import crash_point
 from workbench.images import ImageInfo, Rejected, inspect_image
@@ -452,6 +452,45 @@ class IngestService:
             IngestItem(r.seq, r.source, r.status, r.reason, r.object_id) for r in rows
         )
         return IngestReport(job_id=job_id, bucket=bucket, items=items)
+
+    def frame_neighbours(self, obj: ImageObject, count: int = 3,
+                         window: int = 500) -> list[ImageObject]:
+        """The frames around a video frame in its video, in frame order: up to ``count``
+        either side and the frame itself; [] for an image that is not a video frame.
+
+        They are looked for among the ``window`` objects stored just before and just after it
+        in its bucket: an ingest stores a video's frames together and in order, and the
+        (bucket, created_at) index keeps this two short reads whatever the bucket's size.
+        Frames of the same video stored by another ingest much later (say at another rate,
+        past ``window`` other images) are not found.
+        """
+        video = obj.metadata.get("video")
+        if video is None or "frame_index" not in obj.metadata:
+            return []
+        objects = t.objects
+        with self.wb.db.read() as conn:
+            created = conn.execute(
+                sa.select(objects.c.created_at).where(objects.c.id == obj.id)
+            ).scalar_one_or_none()
+            if created is None:
+                raise NotFoundError(f"no image object with id {obj.id!r}")
+            near = {}
+            for side, order in ((objects.c.created_at <= created, objects.c.created_at.desc()),
+                                (objects.c.created_at >= created, objects.c.created_at.asc())):
+                rows = conn.execute(
+                    sa.select(objects)
+                    .where(objects.c.bucket_id == obj.bucket_id, side)
+                    .order_by(order, objects.c.id)
+                    .limit(window)
+                ).all()
+                near.update((row.id, row) for row in rows)
+        frames = sorted(
+            (object_from_row(row) for row in near.values()
+             if row.metadata.get("video") == video and "frame_index" in row.metadata),
+            key=lambda frame: frame.metadata["frame_index"],
+        )
+        at = next(i for i, frame in enumerate(frames) if frame.id == obj.id)
+        return frames[max(0, at - count) : at + count + 1]
 
     # -- the job -------------------------------------------------------------------------
     def execute(self, ctx: JobContext) -> dict[str, int]:
