@@ -82,6 +82,16 @@ def test_declared_fields_follow_the_schema_and_batch_metadata_is_kept(wb, clip):
                               "video": str(clip.path)}
 
 
+def test_datetime_timestamp_field_needs_a_creation_time(wb, clip):
+    wb.buckets.create("footage", {"properties": {
+        "image": {"type": "image", "required": True}, "timestamp": {"type": "datetime"}}})
+    (line,) = wb.ingest.run("footage", [clip.path], fps=1).items
+    assert line.status == "rejected"
+    assert "records no creation time" in line.reason and "declare 'timestamp' as number" in (
+        line.reason)
+    assert wb.buckets.count_objects() == 0
+
+
 def test_rerun_ingests_nothing_new(wb, clip):
     wb.buckets.create("footage")
     wb.ingest.run("footage", [clip.path], fps=5)

@@ -682,6 +682,11 @@ class IngestService:
         """Encode, hash and store one frame's JPEG, with its metadata (runs in a thread)."""
         fields = frame_metadata(row.source, frame, stats.start)
         types = {f.name: f.type for f in bucket.metadata_fields}
+        if types.get("timestamp") == "datetime" and stats.start is None:
+            # pydantic would read the offset in seconds as a date in January 1970
+            raise Rejected("the bucket's 'timestamp' field is a datetime, but this video records "
+                           "no creation time, so its frames have only offsets in seconds; "
+                           "declare 'timestamp' as number or text, or leave it out of the schema")
         declared = {key: str(value) if types[key] == "text" else value
                     for key, value in fields.items() if key in types}
         try:
