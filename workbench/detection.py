@@ -435,10 +435,12 @@ class DetectionService:
             common &= set(object_ids)
         ids = sorted(common)
         base, candidate = {}, {}
-        for det in self.detections(collection, base_key, object_ids=ids):
-            base.setdefault(det.object_id, []).append(det)
-        for det in self.detections(collection, candidate_key, object_ids=ids):
-            candidate.setdefault(det.object_id, []).append(det)
+        for start in range(0, len(ids), 500):  # an IN list per query, within SQLite's limit
+            chunk = ids[start:start + 500]
+            for det in self.detections(collection, base_key, object_ids=chunk):
+                base.setdefault(det.object_id, []).append(det)
+            for det in self.detections(collection, candidate_key, object_ids=chunk):
+                candidate.setdefault(det.object_id, []).append(det)
         return [diff_detections(base.get(i, []), candidate.get(i, []), i, match_iou, moved_iou)
                 for i in ids]
 

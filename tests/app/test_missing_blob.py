@@ -67,3 +67,17 @@ def test_an_unknown_size_gives_a_tile_without_boxes(tmp_path):
 def _near(pixel, other, tolerance: int = 12) -> bool:
     """Equal but for JPEG's rounding."""
     return all(abs(a - b) <= tolerance for a, b in zip(pixel, other, strict=True))
+
+
+def test_a_crop_of_a_missing_image_is_a_grey_tile(tmp_path):
+    """The Review page's strip and the cluster and taxonomy grids crop detections out of the
+    image: a missing file gives the grey tile there too, and a restored one its crop."""
+    from workbench.ui.review import crop
+
+    path = tmp_path / "gone.png"
+    tile = Image.open(io.BytesIO(crop(str(path), (10, 10, 50, 50))))
+    assert tile.getpixel((2, 2)) == pytest.approx(Image.new("RGB", (1, 1), MISSING_FILL)
+                                                  .getpixel((0, 0)), abs=8)
+    Image.new("RGB", (100, 80), (255, 0, 0)).save(path)
+    restored = Image.open(io.BytesIO(crop(str(path), (10, 10, 50, 50))))
+    assert restored.getpixel((restored.width // 2, restored.height // 2))[0] > 200

@@ -118,9 +118,25 @@ def next_strip(wb: Workbench, s: ReviewState) -> None:
                   caption=f"{plain(hit.class_name)} {hit.confidence:.2f}")
 
 
-@st.cache_data(show_spinner=False, max_entries=500)
 def crop(path: str, xyxy: tuple) -> bytes:
-    """A detection with some context around it, for strips and grids (cached)."""
+    """A detection with some context around it, for strips and grids (cached); a grey
+    "image missing" tile when the image's file cannot be read (not cached, so that a
+    restored file shows)."""
+    try:
+        return _crop(path, xyxy)
+    except OSError:  # deleted from the blob store, a mount that moved, a truncated file
+        import io
+
+        from workbench.ui.render import placeholder
+
+        image, _ = placeholder(None, 160)
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+        return buffer.getvalue()
+
+
+@st.cache_data(show_spinner=False, max_entries=500)
+def _crop(path: str, xyxy: tuple) -> bytes:
     from workbench.images import crop_jpeg, load_image
 
     return crop_jpeg(load_image(Path(path)), xyxy, 160, pad=0.25)
