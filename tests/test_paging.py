@@ -286,3 +286,25 @@ def test_an_empty_listing_has_no_footer(wb):
     page = wb.events.page()
     assert (page.items, page.total, page.next_cursor, page.footer("events")) == (
         [], 0, None, "")
+
+
+def test_a_page_without_its_count_says_only_what_it_served(wb):
+    """A caller that knows the total another way (the Detect grid, from the documents) pages
+    without the count: the same rows, and a total that is a lower bound until the end."""
+    import sqlalchemy as sa
+
+    from workbench.jobs import _JOB_ORDER
+
+    expected = fill_jobs(wb)
+    served, cursor = [], None
+    with wb.db.read() as conn:
+        while True:
+            page = _JOB_ORDER.page(conn, sa.select(t.jobs), cursor, PAGE,
+                                   item=lambda row: row.id, count=False)
+            served += page.items
+            assert (page.total, page.exact) == (len(served), page.next_cursor is None)
+            if (cursor := page.next_cursor) is None:
+                break
+    assert served == expected
+    assert page.summary("jobs") == f"{ROWS % PAGE or PAGE} of {ROWS} jobs, after the " \
+                                   f"first {ROWS - (ROWS % PAGE or PAGE)}"

@@ -369,7 +369,7 @@ class DetectionService:
     def images_with_detections(self, collection: Collection, extractor_key: str,
                                classes: list[str] | None = None, min_conf: float = 0.0,
                                max_conf: float = 1.0, cursor: str | None = None,
-                               limit: int = 24) -> Page[str]:
+                               limit: int = 24, count: bool = True) -> Page[str]:
         """One page of the ids of the images having a matching detection, in id order,
         after ``cursor`` (a previous page's ``next_cursor``; the first page without one),
         with how many there are: counting stops past ``paging.COUNT_LIMIT`` images (the
@@ -383,7 +383,9 @@ class DetectionService:
         are those of the detections found there; otherwise each image's detections are
         checked as the walk reaches it, where matches are common enough that a page turns
         up early. At 1M detections a page costs 0.07 s of CPU unfiltered, at most 0.3
-        filtered (the bounded count of a filter that tens of thousands of images pass)."""
+        filtered (the bounded count of a filter that tens of thousands of images pass).
+        Without ``count`` the total is only what was served (see ``Keyset.page``): for a
+        caller that knows it another way (``count_images_with_detections``)."""
         c = t.detections.c
         scope = {"collection": collection.id, "version": extractor_key,
                  "classes": sorted(classes or []), "min_conf": min_conf, "max_conf": max_conf}
@@ -401,7 +403,7 @@ class DetectionService:
                     terms = [*terms[:2], c.object_id.in_(matching)]
             query = sa.select(c.object_id).distinct().where(*terms)
             return _IMAGE_ORDER.page(conn, query, cursor, limit, item=lambda row: row.object_id,
-                                     scope=scope)
+                                     scope=scope, count=count)
 
     def count_images_with_detections(self, collection: Collection, extractor_key: str) -> int:
         """How many images this version found at least one thing on, exactly, from the

@@ -72,12 +72,14 @@ class Keyset:
         return query.order_by(*(c.desc() if desc else c.asc() for c, desc in self.order))
 
     def page(self, conn: sa.Connection, query: sa.Select, cursor: str | None, limit: int,
-             item: Callable[[Any], T] = _row_dict, scope: Mapping[str, Any] | None = None
-             ) -> Page[T]:
+             item: Callable[[Any], T] = _row_dict, scope: Mapping[str, Any] | None = None,
+             count: bool = True) -> Page[T]:
         """The page of ``query``'s rows after ``cursor`` (from the first without one), at most
         ``limit`` of them, each turned into ``item(row)`` (a dict by default), with the
         number of rows in all. ``scope`` names the listing's filters: a cursor handed out
-        under other filters is refused rather than silently paging another set of rows."""
+        under other filters is refused rather than silently paging another set of rows.
+        Without ``count`` (a caller that knows the total another way) the total is the rows
+        served so far, exact on the last page and "more than" it before."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValidationError(f"a page holds at least one row; got limit={limit!r}")
         tag = self._tag(scope)
@@ -86,9 +88,13 @@ class Keyset:
             start, after = self._decode(cursor, tag)
             paged = query.where(self._after(after))
         rows = conn.execute(self.ordered(paged).limit(limit + 1)).all()
+        more = len(rows) > limit
+        if not count:
+            served = start + min(len(rows), limit)
+            return Page([item(r) for r in rows[:limit]], served, not more,
+                        self._encode(tag, rows[limit - 1], served) if more else None, start)
         counted = conn.execute(sa.select(sa.func.count()).select_from(
             query.order_by(None).limit(COUNT_LIMIT + 1).subquery())).scalar_one()
-        more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = self._encode(tag, rows[-1], start + len(rows)) if more else None
         return Page([item(r) for r in rows], min(counted, COUNT_LIMIT),

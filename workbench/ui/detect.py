@@ -186,8 +186,11 @@ def _totals(wb: Workbench, collection: Collection, key: str, processed: int
 def _page_at(_wb: Workbench, _collection: Collection, home: str, collection_id: str, key: str,
              classes: tuple[str, ...], low: float, high: float, cursor: str | None,
              processed: int) -> Page[str]:
+    # Unfiltered, the page's total is the documents' exact count: no count of the pages.
+    unfiltered = not classes and low <= 0.0 and high >= 1.0
     return _wb.detection.images_with_detections(_collection, key, list(classes), low, high,
-                                                cursor=cursor, limit=PER_PAGE)
+                                                cursor=cursor, limit=PER_PAGE,
+                                                count=not unfiltered)
 
 
 def _page(wb: Workbench, collection: Collection, key: str, classes: tuple[str, ...],
