@@ -228,7 +228,9 @@ class WebhookService:
     # -- delivering ----------------------------------------------------------------------
     def claim(self, limit: int = 50, due_by: datetime | None = None) -> list[dict[str, Any]]:
         """Take due deliveries (pending and due by ``due_by``, default now; or delivering
-        with an expired lease)."""
+        with an expired lease). On Postgres the rows are locked as they are read (``FOR
+        UPDATE SKIP LOCKED``), so that dispatchers on several machines never take one
+        delivery twice; SQLite's writers take turns."""
         now = utcnow()
         due_by = min(now, due_by) if due_by is not None else now
         d = t.webhook_deliveries.c
@@ -243,7 +245,8 @@ class WebhookService:
                 .where(t.webhooks.c.active.is_(True),
                        sa.or_(sa.and_(d.status == "pending", d.next_attempt_at <= due_by),
                               sa.and_(d.status == "delivering", d.lease_until < now)))
-                .order_by(d.next_attempt_at, d.id).limit(limit)).all()
+                .order_by(d.next_attempt_at, d.id).limit(limit)
+                .with_for_update(of=t.webhook_deliveries, skip_locked=True)).all()
             ids = [r.id for r in rows]
             if ids:
                 conn.execute(t.webhook_deliveries.update().where(d.id.in_(ids)).values(
