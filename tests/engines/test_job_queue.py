@@ -41,3 +41,28 @@ def test_two_workers_on_one_database_run_each_of_50_jobs_exactly_once(tmp_path, 
     finally:
         first.close()
         second.close()
+
+
+def test_a_job_of_a_worker_on_another_machine_is_taken_over_once_its_heartbeat_is_stale(wb):
+    """No pid is checked across machines (pid 999999 is dead here, but the worker is
+    elsewhere): only a heartbeat older than ``job_stale_after_s`` frees its job."""
+    from datetime import timedelta
+
+    from workbench.store import tables as t
+    from workbench.store.metadata import utcnow
+
+    job = wb.jobs.submit("ingest", {})
+    elsewhere = "another-machine:999999:worker:abcdef"
+
+    def running_since(seconds_ago):
+        with wb.db.write() as conn:
+            conn.execute(t.jobs.update().where(t.jobs.c.id == job.id).values(
+                status="running", worker_id=elsewhere,
+                heartbeat_at=utcnow() - timedelta(seconds=seconds_ago)))
+
+    running_since(1)
+    assert wb.jobs.claim("here:1:worker:000000") is None
+    running_since(wb.settings.job_stale_after_s + 1)
+    taken = wb.jobs.claim("here:1:worker:000000")
+    assert (taken.id, taken.worker_id, taken.message) == (job.id, "here:1:worker:000000",
+                                                          "resuming")
