@@ -13,6 +13,7 @@ from workbench.domain import Collection, ExtractorVersion
 from workbench.paging import Page
 from workbench.ui import plain, setting_input, show_errors
 from workbench.ui.render import MISSING_TEXT, boxes_of, draw_boxes, image_missing
+from workbench.ui.video import frame_strip
 
 
 def register_model_form(wb: Workbench) -> None:
@@ -226,6 +227,7 @@ def detail_view(wb: Workbench, collection: Collection, version: ExtractorVersion
             )
     st.caption(" · ".join([f"{obj.width}×{obj.height}", *(f"{plain(k)}: {plain(v)}" for k, v in
                                                          obj.metadata.items())]))
+    frame_strip(wb, obj)  # a video frame: the frames around it, for context
     if image_missing(wb.image_path(obj)):
         st.warning(f"This image's file is missing from the blob store "
                    f"({plain(wb.image_path(obj))}): its boxes are drawn on a grey tile of its "

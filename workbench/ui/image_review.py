@@ -20,6 +20,7 @@ from workbench.image_review import RankedImage
 from workbench.ui import plain, show_errors
 from workbench.ui.render import draw_boxes
 from workbench.ui.review import class_picker, draw_missed, take_back
+from workbench.ui.video import frame_strip
 
 IMAGE_REVIEW = "Image review (whole images)"
 STATUS_COLOURS = {"open": "#facc15", "accepted": "#16a34a", "deleted": "#dc2626",
@@ -106,6 +107,8 @@ def image_review(wb: Workbench, collection: Collection, version: ExtractorVersio
     picture.image(_picture(wb, obj, detections, latest, truth), width="stretch")
     picture.caption("Yellow: to judge · green: accepted · red: deleted · grey: settled by "
                     "the ground truth · cyan: drawn by a person")
+    with picture:
+        frame_strip(wb, obj)  # a video frame: the frames around it, for context
     reasoning = st.text_input("Reasoning (optional)", key=f"ir_reasoning_{s.canvas_round}")
     open_boxes = [d for d in detections if d.id not in latest]
     with boxes:
