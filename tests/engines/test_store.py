@@ -45,3 +45,15 @@ def test_two_machines_migrate_a_new_database_in_turn(blank_postgres_url, tmp_pat
         store.dispose()
     assert errors == []
     assert versions == [_head(), _head()]
+
+
+def test_a_bare_postgresql_url_uses_the_installed_driver(postgres_url):
+    """``WORKBENCH_DATABASE_URL=postgresql://…`` (as the README shows it) is opened with
+    psycopg 3, not SQLAlchemy's default psycopg2, which is not installed."""
+    bare = postgres_url.replace("postgresql+psycopg://", "postgresql://")
+    db = MetadataStore(bare)
+    try:
+        assert db.engine.dialect.driver == "psycopg"
+        assert db.schema_version() == _head()
+    finally:
+        db.dispose()

@@ -52,7 +52,7 @@ class MetadataStore:
         self.is_sqlite = url.startswith("sqlite")
         self._lock_dir = lock_dir
         connect_args = {"timeout": 60} if self.is_sqlite else {}
-        self.engine = create_engine(url, connect_args=connect_args)
+        self.engine = create_engine(_with_driver(url), connect_args=connect_args)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_on_connect)
             event.listen(self.engine, "begin", _sqlite_on_begin)
@@ -180,6 +180,15 @@ def head_revision() -> str:
     """The newest migration's revision: migrations are ``versions/NNNN_name.py`` with
     ``revision = "NNNN"`` (a test holds Alembic's own head to it)."""
     return max(p.name[:4] for p in (MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+
+
+def _with_driver(url: str) -> str:
+    """``postgresql://…`` with the driver the workbench installs (psycopg 3): SQLAlchemy's
+    default for a bare ``postgresql`` is psycopg2, which is not installed."""
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
 
 
 def _sqlite_on_connect(dbapi_connection, _record) -> None:
