@@ -65,14 +65,15 @@ def load_queue(wb: Workbench, collection: Collection, version: ExtractorVersion,
     return s
 
 
-def _save(wb: Workbench, collection: Collection, operations: list[dict], reasoning: str) -> None:
+def _save(wb: Workbench, collection: Collection, operations: list[dict], reasoning: str,
+          confidence: float | None = None) -> None:
     """Write verdicts for the current hit now, then move on."""
     s = state()
     ids = []
     for fields in operations:
         annotation = wb.annotations.create(
-            collection_id=collection.id, reasoning=reasoning, retriever_id=s.retriever_id,
-            execution_id=s.execution_id, **fields)
+            collection_id=collection.id, reasoning=reasoning, confidence=confidence,
+            retriever_id=s.retriever_id, execution_id=s.execution_id, **fields)
         ids.append(annotation.id)
     s.done.append((ids, s.position))
     s.reviewed_here += 1
@@ -142,14 +143,23 @@ def _crop(path: str, xyxy: tuple) -> bytes:
     return crop_jpeg(load_image(Path(path)), xyxy, 160, pad=0.25)
 
 
+def confidence_input(s: ReviewState) -> float | None:
+    """How sure the reviewer is of the verdict (0–1); left empty, the verdict has none."""
+    return st.number_input("Your confidence in the verdict (optional, 0–1)", min_value=0.0,
+                           max_value=1.0, value=None, step=0.05,
+                           key=f"verdict_confidence_{s.canvas_round}")
+
+
 def verdict_buttons(wb: Workbench, collection: Collection, hit: Hit, s: ReviewState,
                     reasoning: str) -> None:
+    confidence = confidence_input(s)
     cols = st.columns(6)
     if cols[0].button("Confirm (A)", shortcut="a", key="confirm", type="primary",
                       width="stretch"):
         with show_errors():
             _save(wb, collection, [{"document_id": hit.detection_id, "label": "confirmed",
-                                    "payload": {"true_class": hit.class_name}}], reasoning)
+                                    "payload": {"true_class": hit.class_name}}], reasoning,
+                  confidence)
             st.rerun()
     if cols[1].button("Correct (E)", shortcut="e", key="correct", width="stretch"):
         s.mode = "correct"
@@ -158,7 +168,7 @@ def verdict_buttons(wb: Workbench, collection: Collection, hit: Hit, s: ReviewSt
                       width="stretch"):
         with show_errors():
             _save(wb, collection, [{"document_id": hit.detection_id,
-                                    "label": "false_positive"}], reasoning)
+                                    "label": "false_positive"}], reasoning, confidence)
             st.rerun()
     if cols[3].button("Missed (M)", shortcut="m", key="missed", width="stretch"):
         s.mode = "missed"
@@ -212,6 +222,7 @@ def correct_panel(wb, collection, version, hit, obj, detections, s, reasoning) -
     st.info("Pick the right class. To fix the box, draw the right one on the image (the last "
             "box drawn counts), then press **Save correction** (Enter).")
     true_class = class_picker(version, "correct", hit.class_name)
+    confidence = confidence_input(s)
     scale = CANVAS_WIDTH / obj.width
     result = st_canvas(
         background_image=_canvas_background(wb, obj, detections, version, hit.detection_id),
@@ -231,7 +242,7 @@ def correct_panel(wb, collection, version, hit, obj, detections, s, reasoning) -
                       disabled=not payload):
         with show_errors():
             _save(wb, collection, [{"document_id": hit.detection_id, "label": "corrected",
-                                    "payload": payload}], reasoning)
+                                    "payload": payload}], reasoning, confidence)
             st.rerun()
     if cols[1].button("Cancel", shortcut="escape", key="cancel_correct"):
         s.mode = "review"
@@ -272,11 +283,12 @@ def missed_panel(wb, collection, version, hit, obj, detections, s, reasoning) ->
                                         f"missed_canvas_{s.canvas_round}")
     # a missed object belongs to the image, not to a box
     operations = [{"document_id": hit.document_id, **op} for op in operations]
+    confidence = confidence_input(s)
     cols = st.columns([1, 1, 4])
     if cols[0].button("Save missed", shortcut="enter", type="primary", key="save_missed",
                       disabled=not operations or not has_class):
         with show_errors():
-            _save(wb, collection, operations, reasoning)
+            _save(wb, collection, operations, reasoning, confidence)
             st.rerun()
     if cols[1].button("Cancel", shortcut="escape", key="cancel_missed"):
         s.mode = "review"
