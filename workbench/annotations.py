@@ -25,6 +25,7 @@ from pydantic import ValidationError as PydanticValidationError
 from workbench.boxes import center_to_xyxy
 from workbench.errors import NotFoundError, ValidationError
 from workbench.events import record_event
+from workbench.leases import LeaseConflict, LeaseService
 from workbench.store import tables as t
 from workbench.store.metadata import MetadataStore, as_utc, new_id, utcnow
 
@@ -117,6 +118,8 @@ class AnnotationService:
         self.db = db
         self.default_author = default_author or getpass.getuser()
         self.gold = (gold_fraction, gold_target)
+        # A verdict on an item leased to another reviewer is refused; the holder's releases it.
+        self.leases = LeaseService(db)
 
     # -- writes --------------------------------------------------------------------------
     def create(self, **fields: Any) -> Annotation:
@@ -152,7 +155,7 @@ class AnnotationService:
                     annotation_id = self._apply(conn, operation)
                     savepoint.commit()
                     results.append(BulkResult(index, True, annotation_id))
-                except (ValidationError, NotFoundError) as exc:
+                except (ValidationError, NotFoundError, LeaseConflict) as exc:
                     savepoint.rollback()
                     results.append(BulkResult(index, False, error=str(exc)))
         return results
@@ -205,6 +208,8 @@ class AnnotationService:
                 f"not {data.collection_id}")
         data.collection_id = collection_id
         payload = _check_payload(data.label, data.payload, target)
+        self.leases.settle(conn, collection_id, data.document_id,
+                           data.author or self.default_author)
         now = utcnow()
         annotation_id = new_id("ann")
         row = {
@@ -246,6 +251,7 @@ class AnnotationService:
         target = _resolve(conn, current["document_id"])
         payload = _check_payload(data.label, data.payload, target)
         who = author or self.default_author
+        self.leases.settle(conn, current["collection_id"], current["document_id"], who)
         conn.execute(t.annotation_history.insert().values(
             id=new_id("anh"), annotation_id=annotation_id, revision=current["revision"],
             snapshot=_snapshot(current), changed_at=utcnow(), changed_by=who))

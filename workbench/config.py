@@ -112,6 +112,10 @@ class Settings(BaseSettings):
         None, description="Name recorded on annotations made from this machine (default: the "
         "login name)."
     )
+    lease_ttl_s: float = Field(
+        300.0, gt=0, description="How long a page of a review queue stays leased to the "
+        "reviewer who opened it (renewed while they work, released by their verdict)."
+    )
     autostart_worker: bool = Field(
         True, description="The app starts a background worker when one is not running."
     )

@@ -46,6 +46,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from workbench.errors import ValidationError
+from workbench.leases import LeaseService
 from workbench.references import normalise
 from workbench.store import tables as t
 from workbench.store.metadata import new_id, utcnow
@@ -112,9 +113,13 @@ class ImageReviewService:
         self.db = wb.db
 
     def queue(self, collection: str, version: str | None = None, limit: int = 20,
-              exclude: Sequence[str] = ()) -> ImageQueue:
+              exclude: Sequence[str] = (), reviewer: str | None = None) -> ImageQueue:
         """The next ``limit`` images to finish, best first; ``exclude`` takes out images
         (object ids) skipped in this session. The run is logged as a retriever execution.
+        With a ``reviewer``, images leased to someone else are left out (and out of
+        ``remaining``) and the returned images' documents are leased to the reviewer
+        (:mod:`workbench.leases`); an image another reviewer leased between the read and
+        the lease is dropped from the page.
 
         Up to :data:`POOL` open images are all ranked. Beyond that a bounded pool is ranked —
         the :data:`POOL` most uncertain (from the stored ``documents.uncertainty``, indexed)
@@ -135,6 +140,8 @@ class ImageReviewService:
         target = wb.collections.get(collection)
         chosen = wb.registry.get(target.extractor_name, version or target.active_version)
         skipped = set(exclude)
+        if reviewer is not None:
+            skipped |= self._leased_elsewhere(target, reviewer)
         d = t.documents.c
         with self.db.read() as conn:
             total, completed = self._counts(conn, target, chosen)
@@ -169,10 +176,23 @@ class ImageReviewService:
             covered = self._covered(conn, target, chosen)
             known = self._known(conn, target, chosen)
         ranked = self._rank(chosen, candidates, dets, covered, states, limit, known)
+        if reviewer is not None:
+            held = set(LeaseService(self.db, wb.settings.lease_ttl_s).acquire(
+                target.id, [r.document_id for r in ranked], reviewer))
+            ranked = [r for r in ranked if r.document_id in held]
         execution_id = self._log(target, chosen, ranked, remaining, len(candidates), sampled,
                                  (time.perf_counter() - started) * 1000)
         return ImageQueue(execution_id, chosen.key, ranked, remaining, len(candidates),
                           sampled)
+
+    def _leased_elsewhere(self, target, reviewer: str) -> set[str]:
+        """Images (object ids) whose document someone other than ``reviewer`` holds."""
+        d, lease = t.documents.c, t.leases.c
+        with self.db.read() as conn:  # from the leases: a handful, not every document
+            return set(conn.execute(sa.select(d.object_id).select_from(t.leases.join(
+                t.documents, d.id == lease.document_id)).where(
+                    lease.collection_id == target.id, lease.holder != reviewer,
+                    lease.expires_at > utcnow())).scalars())
 
     def _counts(self, conn, target, chosen) -> tuple[int, int]:
         """The version's images, and how many of them are complete: two index counts (the

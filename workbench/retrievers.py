@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from workbench.domain import Collection, ExtractorVersion
 from workbench.errors import AlreadyExistsError, NotFoundError, ValidationError
 from workbench.extractors.spec import parse_feature_uri
+from workbench.leases import LeaseService, leased_to_others
 from workbench.retriever_filters import DETECTIONS as _D
 from workbench.retriever_filters import OBJECTS as _O
 from workbench.retriever_filters import compile_condition
@@ -68,6 +69,8 @@ if TYPE_CHECKING:
 # silent cap: past it an execution says how many matched and hands a cursor to the next page,
 # and a Python stage that saw only the window says so in ``limits``.
 MAX_FETCH = 5000
+# Runs of a queue page that lost items to another reviewer between its read and its lease.
+LEASE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ class _Run:
     next_cursor: str | None = None
     limits: list[str] = field(default_factory=list)
     hits: list[Hit] = field(default_factory=list)
+    conditions: list = field(default_factory=list)  # what every hit passed (SQL)
 
 
 @dataclass(frozen=True)
@@ -288,13 +292,18 @@ class RetrieverService:
     # -- running -----------------------------------------------------------------------
     def execute(self, name: str, inputs: dict[str, Any] | None = None,
                 version: str | None = None, count: bool = False,
-                cursor: str | None = None) -> Execution:
+                cursor: str | None = None, reviewer: str | None = None) -> Execution:
         """Run a retriever by name with its ``{{INPUT.*}}`` values; the run is logged.
 
         ``count`` counts every candidate that passes the filters (``matched``, exact), which
         costs a scan; without it ``matched`` is a lower bound until the last page. A result
         with more after it carries ``next_cursor``: run again with ``cursor`` for the next
         page (the page is the retriever's limit, or ``MAX_FETCH`` rows without one).
+
+        With a ``reviewer`` the run is a queue: items leased to someone else are skipped (in
+        SQL, so the page stays full) and the page is leased to the reviewer
+        (:mod:`workbench.leases`); their own leases come back, renewed. Without one nothing
+        is leased or skipped.
         """
         inputs = dict(inputs or {})
         retriever = self.get(name)
@@ -304,7 +313,11 @@ class RetrieverService:
                                       collection.active_version)
         stages = [{**s, "config": render(s["config"], inputs)} for s in retriever.stages]
         timings: dict[str, float] = {}
-        run = self._run(collection, chosen, stages, timings, count, _decode_cursor(cursor))
+        run = self._run(collection, chosen, stages, timings, count, _decode_cursor(cursor),
+                        reviewer)
+        if reviewer is not None:
+            run = self._leased(collection, chosen, stages, timings, count,
+                               _decode_cursor(cursor), reviewer, run)
         execution_id = new_id("exec")
         with self.db.write() as conn:
             conn.execute(t.retriever_executions.insert().values(
@@ -317,10 +330,12 @@ class RetrieverService:
 
     def _run(self, collection: Collection, version: ExtractorVersion,
              stages: list[dict[str, Any]], timings: dict[str, float], count: bool,
-             cursor: dict[str, Any] | None = None) -> _Run:
+             cursor: dict[str, Any] | None = None, reviewer: str | None = None) -> _Run:
         started = time.perf_counter()
         filters = [compile_condition(stage["config"]["filters"]) for stage in stages
                    if stage["stage_type"] == "filter"]
+        if reviewer is not None:
+            filters.append(~leased_to_others(_D.c.collection_id, _D.c.id, reviewer))
         conditions = _scope(collection, version, indexed=True) + filters
         # Queries that start from a list of neighbour ids must not use the (collection,
         # version, confidence) index: SQLite would scan half the table through it instead of
@@ -339,6 +354,7 @@ class RetrieverService:
         run = self._fetch(by_ids if scores is not None else conditions, post, scores, count,
                           cursor)
         timings["fetch"] = _ms(begun)
+        run.conditions = by_ids if scores is not None else conditions
         run.hits = [Hit(r.id, r.document_id, r.object_id, r.class_name, r.confidence,
                         (r.x1, r.y1, r.x2, r.y2), scores.get(r.id) if scores else None)
                     for r in run.rows]
@@ -347,6 +363,41 @@ class RetrieverService:
             run.hits = self._post(stage, run.hits, version, scores)
             timings[stage["stage_name"]] = _ms(begun)
         timings["total"] = _ms(started)
+        return run
+
+    def _leased(self, collection, version, stages, timings, count, cursor, reviewer: str,
+                run: _Run) -> _Run:
+        """Lease a queue's page to ``reviewer``. Between the read and the lease another
+        reviewer may have taken an item (or judged it): the lease goes to whoever wrote first,
+        and each item is checked against the filters again in the leasing transaction. A page
+        that lost items is run again (the lost ones are skipped now) — up to
+        ``LEASE_ATTEMPTS`` runs; what an earlier run leased and the last one does not show is
+        given back."""
+        leases = LeaseService(self.db, self.wb.settings.lease_ttl_s)
+        begun = time.perf_counter()
+        taken: set[str] = set()
+        for attempt in range(LEASE_ATTEMPTS):
+            if attempt:
+                run = self._run(collection, version, copy.deepcopy(stages), {}, count, cursor,
+                                reviewer)
+            ids = [h.detection_id for h in run.hits]
+            with self.db.write() as conn:
+                held = leases.acquire(collection.id, ids, reviewer, conn=conn)
+                passing = set(conn.execute(_only(
+                    sa.select(_D.c.id).select_from(_D.join(_O, _O.c.id == _D.c.object_id))
+                    .where(*run.conditions), _D.c.id, held)).scalars()) if held else set()
+                stale = [d for d in held if d not in passing]
+                if stale:
+                    leases.release(collection.id, reviewer, stale, conn)
+            taken.update(passing)
+            complete = len(passing) == len(ids)
+            run.hits = [h for h in run.hits if h.detection_id in passing]
+            if complete:
+                break
+        shown = {h.detection_id for h in run.hits}
+        if taken - shown:
+            leases.release(collection.id, reviewer, sorted(taken - shown))
+        timings["lease"] = _ms(begun)
         return run
 
     def _fetch(self, conditions, post, scores, count, cursor) -> _Run:

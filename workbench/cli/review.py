@@ -30,15 +30,22 @@ def review_queue(
     disagreements: Annotated[bool, typer.Option(
         "--disagreements", help="Complete images on which the version disagrees with the "
                                 "ground truth.")] = False,
+    lease: Annotated[bool, typer.Option(
+        "--lease/--no-lease", help="Lease the page to you (the annotations' author), so that "
+                                   "other reviewers do not get its items; skip items leased "
+                                   "to them.")] = True,
 ) -> None:
     """The next page of a review queue: uncertain detections (default), a spot-check, images
-    with no detections, whole images to finish, or disagreements with the ground truth."""
+    with no detections, whole images to finish, or disagreements with the ground truth. The
+    page of a review queue (default, --spot-check, --image-review) is leased to you for a
+    few minutes (WORKBENCH_LEASE_TTL_S); your verdicts release it."""
     wb = open_workspace()
+    reviewer = wb.annotations.default_author if lease else None
     if sum((spot_check, images, whole, disagreements)) > 1:
         raise WorkbenchError("choose one of --spot-check, --images, --image-review and "
                              "--disagreements")
     if whole:
-        queue = wb.image_review.queue(collection, version, limit)
+        queue = wb.image_review.queue(collection, version, limit, reviewer=reviewer)
         emit(queue, "\n".join(
             [f"{queue.remaining} image(s) of {queue.extractor_key} not complete; execution "
              f"{queue.execution_id}", *(f"{r.document_id}  {r.object_id}  score {r.score:.3f} "
@@ -64,7 +71,8 @@ def review_queue(
     queue = (wb.retrievers.spot_check(collection, limit) if spot_check
              else wb.retrievers.review_queue(collection, limit))
     inputs = {"limit": limit, "seed": seed} if spot_check else {"limit": limit}
-    execution = wb.retrievers.execute(queue.name, inputs, version, count=True)
+    execution = wb.retrievers.execute(queue.name, inputs, version, count=True,
+                                      reviewer=reviewer)
     hits = execution.hits
     emit({"retriever_id": execution.retriever_id, "execution_id": execution.id,
           "remaining": execution.matched, "hits": hits},

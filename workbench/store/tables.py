@@ -540,3 +540,18 @@ api_idempotency = Table(
     Column("created_at", DateTime, nullable=False),
     Column("completed_at", DateTime),
 )
+
+# -- several reviewers, one queue ---------------------------------------------------------
+leases = Table(
+    "leases",
+    metadata,
+    # A page of a review queue is leased to the reviewer who opened it, so that two reviewers
+    # never get the same item; the document is a detection id or an image document id.
+    Column("collection_id", String(64), primary_key=True),
+    Column("document_id", String(80), primary_key=True),
+    Column("holder", String(200), nullable=False),  # the reviewer (an API key's name, an author)
+    Column("expires_at", DateTime, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_leases_expires_at", "expires_at"),
+    Index("ix_leases_holder", "collection_id", "holder"),
+)
