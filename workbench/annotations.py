@@ -26,6 +26,8 @@ from workbench.boxes import center_to_xyxy
 from workbench.errors import NotFoundError, ValidationError
 from workbench.events import record_event
 from workbench.leases import LeaseConflict, LeaseService
+from workbench.paging import Keyset
+from workbench.paging import Page as KeysetPage
 from workbench.store import tables as t
 from workbench.store.metadata import MetadataStore, as_utc, new_id, utcnow
 
@@ -351,6 +353,67 @@ class AnnotationService:
                 t.annotations.c.deleted_at.is_(None)).order_by(t.annotations.c.created_at)).all()
         return {r.document_id: annotation_from_row(r) for r in rows}
 
+    def page(self, collection_id: str | None = None, label: str | None = None,
+             class_name: str | None = None, author: str | None = None,
+             extractor_key: str | None = None, retriever_id: str | None = None,
+             origin: str | None = None, since: datetime | None = None,
+             until: datetime | None = None, cursor: str | None = None, limit: int = 50
+             ) -> KeysetPage[Annotation]:
+        """A page of live annotations matching every given filter, newest first, with how
+        many match (counted up to ``paging.COUNT_LIMIT``) and the cursor of the next page.
+        Unlike :meth:`list` it pages by cursor, so a deep page costs what the first does,
+        and it takes people's and carried annotations alike unless ``origin`` is given.
+        ``class_name`` is the true class where the reviewer gave one, else the predicted."""
+        c = t.annotations.c
+        conditions = [column == value for column, value in (
+            (c.collection_id, collection_id), (c.label, label), (c.author, author),
+            (c.extractor_key, extractor_key), (c.retriever_id, retriever_id),
+            (c.origin, origin)) if value is not None]
+        if class_name is not None:
+            conditions.append(_class_of_annotation() == class_name)
+        if since is not None:
+            conditions.append(c.created_at >= since.replace(tzinfo=None))
+        if until is not None:
+            conditions.append(c.created_at < until.replace(tzinfo=None))
+        conditions.append(c.deleted_at.is_(None))
+        scope = {"collection_id": collection_id, "label": label, "class_name": class_name,
+                 "author": author, "extractor_key": extractor_key,
+                 "retriever_id": retriever_id, "origin": origin, "since": since,
+                 "until": until}
+        with self.db.read() as conn:
+            return _ANNOTATION_ORDER.page(conn, sa.select(t.annotations).where(*conditions),
+                                          cursor, limit, annotation_from_row, scope)
+
+    def values(self, column: str, collection_id: str | None = None, limit: int = 500
+               ) -> list[str]:
+        """The distinct values of ``column`` (``label``, ``class_name``, ``author``,
+        ``extractor_key`` or ``retriever_id``) among live annotations, sorted, at most
+        ``limit`` of them: the choices of a filter."""
+        c = t.annotations.c
+        columns = {"label": c.label, "class_name": _class_of_annotation(),
+                   "author": c.author, "extractor_key": c.extractor_key,
+                   "retriever_id": c.retriever_id}
+        if column not in columns:
+            raise ValidationError(f"no annotation filter {column!r}; use one of "
+                                  f"{', '.join(columns)}")
+        value = columns[column].label("value")
+        query = sa.select(value).distinct().where(c.deleted_at.is_(None), value.is_not(None))
+        if collection_id is not None:
+            query = query.where(c.collection_id == collection_id)
+        with self.db.read() as conn:
+            return list(conn.execute(query.order_by(value).limit(limit)).scalars())
+
+
+
+_ANNOTATION_ORDER = Keyset("annotations", ((t.annotations.c.created_at, True),
+                                           (t.annotations.c.id, True)))
+
+
+def _class_of_annotation() -> sa.ColumnElement:
+    """An annotation's class: the true class a reviewer gave, else the predicted one."""
+    payload = t.annotations.c.payload
+    return sa.func.coalesce(payload["true_class"].as_string(),
+                            payload["predicted_class"].as_string())
 
 def _resolve(conn, document_id: str) -> dict[str, Any]:
     """A detection or an image document: its collection, image and size."""
