@@ -24,3 +24,133 @@ def test_review_sets_the_verdicts_confidence(populated):
     at.button(key="false_positive").click().run()
     assert not at.exception, [e.message for e in at.exception]
     assert wb.annotations.list(label="false_positive").items[0].confidence == 0.8
+
+
+PAGE = "pages/10_Annotations.py"
+
+
+def _verdicts(wb, n: int = 4):
+    """``n`` verdicts on the populated workspace's detections: confirmed, then false
+    positives, each a second apart in the listing's order."""
+    collection = wb.collections.get("cams")
+    detections = wb.detection.detections(collection, collection.active_key)[:n]
+    made = []
+    for index, detection in enumerate(detections):
+        label = "confirmed" if index % 2 == 0 else "false_positive"
+        made.append(wb.annotations.create(
+            document_id=detection.id, collection_id=collection.id, label=label,
+            payload={"true_class": detection.class_name} if label == "confirmed" else {},
+            author="ana" if index < 2 else "bo"))
+    return made
+
+
+def _table(at):
+    return at.dataframe[0].value  # the table; the selected row's history is the second
+
+
+def _ok(at):
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_an_empty_workspace_says_so(workspace):
+    at = _ok(run_page(PAGE))
+    assert any("No annotations yet" in i.value for i in at.info)
+
+
+def test_lists_and_filters_by_label_and_author(populated):
+    made = _verdicts(populated)
+    at = _ok(run_page(PAGE))
+    assert set(_table(at)["id"]) == {a.id for a in made}
+    at.selectbox(key="ann_label").select("false_positive").run()
+    assert set(_ok(at).dataframe[0].value["label"]) == {"false_positive"}
+    assert len(_table(at)) == 2
+    at.selectbox(key="ann_author").select("bo").run()
+    assert list(_table(at)["id"]) == [made[3].id]
+
+
+def test_the_selected_row_shows_its_image_and_history(populated):
+    first, *_ = _verdicts(populated)
+    populated.annotations.update(first.id, reasoning="looked twice")
+    at = _ok(run_page(PAGE))
+    at.selectbox(key="ann_selected").select(first.id).run()
+    assert _ok(at).get("image")  # the image with the box
+    revisions = at.dataframe[1].value
+    assert list(revisions["revision"]) == [1, 2]
+    assert list(revisions["reasoning"]) == ["", "looked twice"]
+
+
+def test_editing_a_verdict_is_a_new_revision_and_an_event(populated):
+    wb = populated
+    _, target, *_ = _verdicts(wb)
+    at = _ok(run_page(PAGE))
+    at.selectbox(key="ann_selected").select(target.id).run()
+    at.selectbox(key="ann_edit_label").select("corrected")
+    at.text_input(key="ann_edit_class").input("star")
+    at.number_input(key="ann_edit_confidence").set_value(0.7)
+    at.button(key=f"FormSubmitter:ann_edit_{target.id}_1-Save verdict").click().run()
+    _ok(at)
+    changed = wb.annotations.get(target.id)
+    assert (changed.label, changed.payload["true_class"], changed.confidence,
+            changed.revision) == ("corrected", "star", 0.7, 2)
+    (event,) = wb.events.recent("annotation.updated")
+    assert event["payload"]["annotation_id"] == target.id
+    assert "corrected" in set(_table(at)["label"])
+
+
+def test_delete_needs_the_confirmation(populated):
+    wb = populated
+    target, *_ = _verdicts(wb)
+    at = _ok(run_page(PAGE))
+    at.selectbox(key="ann_selected").select(target.id).run()
+    at.button(key="ann_delete").click().run()
+    assert wb.annotations.list(document_id=target.document_id).total == 1  # not yet
+    at.button(key="ann_delete_cancel").click().run()
+    assert wb.annotations.list(document_id=target.document_id).total == 1
+    at.selectbox(key="ann_selected").select(target.id).run()
+    at.button(key="ann_delete").click().run()
+    at.button(key="ann_delete_confirm").click().run()
+    _ok(at)
+    assert wb.annotations.list(document_id=target.document_id).total == 0
+    assert target.id not in set(_table(at)["id"])
+
+
+def test_csv_and_parquet_hold_the_filtered_rows(populated):
+    import io
+
+    import polars as pl
+
+    made = _verdicts(populated)
+    at = _ok(run_page(PAGE))
+    at.selectbox(key="ann_label").select("confirmed").run()
+    at.button(key="ann_export_prepare").click().run()
+    _ok(at)
+    _, count, csv, parquet = at.session_state["ann_export"]
+    wanted = {a.id for a in made if a.label == "confirmed"}
+    assert count == 2
+    assert set(pl.read_csv(io.BytesIO(csv))["id"]) == wanted
+    from_parquet = pl.read_parquet(io.BytesIO(parquet))
+    assert set(from_parquet["id"]) == wanted and set(from_parquet["label"]) == {"confirmed"}
+    assert len(at.get("download_button")) == 2
+
+
+def test_pages_by_cursor_through_every_row(populated):
+    """The service's keyset page: each row once, newest first, filters kept in the cursor."""
+    wb = populated
+    made = _verdicts(wb, 5)
+    seen, cursor = [], None
+    while True:
+        page = wb.annotations.page(cursor=cursor, limit=2)
+        assert page.total == 5
+        seen += [a.id for a in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert sorted(seen) == sorted(a.id for a in made) and len(seen) == 5
+    assert [a.id for a in wb.annotations.page(class_name=made[0].payload["true_class"],
+                                              label="confirmed").items]
+    from workbench.errors import ValidationError
+
+    first = wb.annotations.page(limit=2)
+    with pytest.raises(ValidationError, match="other filters"):
+        wb.annotations.page(label="confirmed", cursor=first.next_cursor, limit=2)

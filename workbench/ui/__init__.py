@@ -29,6 +29,7 @@ NAVIGATION = (
     ("pages/1_Ingest.py", "Ingest", ":material/upload:"),
     ("pages/2_Detect.py", "Detect", ":material/center_focus_strong:"),
     ("pages/3_Review.py", "Review", ":material/rate_review:"),
+    ("pages/10_Annotations.py", "Annotations", ":material/fact_check:"),
     ("pages/4_Stats.py", "Stats", ":material/monitoring:"),
     ("pages/5_Train.py", "Export & Train", ":material/model_training:"),
     ("pages/6_Models.py", "Models", ":material/deployed_code:"),
