@@ -27,6 +27,7 @@ from workbench.errors import (
     ValidationError,
     WorkbenchError,
 )
+from workbench.leases import LeaseConflict
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 STATUS: tuple[tuple[type[WorkbenchError], int, str], ...] = (
     (NotFoundError, 404, "not_found"),
     (AlreadyExistsError, 409, "already_exists"),
+    (LeaseConflict, 409, "lease_conflict"),
     (ValidationError, 422, "validation_error"),
     (ConfigError, 400, "config_error"),
     (MissingDependencyError, 503, "missing_dependency"),

@@ -108,6 +108,28 @@ class RetrieverExecute(Payload):
     version: str | None = None
     count: bool = Field(False, description="Count every match exactly (costs a scan).")
     cursor: str | None = Field(None, description="next_cursor of the previous page.")
+    lease: bool = Field(False, description="Use the run as a review queue: skip items leased "
+                        "to other reviewers and lease the page to this key's name.")
+
+
+class ReviewQueue(Payload):
+    """``POST /v1/collections/{collection}/review-queue``: the next page, leased to you."""
+
+    kind: Literal["review", "spot-check", "image-review"] = Field(
+        "review", description="review: uncertain detections; spot-check: random confident "
+        "ones; image-review: whole images to finish.")
+    limit: int = Field(20, ge=1, le=1000, description="Items in the page.")
+    version: str | None = None
+    seed: int = Field(0, description="Order of a spot-check.")
+    count: bool = Field(True, description="Count what is left exactly (costs a scan).")
+
+
+class LeaseRenewal(Payload):
+    """``POST /v1/leases/renew`` and ``/v1/leases/release``."""
+
+    collection_id: str
+    document_ids: list[str] | None = Field(
+        None, description="The items; default: every item of the collection leased to you.")
 
 
 class BulkAnnotations(Payload):

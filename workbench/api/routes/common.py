@@ -37,6 +37,12 @@ def create(request: Request, who: Principal, key: str | None, body: Any,
     return respond(workspace(request).db, who, key, route, digest, make)
 
 
+def reviewer_name(wb: Workbench, who: Principal) -> str:
+    """Who leases and judges: the key's name, or the machine's owner on an open loopback
+    (the author of that owner's annotations)."""
+    return who.name or wb.annotations.default_author
+
+
 def page_json(page: Page, item: Callable[[Any], Any] = lambda x: x) -> dict[str, Any]:
     """A page of a listing: its rows, how many match, and the cursor of the next page."""
     return {"items": [jsonable_encoder(item(row)) for row in page.items], "total": page.total,

@@ -9,7 +9,7 @@ from fastapi.encoders import jsonable_encoder
 
 from workbench.api.auth import Principal, admin, reviewer
 from workbench.api.payloads import RetrieverExecute, RetrieverSave
-from workbench.api.routes.common import IdempotencyKey, create, workspace
+from workbench.api.routes.common import IdempotencyKey, create, reviewer_name, workspace
 
 router = APIRouter(tags=["retrievers"])
 
@@ -55,9 +55,16 @@ def get_retriever(retriever: str, request: Request, who: Principal = Depends(rev
 def execute_retriever(retriever: str, body: RetrieverExecute, request: Request,
                       who: Principal = Depends(reviewer)) -> dict:
     """Run a retriever with its inputs; the run is logged under ``execution_id`` (annotate
-    its results with it). ``next_cursor``: run again with it for the next page."""
-    run = workspace(request).retrievers.execute(retriever, body.inputs, body.version,
-                                                body.count, body.cursor)
+    its results with it). ``next_cursor``: run again with it for the next page. ``lease``:
+    skip items leased to other reviewers and lease the page to this key's name."""
+    wb = workspace(request)
+    run = wb.retrievers.execute(retriever, body.inputs, body.version, body.count, body.cursor,
+                                reviewer_name(wb, who) if body.lease else None)
+    return execution_json(run)
+
+
+def execution_json(run) -> dict[str, Any]:
+    """A retriever's run: its hits, the execution id, the cursor of the next page."""
     results = [{"detection_id": h.detection_id, "document_id": h.detection_id,
                 "image_document_id": h.document_id, "object_id": h.object_id,
                 "class": h.class_name, "confidence": h.confidence, "bbox_xyxy": list(h.xyxy),
