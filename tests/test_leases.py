@@ -139,3 +139,28 @@ def test_cli_leases_the_page_and_refuses_in_one_line(review_wb):
     with review_wb.db.read() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.leases).where(
             t.leases.c.holder == "carol")).scalar_one() == 0
+
+
+def test_the_review_page_leases_its_page_to_the_author(home, monkeypatch, tmp_path):
+    from tests.app.conftest import populate, run_page
+    from workbench import Workbench
+
+    monkeypatch.setenv("WORKBENCH_HOME", str(home))
+    monkeypatch.setenv("WORKBENCH_AUTHOR", "alice")
+    wb = Workbench.open(home)
+    try:
+        populate(wb, tmp_path)
+        at = run_page("pages/3_Review.py")  # opens on image review: alice's images
+        assert not at.exception, [e.message for e in at.exception]
+        leases = LeaseService(wb.db)
+        images = at.session_state["image_review"].images
+        assert images and {lease.document_id for lease in leases.held_by(
+            wb.collections.get("cams").id, "alice")} == {i.document_id for i in images}
+        at.selectbox(key="review_retriever").select("cams:review").run()
+        hits = at.session_state["review"].hits
+        assert hits and all(leases.holder_of(wb.collections.get("cams").id, h.detection_id)
+                            .holder == "alice" for h in hits)
+        other = wb.retrievers.execute("cams:review", reviewer="bob", count=True)
+        assert not {h.detection_id for h in other.hits} & {h.detection_id for h in hits}
+    finally:
+        wb.close()

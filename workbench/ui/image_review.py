@@ -17,6 +17,7 @@ import streamlit as st
 from workbench import Workbench
 from workbench.domain import Collection, ExtractorVersion
 from workbench.image_review import RankedImage
+from workbench.leases import LeaseService
 from workbench.ui import plain, show_errors
 from workbench.ui.render import draw_boxes
 from workbench.ui.review import class_picker, draw_missed, take_back
@@ -58,10 +59,15 @@ def _load(wb: Workbench, collection: Collection, version: ExtractorVersion,
         if s.key != key:
             s.done, s.skipped, s.finished_here = [], set(), 0
         queue = wb.image_review.queue(collection.name, version.version, limit=10,
-                                      exclude=sorted(s.skipped))
+                                      exclude=sorted(s.skipped),
+                                      reviewer=wb.annotations.default_author)
         s.key, s.execution_id = key, queue.execution_id
         s.images, s.remaining, s.position = queue.images, queue.remaining, 0
         s.ranked_from, s.sampled = queue.ranked_from, queue.sampled
+    else:  # the images are leased to this reviewer: each rerun renews what is left
+        LeaseService(wb.db, wb.settings.lease_ttl_s).renew(
+            collection.id, wb.annotations.default_author,
+            [image.document_id for image in s.images[s.position:]])
     return s
 
 

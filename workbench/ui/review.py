@@ -16,6 +16,7 @@ from workbench import Workbench
 from workbench.boxes import xyxy_to_center
 from workbench.domain import Collection, ExtractorVersion
 from workbench.export import NO_OBJECTS
+from workbench.leases import LeaseService
 from workbench.retrievers import Hit, ImageHit
 from workbench.ui import plain, show_errors
 from workbench.ui.render import boxes_of, draw_boxes
@@ -55,13 +56,20 @@ def load_queue(wb: Workbench, collection: Collection, version: ExtractorVersion,
                retriever_name: str, force: bool = False) -> ReviewState:
     s = state()
     key = f"{collection.id}|{version.key}|{retriever_name}"
+    # The page is leased to this reviewer (the author of their verdicts) so that another
+    # reviewer's queue skips it; each rerun renews what is left of it.
+    reviewer = wb.annotations.default_author
     if force or s.key != key or s.current is None:
-        execution = wb.retrievers.execute(retriever_name, version=version.version, count=True)
+        execution = wb.retrievers.execute(retriever_name, version=version.version, count=True,
+                                          reviewer=reviewer)
         s.key, s.retriever_id, s.execution_id = key, execution.retriever_id, execution.id
         s.hits = [h for h in execution.hits if h.detection_id not in s.skipped]
         s.matched, s.position, s.mode = execution.matched, 0, "review"
         if s.key != key:
             s.done, s.skipped = [], set()
+    else:
+        LeaseService(wb.db, wb.settings.lease_ttl_s).renew(
+            collection.id, reviewer, [h.detection_id for h in s.hits[s.position:]])
     return s
 
 
