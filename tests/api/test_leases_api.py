@@ -141,6 +141,7 @@ def test_two_reviewers_through_a_real_server_never_get_the_same_item(review_wb):
                     verdicts = client.post("/v1/annotations/bulk", json={"operations": [
                         {"document_id": d, "collection_id": "x", "label": "confirmed"}
                         for d in page]})
+                    assert verdicts.status_code == 200, verdicts.text
                     assert verdicts.json()["failed"] == 0, verdicts.text
         except Exception as exc:  # noqa: BLE001 - reported by the test's thread
             errors.append(f"{name}: {exc!r}")
@@ -164,7 +165,7 @@ def test_two_reviewers_through_a_real_server_never_get_the_same_item(review_wb):
     finally:
         server.terminate()
         server.wait(timeout=30)
-    assert not errors, errors
+    assert not errors, (errors, server.stdout.read()[-4000:])
     alice, bob = got["alice"], got["bob"]
     assert alice and bob
     assert len(set(alice)) == len(alice) and len(set(bob)) == len(bob)
