@@ -164,3 +164,35 @@ def test_the_review_page_leases_its_page_to_the_author(home, monkeypatch, tmp_pa
         assert not {h.detection_id for h in other.hits} & {h.detection_id for h in hits}
     finally:
         wb.close()
+
+
+def test_racing_reviewers_never_share_an_item(wb):
+    """Three threads lease random overlapping pages at once: each item goes to one of them.
+    (Run against Postgres too while writing this: its multi-row INSERT … ON CONFLICT
+    deadlocked until the rows went in id order.)"""
+    import random
+    import threading
+
+    leases = LeaseService(wb.db, ttl_s=600)
+    items = [f"det_{i}" for i in range(200)]
+    got: dict[str, set[str]] = {"a": set(), "b": set(), "c": set()}
+    start, errors = threading.Barrier(len(got)), []
+
+    def work(name):
+        rng = random.Random(name)
+        start.wait()
+        try:
+            for _ in range(30):
+                got[name] |= set(leases.acquire("col", rng.sample(items, 20), name))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(name,)) for name in got]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert sum(len(held) for held in got.values()) == len(set().union(*got.values()))
+    assert {lease.holder for d in set().union(*got.values())
+            for lease in [leases.holder_of("col", d)]} <= set(got)

@@ -64,8 +64,10 @@ class LeaseService:
         now = utcnow()
         expires = now + timedelta(seconds=self.ttl_s if ttl_s is None else ttl_s)
         wanted = list(dict.fromkeys(document_ids))
+        # In id order: two transactions lock the rows they share in the same order, so that
+        # on Postgres they wait for each other instead of deadlocking.
         rows = [{"collection_id": collection_id, "document_id": d, "holder": holder,
-                 "expires_at": expires, "created_at": now} for d in wanted]
+                 "expires_at": expires, "created_at": now} for d in sorted(wanted)]
         c = t.leases.c
         if conn.dialect.name in ("sqlite", "postgresql"):
             if conn.dialect.name == "sqlite":
