@@ -85,14 +85,15 @@ def test_editing_a_verdict_is_a_new_revision_and_an_event(populated):
     _, target, *_ = _verdicts(wb)
     at = _ok(run_page(PAGE))
     at.selectbox(key="ann_selected").select(target.id).run()
-    at.selectbox(key="ann_edit_label").select("corrected")
-    at.text_input(key="ann_edit_class").input("star")
-    at.number_input(key="ann_edit_confidence").set_value(0.7)
+    at.selectbox(key=f"ann_edit_label_{target.id}_1").select("corrected")
+    at.text_input(key=f"ann_edit_class_{target.id}_1").input("star")
+    at.number_input(key=f"ann_edit_confidence_{target.id}_1").set_value(0.7)
     at.button(key=f"FormSubmitter:ann_edit_{target.id}_1-Save verdict").click().run()
     _ok(at)
     changed = wb.annotations.get(target.id)
     assert (changed.label, changed.payload["true_class"], changed.confidence,
             changed.revision) == ("corrected", "star", 0.7, 2)
+    assert any(f"{target.id}: saved as revision 2" in m.value for m in at.success)
     (event,) = wb.events.recent("annotation.updated")
     assert event["payload"]["annotation_id"] == target.id
     assert "corrected" in set(_table(at)["label"])

@@ -115,13 +115,20 @@ def class_of(annotation: Annotation) -> str | None:
 
 
 def table(wb: Workbench, annotations: list[Annotation]) -> None:
+    """The page's rows; clicking one selects it (as the Annotation box below does)."""
     retrievers = {r.id: r.name for r in wb.retrievers.list()}
-    st.dataframe([{"time": a.created_at.strftime("%Y-%m-%d %H:%M:%S"), "label": a.label,
+    event = st.dataframe([{"time": a.created_at.strftime("%Y-%m-%d %H:%M:%S"), "label": a.label,
                    "class": class_of(a), "author": a.author, "version": a.extractor_key,
                    "retriever": retrievers.get(a.retriever_id, a.retriever_id),
                    "origin": a.origin, "confidence": a.confidence, "revision": a.revision,
                    "id": a.id} for a in annotations],
-                 hide_index=True, width="stretch", key="ann_table")
+                 hide_index=True, width="stretch", key="ann_table", on_select="rerun",
+                 selection_mode="single-row")
+    rows = event.selection.rows
+    clicked = annotations[rows[0]].id if rows and rows[0] < len(annotations) else None
+    if clicked and clicked != st.session_state.get("ann_clicked"):  # a new click only,
+        st.session_state["ann_selected"] = clicked  # so the box below can still choose
+    st.session_state["ann_clicked"] = clicked
 
 
 def pick_row(annotations: list[Annotation]) -> Annotation:
@@ -168,28 +175,37 @@ def history(wb: Workbench, annotation: Annotation) -> None:
 
 def edit_form(wb: Workbench, annotation: Annotation) -> None:
     """Change the verdict: label, true class, reasoning and confidence (a new revision)."""
+    done = st.session_state.pop("ann_done", None)  # said after the rerun that shows it
+    if done:
+        st.success(done)
     if annotation.origin != "human":
         st.caption("Carried over from the ground truth: edit the annotation it came from "
                    f"({plain(annotation.payload.get('carried_from'))}).")
         return
     labels = list(VERDICTS) + ([annotation.label] if annotation.label not in VERDICTS
                                else [])
-    with st.form(f"ann_edit_{annotation.id}_{annotation.revision}"):
+    # keys of this revision: another row's (or an older revision's) values never linger
+    this = f"{annotation.id}_{annotation.revision}"
+    with st.form(f"ann_edit_{this}"):
         label = st.selectbox("Label", labels, index=labels.index(annotation.label),
-                             key="ann_edit_label")
+                             key=f"ann_edit_label_{this}")
         true_class = st.text_input("True class", annotation.payload.get("true_class") or "",
-                                   key="ann_edit_class")
-        reasoning = st.text_area("Reasoning", annotation.reasoning, key="ann_edit_reasoning")
+                                   key=f"ann_edit_class_{this}")
+        reasoning = st.text_area("Reasoning", annotation.reasoning,
+                                 key=f"ann_edit_reasoning_{this}")
         confidence = st.number_input("Confidence (0–1, empty: none)", 0.0, 1.0,
-                                     annotation.confidence, 0.05, key="ann_edit_confidence")
+                                     annotation.confidence, 0.05,
+                                     key=f"ann_edit_confidence_{this}")
         if st.form_submit_button("Save verdict", type="primary"):
             payload = {k: v for k, v in annotation.payload.items() if k != "true_class"}
             if true_class.strip():
                 payload["true_class"] = true_class.strip()
             with show_errors():
-                wb.annotations.update(annotation.id, label=label, reasoning=reasoning,
-                                      confidence=confidence, payload=payload)
-                st.toast(f"{annotation.id}: saved as a new revision")
+                saved = wb.annotations.update(annotation.id, label=label,
+                                              reasoning=reasoning, confidence=confidence,
+                                              payload=payload)
+                st.session_state["ann_done"] = (f"{annotation.id}: saved as revision "
+                                                f"{saved.revision}")
                 st.rerun()
 
 
@@ -209,6 +225,7 @@ def delete_button(wb: Workbench, annotation: Annotation) -> None:
         with show_errors():
             wb.annotations.delete(annotation.id)
             st.session_state.pop("ann_deleting", None)
+            st.session_state["ann_done"] = f"{annotation.id}: deleted"
             st.rerun()
     if cols[1].button("Cancel", key="ann_delete_cancel"):
         st.session_state.pop("ann_deleting", None)
