@@ -1,6 +1,8 @@
 """The Annotations page (browse, filter, edit, delete, export) and the Review page's confidence
 input for a verdict."""
 
+from datetime import date
+
 import pytest
 
 from tests.app.conftest import populate, run_page
@@ -155,3 +157,49 @@ def test_pages_by_cursor_through_every_row(populated):
     first = wb.annotations.page(limit=2)
     with pytest.raises(ValidationError, match="other filters"):
         wb.annotations.page(label="confirmed", cursor=first.next_cursor, limit=2)
+
+
+def test_pages_forward_and_back_and_says_more_than_past_the_count_limit(populated, monkeypatch):
+    import workbench.paging
+    import workbench.ui.annotations
+
+    made = _verdicts(populated)
+    monkeypatch.setattr(workbench.ui.annotations, "PAGE_SIZE", 3)
+    monkeypatch.setattr(workbench.paging, "COUNT_LIMIT", 3)  # counting stops at 3 rows
+    at = _ok(run_page(PAGE))
+    first = list(_table(at)["id"])
+    assert len(first) == 3 and any("3 of more than 3 annotations" in c.value
+                                   for c in at.caption)
+    at.button(key="ann_next").click().run()
+    second = list(_ok(at).dataframe[0].value["id"])
+    assert len(second) == 1 and set(first + second) == {a.id for a in made}
+    assert at.button(key="ann_next").disabled
+    at.button(key="ann_previous").click().run()
+    assert list(_table(at)["id"]) == first
+
+
+@pytest.mark.parametrize(("days", "expected"), [
+    ((), (None, None)),
+    ((date(2026, 3, 1),), ("2026-03-01T00:00:00+00:00", "2026-03-02T00:00:00+00:00")),
+    ((date(2026, 3, 1), date(2026, 3, 3)),
+     ("2026-03-01T00:00:00+00:00", "2026-03-04T00:00:00+00:00")),
+])
+def test_the_time_filter_covers_whole_utc_days(days, expected):
+    """(AppTest cannot set an empty date range, so the widget's reading is tested here.)"""
+    from workbench.ui.annotations import _day_range
+
+    since, until = _day_range(days)
+    assert (since and since.isoformat(), until and until.isoformat()) == expected
+
+
+def test_the_time_filter_narrows_the_page(populated):
+    from datetime import UTC, datetime, timedelta
+
+    from workbench.ui.annotations import _day_range
+
+    _verdicts(populated)
+    today = datetime.now(UTC).date()
+    since, until = _day_range((today,))
+    assert populated.annotations.page(since=since, until=until).total == 4
+    since, until = _day_range((today - timedelta(days=3), today - timedelta(days=1)))
+    assert populated.annotations.page(since=since, until=until).total == 0
