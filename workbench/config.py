@@ -119,6 +119,39 @@ class Settings(BaseSettings):
     autostart_worker: bool = Field(
         True, description="The app starts a background worker when one is not running."
     )
+    chroma_url: str | None = Field(
+        None,
+        description="URL of a Chroma server holding the vectors (e.g. http://host:8000, "
+        "started with `chroma run`); every worker on every machine names the same one. "
+        "Unset: an embedded Chroma folder in the workspace (one machine).",
+    )
+    chroma_database: str | None = Field(
+        None,
+        description="Database on that Chroma server that holds this workspace's collections "
+        "(created on first use); give each workspace sharing a server its own. Default: "
+        "the server's `default_database`.",
+    )
+    chroma_retry_s: float = Field(
+        120.0,
+        ge=0,
+        description="How long a write to the Chroma server is retried, with exponential "
+        "backoff, while the server cannot be reached; after that the batch run fails and "
+        "resumes where it stopped when it is run again.",
+    )
+    blob_root: Path | None = Field(
+        None,
+        description="Folder of the content-addressed image blobs. Default: `blobs/` in the "
+        "workspace. Several machines: one shared path (an NFS mount, say) mounted at the same "
+        "place on every host: the one shared filesystem a multi-host install needs.",
+    )
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _check_chroma_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        chroma_endpoint(value)  # raises ValueError saying what is wrong
+        return value.strip().rstrip("/")
 
     @field_validator("device")
     @classmethod
@@ -140,8 +173,9 @@ class Settings(BaseSettings):
 
     @property
     def blobs_dir(self) -> Path:
-        """The folder of the content-addressed image blobs."""
-        return self.home / "blobs"
+        """The folder of the content-addressed image blobs: ``WORKBENCH_BLOB_ROOT``, else
+        ``blobs/`` in the workspace."""
+        return self.blob_root if self.blob_root is not None else self.home / "blobs"
 
     @property
     def vectors_dir(self) -> Path:
@@ -170,6 +204,26 @@ class Settings(BaseSettings):
             os.environ.setdefault("YOLO_OFFLINE", "1")
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def chroma_endpoint(url: str) -> tuple[str, int, bool]:
+    """``(host, port, ssl)`` of a Chroma server URL such as ``http://host:8000``; ValueError
+    naming what is wrong otherwise."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1 \
+            or parts.path.strip("/") or parts.query:
+        raise ValueError(
+            f"chroma_url {url!r} is not a Chroma server URL; write it as http://host:port "
+            "(e.g. http://127.0.0.1:8000), or unset WORKBENCH_CHROMA_URL for the embedded store"
+        )
+    ssl = parts.scheme == "https"
+    return parts.hostname, port or (443 if ssl else 80), ssl
 
 
 def load_settings(**overrides) -> Settings:
