@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from workbench.errors import ConfigError
@@ -118,6 +119,17 @@ class Settings(BaseSettings):
     )
     autostart_worker: bool = Field(
         True, description="The app starts a background worker when one is not running."
+    )
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where batch detection runs: `local` (this process: decode "
+        "threads and one model) or `ray` (a Ray Data pipeline: decode tasks and an actor pool "
+        "of models, one per GPU; needs `pip install 'ray[data]'`)."
+    )
+    ray_address: str | None = Field(
+        None, validation_alias=AliasChoices("workbench_ray_address", "ray_address"),
+        description="With the ray executor: the cluster to join (`ray://host:10001`, "
+        "`host:6379` or `auto`), also read from Ray's own `RAY_ADDRESS`; unset, a local Ray "
+        "with this machine's CPUs is started in the worker's process."
     )
     chroma_url: str | None = Field(
         None,
