@@ -19,6 +19,7 @@ import json
 import math
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -520,15 +521,22 @@ class ClusterService:
                 "reference_version": added["version"], "taxonomy_version": tax.version}
 
     def relabel(self, run_id: str, cluster: int, true_class: str, confirm: bool = False,
-                author: str | None = None) -> dict[str, Any]:
+                author: str | None = None, exclude: Sequence[str] = ()) -> dict[str, Any]:
         """Give every member of a cluster the class ``true_class``: one ``corrected``
         annotation each (``confirmed`` where the model already said so), with the run as
-        provenance; the next training export takes them up. Nothing is written unless
-        ``confirm`` is true (the count is returned for the user to confirm)."""
+        provenance; the next training export takes them up. Members whose detection id is in
+        ``exclude`` are left as they are (the odd ones a look at the cluster shows). Nothing
+        is written unless ``confirm`` is true (the count is returned for the user to
+        confirm)."""
         if not true_class or not true_class.strip():
             raise ValidationError("relabel needs the class to give the members")
         run = self.get(run_id)
         members = self.members(run_id, cluster)
+        foreign = set(exclude) - {m["detection_id"] for m in members}
+        if foreign:
+            raise ValidationError(f"{len(foreign)} detection(s) to leave out are not members "
+                                  f"of cluster {cluster}, e.g. {sorted(foreign)[0]!r}")
+        members = [m for m in members if m["detection_id"] not in set(exclude)]
         if not confirm:
             return {"would_annotate": len(members), "written": 0}
         operations = [{
