@@ -29,6 +29,8 @@ NAVIGATION = (
     ("pages/1_Ingest.py", "Ingest", ":material/upload:"),
     ("pages/2_Detect.py", "Detect", ":material/center_focus_strong:"),
     ("pages/3_Review.py", "Review", ":material/rate_review:"),
+    ("pages/11_Search.py", "Search", ":material/image_search:"),
+    ("pages/12_Retrievers.py", "Retrievers", ":material/filter_alt:"),
     ("pages/10_Annotations.py", "Annotations", ":material/fact_check:"),
     ("pages/4_Stats.py", "Stats", ":material/monitoring:"),
     ("pages/5_Train.py", "Export & Train", ":material/model_training:"),
