@@ -170,6 +170,12 @@ class RetrieverService:
                     description=description, created_at=now, updated_at=now))
         return self.get(name)
 
+    def validate(self, collection: str, stages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The checked stage list ``save`` would store for ``collection`` (the same errors),
+        without storing anything."""
+        target = self.wb.collections.get(collection)
+        return validate_stages(copy.deepcopy(stages), self._metadata_fields(target))
+
     def _metadata_fields(self, target: Collection) -> frozenset[str]:
         """The metadata fields of a collection's buckets: what a filter may name."""
         return frozenset(f.name for bucket_id in target.bucket_ids
@@ -288,6 +294,18 @@ class RetrieverService:
         return {"id": row.id, "retriever_id": row.retriever_id, "inputs": row.inputs,
                 "result_ids": row.result_ids, "stage_ms": row.stage_ms,
                 "created_at": as_utc(row.created_at)}
+
+    def executions(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A retriever's latest executions, newest first (as :meth:`execution` gives one)."""
+        retriever = self.get(name)
+        e = t.retriever_executions.c
+        with self.db.read() as conn:
+            rows = conn.execute(sa.select(t.retriever_executions).where(
+                e.retriever_id == retriever.id).order_by(e.created_at.desc(), e.id.desc())
+                .limit(limit)).all()
+        return [{"id": r.id, "retriever_id": r.retriever_id, "inputs": r.inputs,
+                 "result_ids": r.result_ids, "stage_ms": r.stage_ms,
+                 "created_at": as_utc(r.created_at)} for r in rows]
 
     # -- running -----------------------------------------------------------------------
     def execute(self, name: str, inputs: dict[str, Any] | None = None,
@@ -527,9 +545,19 @@ class RetrieverService:
                 query = sa.select(_D.c.id).select_from(joined).where(*conditions)
                 rows = conn.execute(_only(query, _D.c.id, list(similarity))).scalars().all()
                 return {i: similarity[i] for i in rows}
-            query = sa.select(_D.c.id, _D.c.document_id).select_from(joined).where(*conditions)
-            rows = conn.execute(_only(query, _D.c.document_id, list(similarity))).all()
-            return {r.id: similarity[r.document_id] for r in rows}
+            # An image hit may be a document of another extractor (CLIP's image embeddings
+            # beside a detector's boxes): it stands for its image, whose boxes of the searched
+            # version are the hits.
+            documents = conn.execute(_only(sa.select(t.documents.c.id,
+                                                     t.documents.c.object_id),
+                                           t.documents.c.id, list(similarity))).all()
+            by_image: dict[str, float] = {}
+            for doc in documents:
+                by_image[doc.object_id] = max(by_image.get(doc.object_id, -float("inf")),
+                                              similarity[doc.id])
+            query = sa.select(_D.c.id, _D.c.object_id).select_from(joined).where(*conditions)
+            rows = conn.execute(_only(query, _D.c.object_id, list(by_image))).all()
+            return {r.id: by_image[r.object_id] for r in rows}
 
     def _query_vector(self, config, searched: ExtractorVersion, feature_name: str):
         query = config["query"]
