@@ -20,8 +20,10 @@ from workbench.ui.review import (
     missed_panel,
     next_strip,
     progress_header,
+    queue_inputs,
     verdict_buttons,
 )
+from workbench.ui.search import open_search
 
 wb = page_setup("Review")
 st.title("Review")
@@ -61,19 +63,26 @@ if retriever == DISAGREEMENTS:
     disagreements(wb, collection, version)
     st.stop()
 
-s = load_queue(wb, collection, version, retriever)
+ready, inputs = queue_inputs(wb, retriever)
+if not ready:
+    st.stop()
+s = load_queue(wb, collection, version, retriever, inputs=inputs)
 progress_header(wb, collection, s)
 if s.current is None:
     st.success("The queue is empty: every item it selects has a verdict."
                + (f" ({len(s.skipped)} skipped in this session.)" if s.skipped else ""))
     if s.skipped and st.button("Bring back skipped items", key="unskip"):
         s.skipped.clear()
-        load_queue(wb, collection, version, retriever, force=True)
+        load_queue(wb, collection, version, retriever, force=True, inputs=inputs)
         st.rerun()
     burn_down(wb, collection, s)
     st.stop()
 
 hit, obj, detections = current_view(wb, collection, version, s)
+if st.button("Find similar", key="find_similar", icon=":material/search:",
+             help="Search the detections most like this one; give several of them one "
+                  "verdict there"):
+    open_search(hit.detection_id)
 reasoning = st.text_input("Reasoning (optional)", key=f"reasoning_{s.canvas_round}")
 if s.mode == "correct":
     correct_panel(wb, collection, version, hit, obj, detections, s, reasoning)

@@ -53,15 +53,18 @@ def state() -> ReviewState:
 
 
 def load_queue(wb: Workbench, collection: Collection, version: ExtractorVersion,
-               retriever_name: str, force: bool = False) -> ReviewState:
+               retriever_name: str, force: bool = False,
+               inputs: dict | None = None) -> ReviewState:
+    """The queue's page: run the retriever (with ``inputs`` for its ``{{INPUT.x}}`` values)
+    when the queue changed or its page is done, else renew the page's lease."""
     s = state()
-    key = f"{collection.id}|{version.key}|{retriever_name}"
+    key = f"{collection.id}|{version.key}|{retriever_name}|{sorted((inputs or {}).items())}"
     # The page is leased to this reviewer (the author of their verdicts) so that another
     # reviewer's queue skips it; each rerun renews what is left of it.
     reviewer = wb.annotations.default_author
     if force or s.key != key or s.current is None:
-        execution = wb.retrievers.execute(retriever_name, version=version.version, count=True,
-                                          reviewer=reviewer)
+        execution = wb.retrievers.execute(retriever_name, inputs, version=version.version,
+                                          count=True, reviewer=reviewer)
         s.key, s.retriever_id, s.execution_id = key, execution.retriever_id, execution.id
         s.hits = [h for h in execution.hits if h.detection_id not in s.skipped]
         s.matched, s.position, s.mode = execution.matched, 0, "review"
@@ -71,6 +74,21 @@ def load_queue(wb: Workbench, collection: Collection, version: ExtractorVersion,
         LeaseService(wb.db, wb.settings.lease_ttl_s).renew(
             collection.id, reviewer, [h.detection_id for h in s.hits[s.position:]])
     return s
+
+
+def queue_inputs(wb: Workbench, retriever_name: str) -> tuple[bool, dict | None]:
+    """A queue whose retriever has ``{{INPUT.x}}`` values without a default asks for them
+    before it runs: returns (ready, inputs). Built-in queues (every input has a default)
+    run at once with none."""
+    from workbench.ui.retrievers import inputs_form, template_inputs
+
+    stages = list(wb.retrievers.get(retriever_name).stages)
+    if all(default is not None for default in template_inputs(stages).values()):
+        return True, None
+    inputs, _ = inputs_form(stages, f"review_inputs_{retriever_name}", "Start reviewing",
+                            f"**{plain(retriever_name)}** asks for inputs before it runs "
+                            "as a queue")
+    return inputs is not None, inputs
 
 
 def _save(wb: Workbench, collection: Collection, operations: list[dict], reasoning: str,
