@@ -57,10 +57,11 @@ class Workbench:
 
     @cached_property
     def vectors(self):
-        """The vector store (Chroma) in the workspace's ``vectors/`` folder."""
-        from workbench.store.vectors import VectorStore
+        """The vector store: Chroma in the workspace's ``vectors/`` folder, or the Chroma
+        server of ``WORKBENCH_CHROMA_URL``."""
+        from workbench.store.vectors import open_vector_store
 
-        return VectorStore(self.settings.vectors_dir)
+        return open_vector_store(self.settings)
 
     @cached_property
     def buckets(self):
