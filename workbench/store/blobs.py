@@ -1,8 +1,10 @@
 """Content-addressed image files: ``<root>/<sha[:2]>/<sha[2:4]>/<sha><ext>``.
 
-A blob is written to a temporary file in the same folder tree and renamed into place, so a
-crash leaves either the whole file or nothing. The extension is kept because FiftyOne and
-browsers infer the media type from it.
+A blob is written to a temporary file in the root's ``tmp/`` folder and renamed into place
+(``os.replace``, atomic within one filesystem, which the root's own folder always is), so a
+crash leaves either the whole file or nothing at its path: on a root shared by several hosts
+(``WORKBENCH_BLOB_ROOT`` on an NFS mount, say), no host ever reads half an image another is
+writing. The extension is kept because FiftyOne and browsers infer the media type from it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from workbench.errors import NotFoundError
+from workbench.faults import crash_point
 
 
 def sha256_of(data: bytes) -> str:
@@ -46,7 +49,11 @@ class BlobStore:
         fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=sha256[:12], suffix=".part")
         try:
             with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+                half = len(data) // 2
+                handle.write(data[:half])
+                handle.flush()  # (the half reaches the file, as it would before a kill)
+                crash_point("blobs.half_written")  # a kill here must leave no blob
+                handle.write(data[half:])
                 if self.fsync:
                     handle.flush()
                     os.fsync(handle.fileno())
