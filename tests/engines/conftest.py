@@ -9,6 +9,10 @@ their metadata there. The database is dropped when the test ends.
 These tests are left out of a plain ``pytest`` (CI runs them after the main suite, in
 ``.ci/run``); ask for them with ``pytest -m postgres`` or by naming ``tests/engines``.
 They are skipped, with the reason, on a machine without the Postgres binaries.
+
+Tests marked ``chroma_server`` keep their vectors on a throwaway Chroma server (``chroma
+run`` on a free loopback port, one per session), each in a database of its own named by
+``WORKBENCH_CHROMA_DATABASE``; they are left out the same way (``pytest -m chroma_server``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,17 +34,19 @@ import sqlalchemy as sa
 ENGINES_DIR = Path(__file__).resolve().parent
 POSTGRES_USER = "postgres"  # the server refuses to run as root; initdb and pg_ctl run as it
 TEMPLATE = "wb_template"
+ENGINE_MARKERS = ("postgres", "chroma_server")  # the suites a plain pytest leaves out
 
 
 def pytest_collection_modifyitems(config, items):
     """Leave the engine suites out unless they were asked for (``-m postgres`` or a path in
     ``tests/engines``): they repeat whole test modules and belong to CI's second step."""
-    if "postgres" in (config.option.markexpr or "") or any(
+    if any(m in (config.option.markexpr or "") for m in ENGINE_MARKERS) or any(
             _inside_engines(arg) for arg in config.args):
         return
     kept, left_out = [], []
     for item in items:
-        (left_out if item.get_closest_marker("postgres") else kept).append(item)
+        engine = any(item.get_closest_marker(m) for m in ENGINE_MARKERS)
+        (left_out if engine else kept).append(item)
     if left_out:
         config.hook.pytest_deselected(items=left_out)
         items[:] = kept
@@ -168,3 +176,97 @@ def _fresh_database(server: str, admin: sa.Engine, template: str) -> Iterator[st
 
 def _database(server_url: str, name: str) -> str:
     return sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+# -- a Chroma server -------------------------------------------------------------------------
+def chroma_binary() -> Path | None:
+    """The ``chroma`` command that ships with chromadb (beside this interpreter, else on the
+    PATH)."""
+    beside = Path(sys.executable).parent / "chroma"
+    if beside.exists():
+        return beside
+    found = shutil.which("chroma")
+    return Path(found) if found else None
+
+
+class ChromaServer:
+    """``chroma run`` on a folder and a loopback port, stopped and started at will (a test
+    can take it down under a running batch and bring it back on the same port and data)."""
+
+    def __init__(self, root: Path, port: int | None = None):
+        self.root = Path(root)
+        self.port = port or _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> ChromaServer:
+        binary = chroma_binary()
+        if binary is None:
+            pytest.skip("no `chroma` command (it ships with chromadb: pip install -r "
+                        "requirements.txt)")
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.root / "server.log", "ab")
+        self.process = subprocess.Popen(
+            [str(binary), "run", "--path", str(self.root / "data"), "--host", "127.0.0.1",
+             "--port", str(self.port)], stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "ANONYMIZED_TELEMETRY": "False"})
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self.answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the Chroma server did not start on port {self.port}:\n"
+                                   f"{(self.root / 'server.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+        return self
+
+    def answers(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+@pytest.fixture(scope="session")
+def chroma_server() -> Iterator[ChromaServer]:
+    """A throwaway Chroma server for this session (loopback only, data in a temp folder)."""
+    root = Path(tempfile.mkdtemp(prefix="workbench-chroma-"))
+    server = ChromaServer(root).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def own_chroma_server(tmp_path) -> Iterator[ChromaServer]:
+    """A Chroma server of this test's own, which it may stop and start again."""
+    server = ChromaServer(tmp_path / "chroma").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def workspace_on_chroma_server(request, monkeypatch) -> None:
+    """Every workspace a ``chroma_server`` test opens keeps its vectors on the session's
+    server, in a database of the test's own (the server makes it on first use)."""
+    if request.node.get_closest_marker("chroma_server") is None:
+        return
+    server = request.getfixturevalue("chroma_server")
+    monkeypatch.setenv("WORKBENCH_CHROMA_URL", server.url)
+    monkeypatch.setenv("WORKBENCH_CHROMA_DATABASE", f"wb_test_{os.getpid()}_{next(_numbers)}")
