@@ -34,7 +34,7 @@ import sqlalchemy as sa
 ENGINES_DIR = Path(__file__).resolve().parent
 POSTGRES_USER = "postgres"  # the server refuses to run as root; initdb and pg_ctl run as it
 TEMPLATE = "wb_template"
-ENGINE_MARKERS = ("postgres", "chroma_server")  # the suites a plain pytest leaves out
+ENGINE_MARKERS = ("postgres", "chroma_server", "ray")  # the suites a plain pytest leaves out
 
 
 def pytest_collection_modifyitems(config, items):
