@@ -5,6 +5,9 @@ chosen extractor version, a batch at a time: decode (threads) → extract → ch
 against the spec → upsert vectors (ids are deterministic, so a retry overwrites rather than
 duplicates) → commit documents, detections and progress in one transaction. A run killed
 at any point resumes with no duplicate document, detection or vector.
+
+With ``WORKBENCH_EXECUTOR=ray`` the same job decodes and runs the model on a Ray cluster
+(:mod:`workbench.executors.ray_data`) and writes here, through the same ``_persist``.
 """
 
 from __future__ import annotations
@@ -168,17 +171,51 @@ class DetectionService:
         total = self.wb.collections.count_objects(collection)
         done = self.count_documents(collection, version.key)
         ctx.progress(done, total, f"loading {version.key}")
+        if self.wb.settings.executor == "ray":  # the same job on a Ray cluster
+            from workbench.executors.ray_data import run_on_ray
+
+            started = time.perf_counter()
+            pending, total, done = self._left_to_do(ctx, collection, version, total, done)
+            processed, detections = run_on_ray(self, ctx, collection, version, params,
+                                               pending, done, total)
+        else:
+            started, processed, detections = self._run_here(ctx, collection, version, params,
+                                                            total, done)
+        summary = {"collection": collection.name, "version": version.key,
+                   "documents": self.count_documents(collection, version.key),
+                   "processed_now": processed, "detections_now": detections,
+                   "seconds": round(time.perf_counter() - started, 2)}
+        with self.db.write() as conn:
+            record_event(conn, "batch.completed", {
+                **summary, "collection_id": collection.id, "job_id": ctx.job.id,
+                "requested_by": ctx.params.get("requested_by")})
+        self.db.ensure_statistics()  # a large run changes which index each query should take
+        # What people established carries over to this version's boxes on reviewed images.
+        # (every image this version has processed, not only this run's: a resumed run must
+        # not leave out what the killed one did)
+        with self.db.read() as conn:
+            processed_ids = conn.execute(sa.select(t.documents.c.object_id).where(
+                t.documents.c.collection_id == collection.id,
+                t.documents.c.extractor_key == version.key)).scalars().all()
+        summary["images_carried_over"] = self.truth.refresh(collection.id, processed_ids,
+                                                            known_only=True)
+        # Taxonomies attached in "materialize" mode classify what this run added.
+        applied = self.taxonomies.after_batch(collection.id, version.key)
+        if applied:
+            summary["taxonomies"] = [{k: r[k] for k in ("taxonomy", "taxonomy_version", "new")}
+                                     for r in applied]
+        return summary
+
+    def _run_here(self, ctx: JobContext, collection: Collection, version: ExtractorVersion,
+                  params: DetectParams, total: int, done: int) -> tuple[float, int, int]:
+        """The local executor: decode threads and one model in this process. Returns when
+        it started (after the model loaded), the images processed and the detections found."""
         extractor = self.wb.registry.load_extractor(version, params.model_params())
         started = time.perf_counter()
         # What is left is listed once (a resumed job lists it again). Then three stages
         # overlap: the next batch decodes and the previous one is written while the current
         # one runs through the model; writes stay in order on their own thread.
-        pending = self._pending(collection, version)
-        subset = ctx.params.get("object_ids")
-        if subset is not None:
-            wanted = set(subset)
-            pending = [row for row in pending if row.id in wanted]
-            total, done = len(wanted), len(wanted) - len(pending)
+        pending, total, done = self._left_to_do(ctx, collection, version, total, done)
         batches = [pending[i : i + params.batch_size]
                    for i in range(0, len(pending), params.batch_size)]
         processed = detections = 0
@@ -209,30 +246,19 @@ class DetectionService:
                              f"({rate:.1f} img/s)")
             if writing is not None:
                 detections += writing.result()
-        summary = {"collection": collection.name, "version": version.key,
-                   "documents": self.count_documents(collection, version.key),
-                   "processed_now": processed, "detections_now": detections,
-                   "seconds": round(time.perf_counter() - started, 2)}
-        with self.db.write() as conn:
-            record_event(conn, "batch.completed", {
-                **summary, "collection_id": collection.id, "job_id": ctx.job.id,
-                "requested_by": ctx.params.get("requested_by")})
-        self.db.ensure_statistics()  # a large run changes which index each query should take
-        # What people established carries over to this version's boxes on reviewed images.
-        # (every image this version has processed, not only this run's: a resumed run must
-        # not leave out what the killed one did)
-        with self.db.read() as conn:
-            processed_ids = conn.execute(sa.select(t.documents.c.object_id).where(
-                t.documents.c.collection_id == collection.id,
-                t.documents.c.extractor_key == version.key)).scalars().all()
-        summary["images_carried_over"] = self.truth.refresh(collection.id, processed_ids,
-                                                            known_only=True)
-        # Taxonomies attached in "materialize" mode classify what this run added.
-        applied = self.taxonomies.after_batch(collection.id, version.key)
-        if applied:
-            summary["taxonomies"] = [{k: r[k] for k in ("taxonomy", "taxonomy_version", "new")}
-                                     for r in applied]
-        return summary
+        return started, processed, detections
+
+    def _left_to_do(self, ctx: JobContext, collection: Collection, version: ExtractorVersion,
+                    total: int, done: int) -> tuple[list[Any], int, int]:
+        """The objects this run still has to process, in order, with the run's total and how
+        many of it are done (a run over chosen ``object_ids`` counts those only)."""
+        pending = self._pending(collection, version)
+        subset = ctx.params.get("object_ids")
+        if subset is not None:
+            wanted = set(subset)
+            pending = [row for row in pending if row.id in wanted]
+            total, done = len(wanted), len(wanted) - len(pending)
+        return pending, total, done
 
     def _decode(self, row, bgr_memory: bool = False):
         """An RGB array (what extractors take). ``bgr_memory``: laid out in memory as BGR,

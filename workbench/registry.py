@@ -299,27 +299,35 @@ class ModelRegistry:
                        device: str | None = None) -> Extractor:
         """Instantiate and load the extractor of a version, ready for ``process``."""
         from workbench.config import resolve_device
-        from workbench.extractors.base import LoadContext
 
-        params = dict(params or {})
-        if version.kind == "yolo":
-            from workbench.extractors.yolo import YoloDetector
+        return build_extractor(
+            version, self.weights_file(version), resolve_device(device or self.wb.settings.device),
+            params, self.wb.home / version.code_path if version.code_path else None)
 
-            extractor: Extractor = YoloDetector(version.spec)
-        elif version.kind == "clip":
-            from workbench.extractors.clip import ClipEmbedder
 
-            extractor = ClipEmbedder(version.spec)
-            params.setdefault("model", version.lineage.get("model", "ViT-B-32"))
-            params.setdefault("pretrained", version.lineage.get("pretrained"))
-        else:
-            extractor = load_custom_class(self.wb.home / version.code_path, version.entrypoint,
-                                          version.spec)
-        extractor.load(LoadContext(
-            spec=version.spec, weights=self.weights_file(version),
-            device=resolve_device(device or self.wb.settings.device), params=params,
-        ))
-        return extractor
+def build_extractor(version: ExtractorVersion, weights: Path | None, device: str,
+                    params: dict[str, Any] | None = None, code_folder: Path | None = None
+                    ) -> Extractor:
+    """Instantiate and load a version's extractor from its files, ready for ``process``: the
+    workspace's own (``ModelRegistry.load_extractor``) or copies of them on another machine
+    (a Ray actor's)."""
+    from workbench.extractors.base import LoadContext
+
+    params = dict(params or {})
+    if version.kind == "yolo":
+        from workbench.extractors.yolo import YoloDetector
+
+        extractor: Extractor = YoloDetector(version.spec)
+    elif version.kind == "clip":
+        from workbench.extractors.clip import ClipEmbedder
+
+        extractor = ClipEmbedder(version.spec)
+        params.setdefault("model", version.lineage.get("model", "ViT-B-32"))
+        params.setdefault("pretrained", version.lineage.get("pretrained"))
+    else:
+        extractor = load_custom_class(code_folder, version.entrypoint, version.spec)
+    extractor.load(LoadContext(spec=version.spec, weights=weights, device=device, params=params))
+    return extractor
 
 
 def _discard(version_folder: Path) -> None:
