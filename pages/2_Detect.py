@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from workbench.ui import jobs_panel, page_setup, show_errors
+from workbench.ui import jobs_panel, page_setup, pick_version, show_errors
 from workbench.ui.detect import (
     collection_form,
     detail_view,
@@ -28,13 +28,7 @@ if not collections:
 left, right = st.columns(2)
 names = [c.name for c in collections]
 collection = wb.collections.get(left.selectbox("Collection", names, key="collection"))
-versions = [v.version for v in wb.registry.list(collection.extractor_name)]
-version = right.selectbox(
-    "Version", versions, index=versions.index(collection.active_version), key="version",
-    format_func=lambda v: f"{collection.extractor_name}@{v}"
-    + (" (active)" if v == collection.active_version else ""),
-)
-chosen = wb.registry.get(collection.extractor_name, version)
+chosen = pick_version(wb, collection, "version", where=right)
 
 with show_errors():
     run_controls(wb, collection, chosen)

@@ -29,6 +29,7 @@ NAVIGATION = (
     ("pages/1_Ingest.py", "Ingest", ":material/upload:"),
     ("pages/2_Detect.py", "Detect", ":material/center_focus_strong:"),
     ("pages/3_Review.py", "Review", ":material/rate_review:"),
+    ("pages/11_Search.py", "Search", ":material/search:"),
     ("pages/11_Search.py", "Search", ":material/image_search:"),
     ("pages/12_Retrievers.py", "Retrievers", ":material/filter_alt:"),
     ("pages/10_Annotations.py", "Annotations", ":material/fact_check:"),
@@ -37,6 +38,7 @@ NAVIGATION = (
     ("pages/6_Models.py", "Models", ":material/deployed_code:"),
     ("pages/7_Taxonomy.py", "Taxonomy", ":material/account_tree:"),
     ("pages/8_Clusters.py", "Clusters", ":material/bubble_chart:"),
+    ("pages/12_Retrievers.py", "Retrievers", ":material/filter_alt:"),
     ("pages/9_Automation.py", "Automation", ":material/webhook:"),
 )
 
@@ -46,11 +48,23 @@ def _workbench(home: str) -> Workbench:
     return Workbench.open(home)
 
 
+WORKSPACE_KEY = "workspace.home"  # the workspace this browser session works in
+_WORKSPACE_ERROR = "workspace.error"
+
+
+def current_home() -> Path:
+    """The workspace of this browser session: the one chosen in the sidebar, else the
+    ``WORKBENCH_HOME`` setting."""
+    chosen = st.session_state.get(WORKSPACE_KEY)
+    return Path(chosen) if chosen else load_settings().home.resolve()
+
+
 def page_setup(title: str) -> Workbench:
-    """Configure the page, open the workspace (once per process) and start the worker."""
+    """Configure the page, open the session's workspace (once per process and path) and
+    start its worker."""
     st.set_page_config(page_title=f"{title} · {APP_TITLE}", layout="wide")
     settings = load_settings()
-    home = settings.home.resolve()
+    home = current_home()
     wb = _workbench(str(home))
     if settings.autostart_worker:
         from workbench.jobs import ensure_worker
@@ -60,8 +74,79 @@ def page_setup(title: str) -> Workbench:
         for path, label, icon in NAVIGATION:
             st.page_link(path, label=label, icon=icon)
         st.divider()
-        st.caption(f"Workspace {plain(home)}")
+        workspace_switcher(home)
     return wb
+
+
+def workspace_switcher(home: Path) -> None:
+    """The sidebar's workspace: which one this is, the recent ones, open or create one by
+    path. The switch happens in the session (no restart); a path that is not a workspace
+    gets a one-line error and the current workspace stays."""
+    from workbench.ui import workspaces
+
+    st.caption(f"Workspace {plain(home)}")
+    with st.expander("Switch workspace", expanded=_WORKSPACE_ERROR in st.session_state):
+        others = [p for p in workspaces.recent() if p != str(home)]
+        if others:
+            st.selectbox("Recent", others, key="ws_recent")
+            st.button("Open recent", key="ws_open_recent", on_click=_switch_workspace,
+                      args=("ws_recent", False), width="stretch")
+        st.text_input("Folder", key="ws_path", placeholder="/path/to/workspace",
+                      help="Open: a folder that holds a workspace. Create: a new or empty "
+                           "folder becomes a new workspace.")
+        left, right = st.columns(2)
+        left.button("Open", key="ws_open", on_click=_switch_workspace, args=("ws_path", False),
+                    width="stretch")
+        right.button("Create", key="ws_create", on_click=_switch_workspace,
+                     args=("ws_path", True), width="stretch")
+        error = st.session_state.get(_WORKSPACE_ERROR)
+        if error:
+            st.error(plain(error), icon="⚠️")
+
+
+def _switch_workspace(widget: str, create: bool) -> None:
+    """Make the folder in ``widget`` this session's workspace, or say why not."""
+    import sqlalchemy.exc
+
+    from workbench.ui import workspaces
+
+    before = current_home()
+    typed = st.session_state.get(widget) or ""
+    st.session_state.pop(_WORKSPACE_ERROR, None)
+    try:
+        target = workspaces.check_path(typed, create,
+                                       shared_database=bool(load_settings().database_url))
+        _workbench(str(target))  # opened (created, migrated) here: a failure leaves `before`
+    except WorkbenchError as exc:
+        st.session_state[_WORKSPACE_ERROR] = str(exc)
+        return
+    except (OSError, sqlalchemy.exc.DatabaseError) as exc:  # unreadable folder, foreign file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        st.session_state[_WORKSPACE_ERROR] = (f"cannot open a workspace in {typed.strip()}: "
+                                              f"{reason}; choose another folder")
+        return
+    # The pages' choices (collection, filters, selections, a signed-in reviewer) belong to
+    # the old workspace: the new one starts as a fresh session would.
+    for key in list(st.session_state):
+        del st.session_state[key]
+    st.session_state[WORKSPACE_KEY] = str(target)
+    try:
+        workspaces.remember(target, before)
+    except OSError as exc:  # a read-only config folder costs the list, not the switch
+        st.toast(f"Switched, but the recent list could not be saved: {plain(exc)}")
+
+
+def pick_version(wb: Workbench, collection, key: str, where=None, label: str = "Version",
+                 **kwargs):
+    """One of the collection's registered versions (the active one first chosen), as an
+    ``ExtractorVersion``: what a page exports, trains, clusters or detects with."""
+    versions = [v.version for v in wb.registry.list(collection.extractor_name)]
+    active = collection.active_version
+    version = (where or st).selectbox(
+        label, versions, index=versions.index(active) if active in versions else 0, key=key,
+        format_func=lambda v: f"{collection.extractor_name}@{v}"
+        + (" (active)" if v == active else ""), **kwargs)
+    return wb.registry.get(collection.extractor_name, version)
 
 
 _MARKDOWN = re.compile(r"([\\`*_{}\[\]<>#|~$!:])")
@@ -176,7 +261,7 @@ def image_grid(wb: Workbench, objects: Sequence[ImageObject], columns: int = 6) 
                 st.caption(" · ".join(details))
 
 
-def _job_row(job: Job, cancellable: bool) -> None:
+def _job_row(home: Path, job: Job, cancellable: bool) -> None:
     label = f"**{job.kind}** `{job.id}` — {job.status}: {plain(job.message)}"
     left, right = st.columns([5, 1])
     if job.status == "running" and job.progress_total:
@@ -184,11 +269,12 @@ def _job_row(job: Job, cancellable: bool) -> None:
     else:
         left.markdown(label)
     if cancellable and not job.finished and not job.cancel_requested:
-        right.button("Cancel", key=f"cancel-{job.id}", on_click=_cancel, args=(job.id,))
+        right.button("Cancel", key=f"cancel-{job.id}", on_click=_cancel,
+                     args=(str(home), job.id))
 
 
-def _cancel(job_id: str) -> None:
-    _workbench(str(load_settings().home.resolve())).jobs.cancel(job_id)
+def _cancel(home: str, job_id: str) -> None:
+    _workbench(home).jobs.cancel(job_id)
 
 
 def jobs_panel(wb: Workbench, title: str = "Jobs") -> None:
@@ -206,12 +292,12 @@ def jobs_panel(wb: Workbench, title: str = "Jobs") -> None:
         if not active:
             st.caption("No job is running.")
         for job in active:
-            _job_row(job, cancellable=True)
+            _job_row(wb.home, job, cancellable=True)
         finished = [job for job in wb.jobs.list(limit=5) if job.finished]
         if finished:
             with st.expander("Recently finished", expanded=False):
                 for job in finished:
-                    _job_row(job, cancellable=False)
+                    _job_row(wb.home, job, cancellable=False)
                     if job.status == "failed" and job.error:
                         st.code(job.error[-2000:], language="text")
 

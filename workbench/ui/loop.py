@@ -12,7 +12,7 @@ import streamlit as st
 
 from workbench import Workbench
 from workbench.detection import DetectParams
-from workbench.domain import Collection
+from workbench.domain import Collection, ExtractorVersion
 from workbench.evaluation import Gate
 from workbench.export import ExportOptions, ExportResult
 from workbench.training import TrainParams
@@ -99,8 +99,10 @@ def zip_bytes(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def train_form(wb: Workbench, collection: Collection, options: ExportOptions) -> None:
-    parent = wb.registry.get(collection.extractor_name, collection.active_version)
+def train_form(wb: Workbench, collection: Collection, options: ExportOptions,
+               parent: ExtractorVersion | None = None) -> None:
+    """Fine-tune ``parent`` (default: the active version) on the collection's ground truth."""
+    parent = parent or wb.registry.get(collection.extractor_name, collection.active_version)
     cols = st.columns(4)
     epochs = setting_input(cols[0], TrainParams, "epochs", "Epochs", key="train_epochs")
     imgsz = setting_input(cols[1], TrainParams, "imgsz", "Image size", step=32,
@@ -180,8 +182,8 @@ def gate_form() -> Gate:
 def comparison_view(wb: Workbench, collection: Collection, record: dict) -> None:
     base, cand = record["base"], record["candidate"]
     n = len(record["images"]["ids"])
-    st.markdown(f"**{plain(record['base_key'])}** vs **{plain(record['candidate_key'])}** on {n} images — "
-                f"{record['images']['chosen_by']}")
+    st.markdown(f"**{plain(record['base_key'])}** vs **{plain(record['candidate_key'])}** on "
+                f"{n} images — {record['images']['chosen_by']}")
     warning = record["images"].get("warning")
     if warning:
         st.warning(plain(warning))
