@@ -3,7 +3,14 @@
 import streamlit as st
 
 from workbench.ui import jobs_panel, page_setup, pick_collection, show_errors
-from workbench.ui.clusters import actions, cluster_table, member_grid, run_form, scatter
+from workbench.ui.clusters import (
+    actions,
+    cluster_table,
+    member_grid,
+    run_form,
+    scatter,
+    selection_actions,
+)
 
 wb = page_setup("Clusters")
 st.title("Clusters")
@@ -30,5 +37,6 @@ cluster_table(run)
 if run.clusters:
     chosen = st.selectbox("Cluster", sorted(int(k) for k in run.clusters), key="cluster_one",
                           format_func=lambda c: f"{c}: {run.name_of(c)}")
-    member_grid(wb, run, chosen)
-    actions(wb, run, chosen)
+    selected = member_grid(wb, run, chosen)
+    selection_actions(wb, run, selected)
+    actions(wb, run, chosen, selected)

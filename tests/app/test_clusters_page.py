@@ -42,3 +42,47 @@ def test_queue_a_run_then_label_rename_and_relabel(detected):
     at.button(key="FormSubmitter:cluster_relabel-Relabel for the next export").click().run()
     assert not at.exception, [e.message for e in at.exception]
     assert wb.annotations.list().total == wb.clusters.get(run.id).clusters[str(chosen)]["size"]
+
+
+def select_members(at, run_id: str, cluster: int, rows: list[int]):
+    """What clicking rows' left edge in the member grid does in the browser."""
+    at.session_state[f"cluster_members_{run_id}_{cluster}"] = {
+        "selection": {"rows": rows, "columns": [], "cells": []}}
+    return at.run()
+
+
+def test_members_selected_in_the_grid_become_references_or_stay_out_of_a_relabel(detected):
+    wb = detected
+    run = wb.clusters.run("cams", "kmeans", {"n_clusters": 2, "n_init": "auto"})
+    at = run_page("pages/8_Clusters.py")
+    assert not at.exception, [e.message for e in at.exception]
+    chosen = at.selectbox(key="cluster_one").value
+    members = wb.clusters.members(run.id, chosen)
+    assert len(members) >= 3
+    (grid,) = [d for d in at.dataframe if d.key == f"cluster_members_{run.id}_{chosen}"]
+    assert list(grid.value["detection"]) == [m["detection_id"] for m in members]
+    assert at.checkbox(key="cluster_leave_out").disabled, "nothing selected to leave out"
+
+    at = select_members(at, run.id, chosen, [0, 1])
+    picked = [members[0]["detection_id"], members[1]["detection_id"]]
+    at.button(key="cluster_refs_add").click().run()  # into a new set, named by default
+    assert not at.exception, [e.message for e in at.exception]
+    assert sorted(i.detection_id for i in wb.references.items("cams-references")) == \
+        sorted(picked)
+
+    at.text_input(key="cluster_class").input("star")
+    at.checkbox(key="cluster_leave_out").check()
+    at.checkbox(key="cluster_sure").check()
+    at.button(key="FormSubmitter:cluster_relabel-Relabel for the next export").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    written = {a.document_id for a in wb.annotations.list(limit=1000).items}
+    assert written == {m["detection_id"] for m in members} - set(picked)
+
+
+def test_relabel_refuses_to_leave_out_a_detection_that_is_not_a_member(detected):
+    from workbench.errors import ValidationError
+
+    run = detected.clusters.run("cams", "kmeans", {"n_clusters": 2, "n_init": "auto"})
+    with pytest.raises(ValidationError, match="not members of cluster 0"):
+        detected.clusters.relabel(run.id, 0, "star", confirm=True, exclude=["det_nowhere"])
+    assert detected.annotations.list().total == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import plotly.graph_objects as go
@@ -11,10 +10,11 @@ import streamlit as st
 from workbench import Workbench
 from workbench.clusters import DEFAULT_PARAMS, REDUCTIONS, ClusterParams, ClusterRun
 from workbench.domain import Collection
-from workbench.ui import choice_input, plain, setting_input, show_errors
-from workbench.ui.review import crop
+from workbench.ui import choice_input, pick_version, plain, setting_input, show_errors
+from workbench.ui.selection import add_to_references, crop_uri, detection_grid, find_similar
 
 GRID = 8
+MEMBER_ROWS = 200  # members in the selectable grid: crops cost the page, and a look at 200
 HOVER_THUMBNAILS = 400  # members whose crop rides along in the scatter's point data
 
 
@@ -22,6 +22,9 @@ def run_form(wb: Workbench, collection: Collection) -> None:
     """Choose the input (a filter), the algorithm and its parameters, a reduction."""
     taxonomies = [t.name for t in wb.taxonomies.list()]
     with st.form("cluster_run"):
+        version = pick_version(wb, collection, "cluster_version", label="Model version",
+                               help="Whose detections and embeddings to cluster: any "
+                                    "registered version, not only the active one.")
         cols = st.columns(4)
         source = cols[0].selectbox(
             "Detections", ["taxonomy unknown", "all", "by verdict", "by class",
@@ -60,15 +63,10 @@ def run_form(wb: Workbench, collection: Collection) -> None:
                 job = wb.clusters.submit(
                     collection.name, algorithm, json.loads(params) if params.strip() else None,
                     filters, {"method": reduction, "n_components": int(components)}
-                    if reduction != "none" else None, projection)
+                    if reduction != "none" else None, projection, version=version.version)
                 st.session_state["cluster_job"] = job.id
                 st.toast("Clustering queued: the worker runs it (UMAP stays compiled there).")
                 st.rerun()
-
-
-@st.cache_data(show_spinner=False, max_entries=20_000)
-def _data_uri(path: str, xyxy: tuple) -> str:
-    return "data:image/jpeg;base64," + base64.b64encode(crop(path, xyxy)).decode()
 
 
 def scatter(wb: Workbench, run: ClusterRun) -> None:
@@ -81,7 +79,7 @@ def scatter(wb: Workbench, run: ClusterRun) -> None:
             paths[m["object_id"]] = str(wb.image_path(wb.buckets.get_object(m["object_id"])))
     for cluster in sorted({m["cluster"] for m in members}):
         group = [m for m in members if m["cluster"] == cluster]
-        images = [_data_uri(paths[m["object_id"]], (m["x1"], m["y1"], m["x2"], m["y2"]))
+        images = [crop_uri(paths[m["object_id"]], (m["x1"], m["y1"], m["x2"], m["y2"]))
                   if m["object_id"] in paths else "" for m in group]
         figure.add_scatter(
             x=[m["x"] for m in group], y=[m["y"] for m in group], mode="markers",
@@ -113,19 +111,39 @@ def cluster_table(run: ClusterRun) -> None:
     st.dataframe(rows, width="stretch", hide_index=True)
 
 
-def member_grid(wb: Workbench, run: ClusterRun, cluster: int, limit: int = 32) -> None:
+def member_grid(wb: Workbench, run: ClusterRun, cluster: int,
+                limit: int = MEMBER_ROWS) -> list[str]:
+    """The cluster's members as a grid of crops; clicking rows selects them (for a reference
+    set, to find similar ones, or to leave them out of a relabel). Returns the selected
+    detection ids."""
     members = wb.clusters.members(run.id, cluster)
-    st.caption(f"{len(members)} members" + (f", first {limit}" if len(members) > limit else ""))
-    for start in range(0, min(limit, len(members)), GRID):
-        cells = st.columns(GRID)
-        for cell, m in zip(cells, members[start:start + GRID], strict=False):
-            obj = wb.buckets.get_object(m["object_id"])
-            cell.image(crop(str(wb.image_path(obj)), (m["x1"], m["y1"], m["x2"], m["y2"])),
-                       caption=f"{plain(m['class_name'])} {m['confidence']:.2f}", width="stretch")
+    st.caption(f"{len(members)} members" + (f", the first {limit} shown" if len(members) >
+                                            limit else "") +
+               " · click rows' left edge to select members")
+    paths: dict[str, str] = {}
+    rows = []
+    for m in members[:limit]:
+        if m["object_id"] not in paths:
+            paths[m["object_id"]] = str(wb.image_path(wb.buckets.get_object(m["object_id"])))
+        rows.append({"crop": crop_uri(paths[m["object_id"]], (m["x1"], m["y1"], m["x2"],
+                                                              m["y2"])),
+                     "class": m["class_name"], "confidence": round(m["confidence"], 3),
+                     "detection": m["detection_id"]})
+    return detection_grid(rows, key=f"cluster_members_{run.id}_{cluster}", height=420)
 
 
-def actions(wb: Workbench, run: ClusterRun, cluster: int) -> None:
-    """Rename, promote to a taxonomy node, relabel every member (after a confirmation)."""
+def selection_actions(wb: Workbench, run: ClusterRun, selected: list[str]) -> None:
+    """What the members selected in the grid can become: references, or a search."""
+    st.caption(f"{len(selected)} member(s) selected")
+    add_to_references(wb, wb.collections.get(run.collection_id), selected,
+                      key="cluster_refs")
+    find_similar(selected, key="cluster_find_similar")
+
+
+def actions(wb: Workbench, run: ClusterRun, cluster: int, selected: list[str] = ()
+            ) -> None:
+    """Rename, promote to a taxonomy node, relabel the members (after a confirmation),
+    leaving out those selected in the grid if asked to."""
     left, middle, right = st.columns(3)
     with left.form("cluster_rename"):
         name = st.text_input("Name", run.name_of(cluster), key="cluster_name")
@@ -145,7 +163,12 @@ def actions(wb: Workbench, run: ClusterRun, cluster: int) -> None:
     with right.form("cluster_relabel"):
         true_class = st.text_input("Relabel members as", run.name_of(cluster),
                                    key="cluster_class")
-        sure = st.checkbox(f"Yes, annotate all {run.clusters[str(cluster)]['size']} members",
+        size = run.clusters[str(cluster)]["size"]
+        leave_out = st.checkbox(f"Leave out the {len(selected)} member(s) selected in the grid",
+                                disabled=not selected,
+                                key="cluster_leave_out")
+        excluded = list(selected) if leave_out else []
+        sure = st.checkbox(f"Yes, annotate {size - len(excluded)} of the {size} members",
                            key="cluster_sure")
         if st.form_submit_button("Relabel for the next export"):
             with show_errors():
@@ -153,5 +176,7 @@ def actions(wb: Workbench, run: ClusterRun, cluster: int) -> None:
                     st.warning("Tick the box to confirm: this writes one annotation per "
                                "member.")
                 else:
-                    done = wb.clusters.relabel(run.id, cluster, true_class, confirm=True)
-                    st.toast(f"{done['written']} annotations written")
+                    done = wb.clusters.relabel(run.id, cluster, true_class, confirm=True,
+                                               exclude=excluded)
+                    st.toast(f"{done['written']} annotations written"
+                             + (f", {len(excluded)} member(s) left out" if excluded else ""))

@@ -13,6 +13,7 @@ from workbench.domain import Collection, ExtractorVersion
 from workbench.paging import Page
 from workbench.ui import plain, setting_input, show_errors
 from workbench.ui.render import MISSING_TEXT, boxes_of, draw_boxes, image_missing
+from workbench.ui.selection import add_to_references, crop_uri, detection_grid, find_similar
 from workbench.ui.video import frame_strip
 
 
@@ -28,7 +29,8 @@ def register_model_form(wb: Workbench) -> None:
                 path.write_bytes(upload.getbuffer())
                 with st.spinner("Loading and checking the model…"):
                     version = wb.registry.register_yolo(path, notes=notes)
-                st.success(f"Registered {plain(version.key)} ({plain(', '.join(version.classes))}).")
+                st.success(f"Registered {plain(version.key)} "
+                           f"({plain(', '.join(version.classes))}).")
     with custom_tab:
         st.caption("A zip with `extractor.json` (`spec`, `entrypoint: module:Class`) and its "
                    "Python code. **It runs with your permissions**: register only code you trust.")
@@ -212,19 +214,31 @@ def detail_view(wb: Workbench, collection: Collection, version: ExtractorVersion
         compare = st.selectbox("Compare with", ["(none)", *others], key="compare_version")
         compare = None if compare == "(none)" else compare
     columns = st.columns(2 if compare else 1)
+    path = str(wb.image_path(obj))
+    selected: list[str] = []
+    pickable = False
     for column, key in zip(columns, [version.key, compare], strict=False):
         detections = wb.detection.detections(collection, key, object_ids=[object_id])
         with column:
             st.markdown(f"**{plain(key)}** — {len(detections)} detections")
-            st.image(draw_boxes(str(wb.image_path(obj)), boxes_of(detections), classes, 960,
+            st.image(draw_boxes(path, boxes_of(detections), classes, 960,
                                 size=(obj.width, obj.height)), width="stretch")
-            st.dataframe(
-                [{"#": d.index, "class": d.class_name, "confidence": round(d.confidence, 3),
-                  "x1": round(d.xyxy[0], 1), "y1": round(d.xyxy[1], 1),
-                  "x2": round(d.xyxy[2], 1), "y2": round(d.xyxy[3], 1)} for d in detections],
-                hide_index=True, width="stretch",
-                column_config={"class": st.column_config.TextColumn("class")},
-            )
+            rows = [{"#": d.index, "class": d.class_name, "confidence": round(d.confidence, 3),
+                     "x1": round(d.xyxy[0], 1), "y1": round(d.xyxy[1], 1),
+                     "x2": round(d.xyxy[2], 1), "y2": round(d.xyxy[3], 1)} for d in detections]
+            if key != version.key:  # the other version's boxes: to look at, not to pick
+                st.dataframe(rows, hide_index=True, width="stretch")
+                continue
+            pickable = bool(detections)
+            selected = detection_grid(
+                [{"crop": crop_uri(path, d.xyxy), **row, "detection": d.id}
+                 for d, row in zip(detections, rows, strict=True)],
+                key=f"detail_detections_{object_id}_{key}")
+    if pickable:
+        st.caption(f"{len(selected)} detection(s) selected: click rows' left edge to choose "
+                   "them for a reference set, or one to find similar detections.")
+        add_to_references(wb, collection, selected, key="detect_refs")
+        find_similar(selected, key="detect_find_similar")
     st.caption(" · ".join([f"{obj.width}×{obj.height}", *(f"{plain(k)}: {plain(v)}" for k, v in
                                                          obj.metadata.items())]))
     frame_strip(wb, obj)  # a video frame: the frames around it, for context
