@@ -15,4 +15,4 @@ if filters is None:
     st.stop()
 
 with show_errors():
-    render_report(load_report(wb, filters))
+    render_report(wb, filters, load_report(wb, filters))

@@ -4,6 +4,7 @@ import streamlit as st
 
 from workbench.ui import jobs_panel, page_setup, pick_collection
 from workbench.ui.taxonomy import reference_sets, taxonomy_form, taxonomy_view
+from workbench.ui.taxonomy_results import results
 
 wb = page_setup("Taxonomy")
 st.title("Taxonomy")
@@ -19,5 +20,7 @@ st.subheader("Taxonomies")
 taxonomy_form(wb, chosen)
 names = [t.name for t in wb.taxonomies.list()]
 if names:
-    taxonomy_view(wb, collection, st.selectbox("Taxonomy", names, key="tax_pick"))
+    taxonomy = st.selectbox("Taxonomy", names, key="tax_pick")
+    taxonomy_view(wb, collection, taxonomy)
+    results(wb, collection, taxonomy)
 jobs_panel(wb)

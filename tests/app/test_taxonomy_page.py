@@ -43,3 +43,63 @@ def test_build_references_and_a_taxonomy_then_apply(reviewed):
     assert sum(wb.taxonomies.label_counts(taxonomy.name).values()) == len(
         wb.detection.detections(wb.collections.get("cams"), "yolo_detector@1.0.0"))
     assert any("changed" in m.value for m in at.markdown)
+
+
+@pytest.fixture
+def classified(reviewed):
+    """A flat taxonomy of the reviewed detections, applied to every detection."""
+    wb = reviewed
+    wb.references.create("cams-references", "cams")
+    wb.references.promote("cams-references")
+    wb.taxonomies.create("shapes", "cams-references", threshold=0.5)
+    wb.taxonomies.apply("shapes")
+    return wb
+
+
+def results_table(at):
+    (table,) = [d for d in at.dataframe if d.key == "tax_results_table"]
+    return table.value
+
+
+def test_results_per_detection_with_crops_filters_and_pages(classified, monkeypatch):
+    import workbench.ui.taxonomy_results as results
+
+    monkeypatch.setattr(results, "PER_PAGE", 5)  # several pages out of the few detections
+    wb = classified
+    stored = wb.taxonomies.assignments("shapes", limit=1000)
+    at = run_page("pages/7_Taxonomy.py")
+    assert not at.exception, [e.message for e in at.exception]
+    first = results_table(at)
+    assert list(first["detection"]) == [a["detection_id"] for a in stored[:5]]
+    assert list(first["class"]) == [a["label"] for a in stored[:5]]
+    assert list(first["score"]) == pytest.approx([a["score"] for a in stored[:5]], abs=1e-4)
+    assert all(uri.startswith("data:image/jpeg;base64,") for uri in first["crop"])
+    assert any(f"5 of {len(stored)} classified detections" in c.value for c in at.caption)
+
+    at.button(key="tax_results_next").click().run()
+    assert list(results_table(at)["detection"]) == [a["detection_id"] for a in stored[5:10]]
+    at.button(key="tax_results_previous").click().run()
+    assert list(results_table(at)["detection"]) == list(first["detection"])
+
+    label = stored[0]["label"]
+    at.selectbox(key="tax_results_class").select(label).run()
+    assert set(results_table(at)["class"]) == {label}
+    at.selectbox(key="tax_results_class").select("(any class)")
+    at.slider(key="tax_results_score").set_range(0.8, 1.0).run()
+    assert not at.exception, [e.message for e in at.exception]
+    high = [a for a in stored if a["score"] >= 0.8]
+    if high:
+        assert (results_table(at)["score"] >= 0.8).all()
+        assert any(f"of {len(high)} classified" in c.value for c in at.caption)
+    else:
+        assert any("No detection matches" in c.value for c in at.caption)
+
+
+def test_results_of_a_version_not_classified_yet_say_how_to_get_them(reviewed):
+    wb = reviewed
+    wb.references.create("cams-references", "cams")
+    wb.references.promote("cams-references")
+    wb.taxonomies.create("shapes", "cams-references", threshold=0.5)
+    at = run_page("pages/7_Taxonomy.py")
+    assert not at.exception, [e.message for e in at.exception]
+    assert any("has been classified by shapes yet" in c.value for c in at.caption)

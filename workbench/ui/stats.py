@@ -7,6 +7,7 @@ draws it. Frames stay polars end to end (plotly express reads them through narwh
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import plotly.express as px
@@ -17,6 +18,7 @@ import streamlit as st
 from workbench import Workbench
 from workbench.annotations import VERDICTS
 from workbench.domain import Collection
+from workbench.stats import health_table as health_rows
 
 ALL_VERSIONS = "all"
 WINDOWS = {"1d": "Day", "1w": "Week"}
@@ -25,6 +27,9 @@ LABEL_COLOURS = {"confirmed": "#3cb44b", "corrected": "#f58231", "false_positive
                  "missed": "#911eb4"}
 STATUS_COLOURS = {"healthy": "#3cb44b", "action needed": "#e6194b", "no data": "#a0a0a0"}
 NO_VALUE = "(none)"
+ALL_TIME = "all"
+RECENT_DAYS = 7
+PERIODS = {ALL_TIME: "All time", "7d": f"Last {RECENT_DAYS} days"}
 
 
 @dataclass(frozen=True)
@@ -56,15 +61,14 @@ def load_report(wb: Workbench, filters: StatsFilters) -> dict[str, Any]:
                              window=filters.window)
 
 
-def render_report(report: dict[str, Any]) -> None:
+def render_report(wb: Workbench, filters: StatsFilters, report: dict[str, Any]) -> None:
     """Everything on the page below the filters; a short note instead when nothing is there."""
     if report["total"] == 0:
         st.info("No annotations yet for this selection. Verdicts that reviewers give on "
                 "detections (confirmed, corrected, false positive, missed) are counted here.")
         return
     headline(report)
-    st.subheader("Health")
-    health_table(report["health"])
+    health_section(wb, filters, report)
     st.subheader("Labels")
     left, right = st.columns(2)
     with left:
@@ -100,15 +104,42 @@ def headline(report: dict[str, Any]) -> None:
                f"{pr['assumptions']}")
 
 
-def health_table(rows: list[dict[str, Any]]) -> None:
-    """The threshold checks, the status as a coloured tag (no pandas Styler needed)."""
+def health_section(wb: Workbench, filters: StatsFilters, report: dict[str, Any],
+                   now: datetime | None = None) -> None:
+    """The health table over the chosen period: all time, or the last days beside all time
+    (a model that was healthy may not be now, and the all-time rates hide it)."""
+    left, right = st.columns([3, 2], vertical_alignment="bottom")
+    left.subheader("Health")
+    period = right.radio("Health over", list(PERIODS), format_func=PERIODS.get,
+                         horizontal=True, key="stats_health_period")
+    if period == ALL_TIME:
+        health_table(report["health"])
+        return
+    since = (now or datetime.now(UTC)) - timedelta(days=RECENT_DAYS)
+    recent = wb.stats.annotations(filters.collection.id, filters.extractor_key, since=since)
+    if not recent.height:
+        st.caption(f"No verdicts in the last {RECENT_DAYS} days (since "
+                   f"{since:%Y-%m-%d %H:%M} UTC): nothing to judge the model by over this "
+                   "period.")
+    health_table(health_rows(recent), all_time=report["health"])
+
+
+def health_table(rows: list[dict[str, Any]],
+                 all_time: list[dict[str, Any]] | None = None) -> None:
+    """The threshold checks, the status as a coloured tag (no pandas Styler needed); with
+    ``all_time``, the rows are a recent period's and each rate is shown beside its all-time
+    rate."""
+    before = {row["metric"]: row["value"] for row in all_time or []}
     frame = pl.DataFrame([{
         "metric": row["metric"], "count": row["count"], "rate": row["value"],
+        **({"all time": before.get(row["metric"])} if all_time is not None else {}),
         "healthy when": row["healthy_when"], "status": [row["status"]],
         "action": row["action"]} for row in rows],
-        schema_overrides={"rate": pl.Float64})
+        schema_overrides={"rate": pl.Float64, "all time": pl.Float64})
+    label = f"rate, last {RECENT_DAYS} days" if all_time is not None else "rate"
     st.dataframe(frame, hide_index=True, width="stretch", key="health_table", column_config={
-        "rate": st.column_config.NumberColumn("rate", format="percent"),
+        "rate": st.column_config.NumberColumn(label, format="percent"),
+        "all time": st.column_config.NumberColumn("rate, all time", format="percent"),
         "status": st.column_config.MultiselectColumn(
             "status", options=list(STATUS_COLOURS), color=list(STATUS_COLOURS.values())),
         "action": st.column_config.TextColumn("action", width="large"),
