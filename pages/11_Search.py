@@ -5,10 +5,11 @@ a reference set."""
 import streamlit as st
 
 from workbench.errors import WorkbenchError
-from workbench.ui import page_setup, pick_collection, plain
+from workbench.ui import page_setup, plain
 from workbench.ui.search import (
     MAX_TOP_K,
     actions_panel,
+    boxes_collection,
     cached_search,
     clip_version,
     detection_id_box,
@@ -49,9 +50,9 @@ try:
             {"detection_id": query.detection.id, "top_k": int(top_k)})
     else:
         left, right = st.columns([1, 3])
-        collection = pick_collection(wb, "search_text_collection",
-                                     "Nothing to search yet: run a detector on the Detect page "
-                                     "(or load the demo).", left)
+        collection = boxes_collection(wb, left)
+        if collection is None:
+            st.stop()
         version = wb.registry.get(collection.active_key)
         text = right.text_input("Describe what you are looking for", key="search_text",
                                 placeholder="a red circle at night")
@@ -59,7 +60,7 @@ try:
             st.info(f"Type a description: the images nearest to it in {plain(clip.key)}'s "
                     f"space are searched, and their {plain(version.key)} detections shown.")
             st.stop()
-        top_k = st.number_input("Images to search", 1, MAX_TOP_K, 24, key="search_top_k")
+        top_k = st.number_input("Results to show", 1, MAX_TOP_K, 24, key="search_top_k")
         filters = filters_panel(wb, collection, version, "search")
         execution = cached_search(wb, collection, version, "text-search",
                                   text_stages(clip.feature_uri("image_embedding"), filters),

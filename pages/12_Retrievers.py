@@ -21,7 +21,7 @@ collection = pick_collection(wb, "retrievers_collection",
                              "the demo); retrievers pick detections of a collection.")
 retrievers = wb.retrievers.list(collection.name)
 retrievers_table(retrievers)
-retriever = pick_retriever(wb, retrievers)
+retriever = pick_retriever(retrievers)
 editor(wb, collection, retriever)
 if retriever is not None:
     run_panel(wb, collection, retriever)

@@ -82,7 +82,7 @@ def inputs_form(stages: Any, key: str, submit: str, note: str = ""
                 value=default or "", key=f"{key}_{name}",
                 help="Read as JSON when it is JSON (0.5, true, [\"a\", \"b\"]), else as text."
                      + (f" Default: {default}" if default is not None else ""))
-        pressed = st.form_submit_button(submit, type="primary")
+        pressed = st.form_submit_button(submit, type="primary", key=f"{key}_submit")
     if pressed:
         missing = [n for n, d in names.items() if d is None and not typed[n].strip()]
         if missing:
@@ -90,8 +90,10 @@ def inputs_form(stages: Any, key: str, submit: str, note: str = ""
                      f"press {submit}", icon="⚠️")
             st.session_state.pop(key, None)
             return None, False
+        # A default left as it is stays the retriever's own (the execution logs what was
+        # given, as the CLI's --input does).
         st.session_state[key] = {n: parse_input(v.strip()) for n, v in typed.items()
-                                 if v.strip()}
+                                 if v.strip() and v.strip() != names[n]}
     return st.session_state.get(key), bool(pressed)
 
 
@@ -121,7 +123,7 @@ def retrievers_table(retrievers: list[Retriever]) -> None:
                  hide_index=True, width="stretch")
 
 
-def pick_retriever(wb: Workbench, retrievers: list[Retriever]) -> Retriever | None:
+def pick_retriever(retrievers: list[Retriever]) -> Retriever | None:
     """The retriever to edit and run (None: a new one)."""
     pending = st.session_state.pop("retrievers.pending_choice", None)
     names = [r.name for r in retrievers]
@@ -155,8 +157,9 @@ def editor(wb: Workbench, collection: Collection, retriever: Retriever | None) -
         with show_errors():
             checked = wb.retrievers.validate(collection.name, parse_stages(text))
             inputs = template_inputs(checked)
-            st.success(f"Valid: {len(checked)} stage(s), {stages_summary(checked)}"
-                       + (f"; inputs: {', '.join(inputs)}" if inputs else "; no inputs"))
+            st.success(plain(f"Valid: {len(checked)} stage(s), {stages_summary(checked)}"
+                             + (f"; inputs: {', '.join(inputs)}" if inputs else
+                                "; no inputs")))
     if cols[1].button("Save", key="retriever_save", type="primary"):
         with show_errors():
             replace = retriever is not None and name.strip() == retriever.name
@@ -229,8 +232,8 @@ def show_execution_result(wb: Workbench, execution: Execution) -> None:
                        "score": None if h.score is None else round(h.score, 4),
                        "object_id": h.object_id} for h in execution.hits[:HITS_SHOWN]],
                      hide_index=True, width="stretch")
-    st.bar_chart({stage: ms for stage, ms in execution.stage_ms.items() if stage != "total"},
-                 horizontal=True, height=160, x_label="ms")
+    st.bar_chart([{"stage": stage, "ms": ms} for stage, ms in execution.stage_ms.items()
+                  if stage != "total"], x="stage", y="ms", horizontal=True, height=180)
 
 
 def executions_panel(wb: Workbench, retriever: Retriever) -> None:

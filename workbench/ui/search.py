@@ -228,6 +228,8 @@ def results_grid(wb: Workbench, version: ExtractorVersion, collection: Collectio
     returns the checked ones."""
     verdicts = wb.annotations.latest_by_document(collection.id,
                                                  [h.detection_id for h in hits])
+    for detection_id in st.session_state.pop("search.unpick", []):
+        st.session_state[pick_key(detection_id)] = False
     tools = st.columns([1, 1, 4])
     if tools[0].button("Select all", key="search_select_all"):
         for hit in hits:
@@ -254,14 +256,15 @@ def results_grid(wb: Workbench, version: ExtractorVersion, collection: Collectio
 
 
 def flash(message: str, kind: str = "success") -> None:
-    """A message shown once after the rerun that follows an action."""
+    """A message shown once after the rerun that follows an action (user strings in it are
+    escaped when shown)."""
     st.session_state["search.flash"] = (kind, message)
 
 
 def show_flash() -> None:
     held = st.session_state.pop("search.flash", None)
     if held:
-        getattr(st, held[0])(held[1])
+        getattr(st, held[0])(plain(held[1]))
 
 
 # -- acting on a selection ----------------------------------------------------------------
@@ -302,25 +305,27 @@ def actions_panel(wb: Workbench, collection: Collection, version: ExtractorVersi
         true_class = st.selectbox("Right class (for corrected)", list(version.classes),
                                   key="search_bulk_class")
         reasoning = st.text_input("Reasoning (optional)", key="search_bulk_reasoning")
-        apply = st.form_submit_button("Apply verdict", type="primary", disabled=not chosen)
+        apply = st.form_submit_button("Apply verdict", type="primary", disabled=not chosen,
+                                      key="search_apply_verdict")
     if apply:
         with show_errors():
             stored, errors = bulk_verdict(wb, collection, execution, chosen, label,
                                           true_class, reasoning)
             message = f"{stored} verdict(s) '{label}' stored by {wb.annotations.default_author}"
             if errors:
-                flash(f"{message}; {len(errors)} refused — {plain(errors[0])}", "warning")
+                flash(f"{message}; {len(errors)} refused — {errors[0]}", "warning")
             else:
                 flash(message + ".")
-            for hit in chosen:
-                st.session_state[pick_key(hit.detection_id)] = False
+            # Unticked on the next run (a widget's value cannot change after it is drawn).
+            st.session_state["search.unpick"] = [h.detection_id for h in chosen]
             st.rerun()
     sets = [s.name for s in wb.references.list(collection.name)]
     with refs_col.form("search_add_references", border=True):
         st.markdown("**Add them to a reference set**")
         target = st.selectbox("Reference set", [*sets, NEW_SET], key="search_refs_set")
         new_name = st.text_input("New set's name (for a new set)", key="search_refs_new")
-        add = st.form_submit_button("Add to reference set", disabled=not chosen)
+        add = st.form_submit_button("Add to reference set", disabled=not chosen,
+                                    key="search_add_references_submit")
     if add:
         with show_errors():
             name = new_name.strip() if target == NEW_SET else target
@@ -331,7 +336,7 @@ def actions_panel(wb: Workbench, collection: Collection, version: ExtractorVersi
                     wb.references.create(name, collection.name,
                                          version.feature_uri("detection_embedding"))
                 outcome = wb.references.add(name, [h.detection_id for h in chosen])
-            flash(f"Added {outcome['added']} to reference set '{plain(name)}' (version "
+            flash(f"Added {outcome['added']} to reference set '{name}' (version "
                   f"{outcome['version']}; {outcome['already']} were in it already).")
             st.rerun()
 
@@ -341,6 +346,18 @@ def clip_version(wb: Workbench) -> ExtractorVersion | None:
     """The newest registered CLIP version, whose text encoder a text search uses."""
     versions = [v for v in wb.registry.list() if v.kind == "clip"]
     return versions[-1] if versions else None
+
+
+def boxes_collection(wb: Workbench, where) -> Collection | None:
+    """The collection whose boxes a text search shows (collections of CLIP itself have
+    none); None, with a note, when there is none."""
+    from workbench.extractors.clip import NAME
+
+    names = [c.name for c in wb.collections.list() if c.extractor_name != NAME]
+    if not names:
+        st.info("Nothing to search yet: run a detector on the Detect page (or load the demo).")
+        return None
+    return wb.collections.get(where.selectbox("Collection", names, key="search_text_collection"))
 
 
 def text_search_note(wb: Workbench) -> str:
