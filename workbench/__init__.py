@@ -59,7 +59,7 @@ class Workbench:
     def vectors(self):
         """The vector store: Chroma in the workspace's ``vectors/`` folder, or the Chroma
         server of ``WORKBENCH_CHROMA_URL``."""
-        from workbench.store.vectors import open_vector_store
+        from workbench.store.vectors_server import open_vector_store
 
         return open_vector_store(self.settings)
 

@@ -42,18 +42,6 @@ def collection_name(feature_uri: str) -> str:
     return f"{readable[:200]}-{digest}"
 
 
-def open_vector_store(settings) -> VectorStore:
-    """The workspace's vector store: on the Chroma server named by ``WORKBENCH_CHROMA_URL``
-    (shared by every machine; see :mod:`workbench.store.vectors_server`), else embedded in
-    the workspace's ``vectors/`` folder."""
-    if settings.chroma_url:
-        from workbench.store.vectors_server import ServerVectorStore
-
-        return ServerVectorStore(settings.chroma_url, database=settings.chroma_database,
-                                 retry_s=settings.chroma_retry_s)
-    return VectorStore(settings.vectors_dir)
-
-
 class VectorStore:
     """Embeddings in a persistent Chroma client, one collection per feature URI."""
 

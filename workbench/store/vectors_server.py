@@ -32,6 +32,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+def open_vector_store(settings) -> VectorStore:
+    """The workspace's vector store: on the Chroma server named by ``WORKBENCH_CHROMA_URL``
+    (shared by every machine), else embedded in the workspace's ``vectors/`` folder."""
+    if settings.chroma_url:
+        return ServerVectorStore(settings.chroma_url, database=settings.chroma_database,
+                                 retry_s=settings.chroma_retry_s)
+    return VectorStore(settings.vectors_dir)
+
+
 class VectorServerUnavailable(WorkbenchError):
     """The Chroma server named by ``WORKBENCH_CHROMA_URL`` cannot be reached."""
 
