@@ -1,10 +1,11 @@
 """``workbench doctor``'s checks: can this host reach and use what the settings name?
 
-Each check looks at one engine of a deployment (the metadata database, the vector store,
-the blob root, the batch executor, the compute device) and says what it found, or what is
-wrong and what to do about it. Nothing here changes a workspace: no migration runs, no
-Chroma collection is made; the only writes are probe files, removed again, in the blob root
-and the embedded vectors folder (each made if missing, as the workbench would).
+Each check looks at one part of a deployment (the metadata database, the model registry's
+files, the vector store, the blob root, the batch executor, the compute device) and says
+what it found, or what is wrong and what to do about it. Nothing here changes a workspace:
+no migration runs, no Chroma collection is made; the only writes are probe files, removed
+again, in the blob root and the embedded vectors folder (each made if missing, as the
+workbench would).
 """
 
 from __future__ import annotations
@@ -99,6 +100,46 @@ def check_metadata(settings: Settings) -> Check:
                      f"code knows (head {head})", "upgrade the workbench on this host")
     return Check("metadata", False, f"{found} is at revision {current}, behind {head}",
                  "run `workbench init` to migrate it")
+
+
+# -- models --------------------------------------------------------------------------------
+def check_models(settings: Settings) -> Check:
+    """Every registered version's files (weights, custom code) are on this host: the
+    registry keeps them under ``WORKBENCH_HOME/models`` of the host that registered them, so
+    a worker elsewhere finds them only through a shared folder linked there."""
+    import sqlalchemy as sa
+
+    from workbench.store import tables as t
+    from workbench.store.metadata import _with_driver
+
+    url = sa.make_url(_with_driver(settings.db_url))
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") \
+            and not Path(url.database).exists():
+        return Check("models", True, "no registry yet")
+    connect_args = {} if url.get_backend_name() == "sqlite" else \
+        {"connect_timeout": CONNECT_TIMEOUT_S}
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool, connect_args=connect_args)
+    v = t.extractor_versions.c
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(v.name, v.version, v.weights_path, v.code_path)
+                                .order_by(v.name, v.created_at)).all()
+    except sa.exc.SQLAlchemyError:
+        return Check("models", True, "not checked: the registry cannot be read (see metadata)")
+    finally:
+        engine.dispose()
+    home = settings.home
+    missing = [f"{row.name}@{row.version} ({path})" for row in rows
+               for path in (row.weights_path, row.code_path)
+               if path and not (home / path).exists()]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        return Check("models", False, f"{len(missing)} registered model file(s) are not on "
+                     f"this host under {home.resolve()}: {', '.join(missing[:3])}{more}",
+                     f"link {home.resolve() / 'models'} to the models folder every host "
+                     "shares (docs/scale-out.md), or register the models here")
+    return Check("models", True, f"{len(rows)} registered version(s), every file present "
+                 f"under {(home / 'models').resolve()}")
 
 
 # -- vectors -------------------------------------------------------------------------------
@@ -227,6 +268,7 @@ def check_device(settings: Settings) -> Check:
 
 CHECKS: tuple[tuple[str, Callable[[Settings], Check]], ...] = (
     ("metadata", check_metadata),
+    ("models", check_models),
     ("vectors", check_vectors),
     ("blobs", check_blobs),
     ("executor", check_executor),

@@ -17,10 +17,14 @@ def doctor(
     version, migrations current), Chroma (embedded or server), the blob root (writable),
     the executor and the device. One line per check; exit code 1 if any fails."""
     from workbench.config import load_settings
-    from workbench.doctor import run_checks
+    from workbench.doctor import Check, run_checks
+    from workbench.errors import ConfigError
 
-    settings = load_settings()
-    checks = run_checks(settings)
+    try:
+        checks = run_checks(load_settings())
+    except ConfigError as exc:  # nothing else can be checked without the settings
+        checks = [Check("settings", False, " ".join(str(exc).split()),
+                        "fix that WORKBENCH_* variable")]
     healthy = all(c.ok for c in checks)
     if as_json or state.json:
         report = {"ok": healthy, "checks": [c.to_dict() for c in checks]}
