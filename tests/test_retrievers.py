@@ -313,6 +313,24 @@ def test_more_matches_than_a_page_are_paged_with_a_cursor_never_cut(rwb, sort):
         assert confidences == sorted(confidences, reverse=True)  # the order runs on
 
 
+def test_a_bounded_count_stops_at_its_bound_and_says_so(rwb):
+    """``count=N`` counts at most N candidates (a cost that does not grow with the
+    workspace): past N it says "N, not exact"; under N it is the exact count."""
+    n = 700
+    _many(rwb, n)
+    rwb.retrievers.save("few", "x", [
+        {"stage_type": "filter", "config": {"filters": F("class", "eq", "triangle")}},
+        {"stage_type": "sort", "config": {"by": "confidence", "order": "asc"}},
+        {"stage_type": "limit", "config": {"limit": 20}}])
+    exact = rwb.retrievers.execute("few", count=True)
+    assert exact.matched == n + 1 and exact.matched_exact
+    bounded = rwb.retrievers.execute("few", count=300)
+    assert (bounded.matched, bounded.matched_exact) == (300, False)
+    assert [h.detection_id for h in bounded.hits] == [h.detection_id for h in exact.hits]
+    roomy = rwb.retrievers.execute("few", count=5000)
+    assert (roomy.matched, roomy.matched_exact) == (n + 1, True)
+
+
 def test_a_stage_that_saw_only_a_window_says_so(rwb):
     from workbench.retrievers import MAX_FETCH
 
