@@ -197,6 +197,18 @@ def test_apply_then_retroactive_rewrites_only_what_changed(reviewed):
     assert outcome["obj_b_1"].label == "circle"
 
 
+def test_on_demand_classification_of_more_ids_than_sqlite_binds(reviewed):
+    """A million-detection retriever hands over more ids than SQLite takes in one statement
+    (32,766 variables): they are looked up in slices."""
+    wb = reviewed
+    wb.references.create("refs", "x")
+    wb.references.promote("refs")
+    wb.taxonomies.create("shapes", "refs", threshold=0.95, top_k=1)
+    ids = [f"no_such_{i}" for i in range(40_000)] + ["obj_b_1"]
+    outcome = wb.taxonomies.classify_detections("shapes", ids)
+    assert list(outcome) == ["obj_b_1"] and outcome["obj_b_1"].label == "circle"
+
+
 def wb_events(wb):
 
     return wb.events.recent(limit=100)

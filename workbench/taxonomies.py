@@ -6,8 +6,8 @@ against a reference's true class or category) and of every node under it. Classi
 down from the roots: at each level every child scores the mean cosine similarity of its own
 ``top_k`` nearest references (so a class with few references is not outvoted by one with
 many); the best child is accepted when that score reaches its threshold (the node's own, else
-the taxonomy's) and the walk goes on below it. A detection that no root accepts is ``unknown`` — a label that
-retrievers and the cluster step filter on (``taxonomy.<name>``).
+the taxonomy's) and the walk goes on below it. A detection that no root accepts is
+``unknown`` — a label that retrievers and the cluster step filter on (``taxonomy.<name>``).
 
 Results are written as assignments (label, path, score, matched reference, the taxonomy
 version) with enrichment fields named by the taxonomy's ``mapping``. Modes, per attached
@@ -50,6 +50,7 @@ DEFAULT_MAPPING = {"label": "verified_class", "root": "object_category",
                    "score": "taxonomy_score"}
 NODE_KEYS = {"name", "parent", "threshold", "classes"}
 CHUNK = 8192  # detections classified per matrix product (bounds memory)
+IN_CHUNK = 500  # ids per IN (...): SQLite refuses a statement of more than 32,766 variables
 
 
 @dataclass(frozen=True)
@@ -383,10 +384,12 @@ class TaxonomyService:
         """Classify detections of any version now without storing anything (the
         ``on_demand`` mode): each against the references in its own version's space."""
         taxonomy = self.get(name)
+        ids = list(detection_ids)
         with self.db.read() as conn:
-            rows = conn.execute(sa.select(t.detections.c.id, t.detections.c.embedding_id,
-                                          t.detections.c.extractor_key)
-                                .where(t.detections.c.id.in_(list(detection_ids)))).all()
+            rows = [row for i in range(0, len(ids), IN_CHUNK) for row in conn.execute(
+                sa.select(t.detections.c.id, t.detections.c.embedding_id,
+                          t.detections.c.extractor_key)
+                .where(t.detections.c.id.in_(ids[i:i + IN_CHUNK]))).all()]
         found: dict[str, Assignment] = {}
         by_version: dict[str, list] = {}
         for row in rows:
@@ -478,10 +481,11 @@ class TaxonomyService:
         begun = time.perf_counter()
         with self.db.write() as conn:
             if changed:
-                conn.execute(t.taxonomy_assignments.delete().where(
-                    t.taxonomy_assignments.c.taxonomy_id == taxonomy.id,
-                    t.taxonomy_assignments.c.detection_id.in_(
-                        [c["detection_id"] for c in changed if c["detection_id"] in previous])))
+                stale = [c["detection_id"] for c in changed if c["detection_id"] in previous]
+                for i in range(0, len(stale), IN_CHUNK):
+                    conn.execute(t.taxonomy_assignments.delete().where(
+                        t.taxonomy_assignments.c.taxonomy_id == taxonomy.id,
+                        t.taxonomy_assignments.c.detection_id.in_(stale[i:i + IN_CHUNK])))
                 conn.execute(t.taxonomy_assignments.insert(), changed)
             report = {"taxonomy": taxonomy.name, "taxonomy_version": taxonomy.version,
                       "reference_version": refs.version, "extractor": extractor_key,
