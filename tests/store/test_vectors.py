@@ -60,6 +60,19 @@ def test_reads_by_id_come_from_the_contiguous_copy_without_chroma(tmp_path):
     assert len(store.copy(URI)) == 50
 
 
+def test_rows_are_gathered_in_any_order_with_runs_and_repeats(tmp_path):
+    """Rows are read one run at a time (not through a memory map, which held most of a 2 GB
+    copy resident): any order, repeats and consecutive runs come back in the order asked."""
+    vectors = np.random.default_rng(5).normal(size=(300, 8)).astype("float32")
+    VectorStore(tmp_path / "vectors").upsert(URI, [f"d{i}" for i in range(300)], vectors)
+    copy = VectorStore(tmp_path / "vectors").copy(URI)
+    rows = [299, 5, 6, 7, 5, 0, 150, 151, 8, 299]
+    np.testing.assert_allclose(copy.read_rows(rows), vectors[rows], rtol=2e-3, atol=1e-3)
+    assert copy.read_rows([]).shape == (0, 8)
+    with pytest.raises(IndexError, match="past the end"):
+        copy.read_rows([300])
+
+
 def test_ids_the_copy_lacks_are_read_from_chroma(tmp_path):
     """Vectors written before the copy existed (older workspaces) are still found."""
     store = VectorStore(tmp_path / "vectors")

@@ -422,10 +422,55 @@ class VectorCopy:
         import numpy as np
 
         dim, dtype = self._layout_of()
-        dtype = np.dtype(dtype)
-        matrix = np.memmap(self._data, dtype=dtype, mode="r",
-                           shape=(self._data.stat().st_size // (dtype.itemsize * dim), dim))
-        return np.asarray(matrix[list(rows)], dtype="float32")
+        return self._gather(list(rows), dim, np.dtype(dtype))
+
+    def _gather(self, rows: list[int], dim: int, dtype):
+        """Rows by position as float32, read with ``pread`` (a run of consecutive rows as
+        one read). Through a memory map the kernel maps far more of the file than the rows
+        (read-ahead in large folios: 100 scattered rows held 140 MB resident), and the
+        image-review queue at 1M detections, gathering 14,000 rows of a 2 GB copy, held
+        860 MB of it in the app's memory for 28 MB of vectors. Reading costs about 14 µs
+        a scattered row against 8 through the map."""
+        import numpy as np
+
+        width = dtype.itemsize * dim
+        order = np.argsort(np.asarray(rows, dtype=np.int64), kind="stable")
+        ordered = np.asarray(rows, dtype=np.int64)[order].tolist()
+        buffer = bytearray(width * len(ordered))
+        view = memoryview(buffer)
+        fd = os.open(self._data, os.O_RDONLY)
+        try:
+            i = 0
+            while i < len(ordered):
+                j = i + 1
+                while j < len(ordered) and ordered[j] == ordered[j - 1] + 1:
+                    j += 1
+                if os.preadv(fd, [view[i * width:j * width]], ordered[i] * width) != \
+                        width * (j - i):
+                    raise IndexError(f"row {ordered[j - 1]} is past the end of {self._data}")
+                i = j
+        finally:
+            os.close(fd)
+        picked = np.empty((len(ordered), dim), dtype="float32")
+        picked[order] = np.frombuffer(buffer, dtype=dtype).reshape(-1, dim)
+        return picked
+        order = np.argsort(rows, kind="stable")
+        ordered = np.asarray(rows, dtype=np.int64)[order]
+        # Runs of consecutive rows: [begin, end) in ``ordered``.
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+        bounds = zip(np.r_[0, breaks], np.r_[breaks, len(ordered)], strict=True)
+        fd = os.open(self._data, os.O_RDONLY)
+        try:
+            for begin, end in bounds:
+                count = int(end - begin)
+                data = os.pread(fd, width * count, int(ordered[begin]) * width)
+                if len(data) != width * count:
+                    raise IndexError(f"row {int(ordered[end - 1])} is past the end of "
+                                     f"{self._data}")
+                picked[order[begin:end]] = np.frombuffer(data, dtype=dtype).reshape(count, dim)
+        finally:
+            os.close(fd)
+        return picked
 
     def search(self, query, k: int, start: int = 0) -> list[tuple[str, float]]:
         """Exact nearest ids among the rows from ``start`` on, in the feature's metric and
@@ -494,11 +539,8 @@ class VectorCopy:
                                           chunk).fetchall())
         if not where:
             return {}
-        dtype = np.dtype(dtype)
-        count = self._data.stat().st_size // (dtype.itemsize * dim)
-        matrix = np.memmap(self._data, dtype=dtype, mode="r", shape=(count, dim))
         order = sorted(where, key=where.get)  # read the file front to back
-        rows = np.asarray(matrix[[where[i] for i in order]], dtype="float32")
+        rows = self._gather([where[i] for i in order], dim, np.dtype(dtype))
         return dict(zip(order, rows, strict=True))
 
     def __len__(self) -> int:
