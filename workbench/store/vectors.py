@@ -486,8 +486,6 @@ class VectorCopy:
         rows = np.fromiter((row for _, row in tail), dtype=np.int64, count=len(tail))
         dim, dtype = self._layout_of()
         dtype = np.dtype(dtype)
-        matrix = np.memmap(self._data, dtype=dtype, mode="r",
-                           shape=(self._data.stat().st_size // (dtype.itemsize * dim), dim))
         # The rows' squared lengths do not change: measured once per tail, they save a
         # second pass over the rows in every later search.
         key = (start, len(tail), int(rows[-1]))
@@ -496,13 +494,11 @@ class VectorCopy:
         if measure:
             squares = np.empty(len(rows), dtype=np.float32)
         dots = np.empty(len(rows), dtype=np.float32)
-        # Small blocks: each is widened to float32 while it is still in the CPU's cache, and
-        # a run of consecutive rows (the usual tail) is read as a slice, not gathered.
+        # Small blocks, read (not mapped: see _gather) and widened to float32 while they are
+        # still in the CPU's cache; a run of consecutive rows (the usual tail) is one read.
         for first in range(0, len(rows), SEARCH_CHUNK):
             part = rows[first:first + SEARCH_CHUNK]
-            whole = part[-1] - part[0] == len(part) - 1
-            block = np.asarray(matrix[part[0]:part[-1] + 1] if whole else matrix[part],
-                               dtype=np.float32)
+            block = self._gather(part.tolist(), dim, dtype)
             # einsum, not BLAS: a matrix-vector product this small is memory-bound, and
             # BLAS's threads waiting on each other made it three times slower on a busy
             # machine (bench figures in the closing note of issue 15).
