@@ -20,5 +20,7 @@ def run_app(
     if not (root / "app.py").exists():
         raise WorkbenchError(f"app.py not found beside the workbench package in {root}")
     os.chdir(root)
-    os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", "app.py",
+    # Streamlit, with the pages' libraries imported before it serves (workbench.app_server):
+    # a user's first visit to a page does not wait for them.
+    os.execv(sys.executable, [sys.executable, "-m", "workbench.app_server",
                               "--server.address", "127.0.0.1", "--server.port", str(port)])
