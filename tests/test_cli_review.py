@@ -11,6 +11,23 @@ def invoke(wb, *args):
     return CliRunner().invoke(app, ["--home", str(wb.home), *map(str, args)])
 
 
+def test_review_queue_counts_what_is_left_up_to_a_bound(review_wb, monkeypatch):
+    """The count of what is left stops at COUNT_AT_MOST and says so ("N+"): counting every
+    unreviewed candidate took 2.7 s of the command at 1M detections."""
+    import workbench.cli.review as review
+
+    exact = json.loads(invoke(review_wb, "--json", "review-queue", "x", "--no-lease").output)
+    assert (exact["remaining"], exact["remaining_exact"]) == (4, True)
+    from tests.test_retrievers import _many
+
+    _many(review_wb, 700)  # more candidates than the queue's page fetches
+    monkeypatch.setattr(review, "COUNT_AT_MOST", 300)
+    bounded = invoke(review_wb, "review-queue", "x", "--limit", "5", "--no-lease")
+    assert bounded.output.startswith("300+ left to review;"), bounded.output
+    as_json = json.loads(invoke(review_wb, "--json", "review-queue", "x", "--no-lease").output)
+    assert (as_json["remaining"], as_json["remaining_exact"]) == (300, False)
+
+
 def test_review_queue_annotate_and_stats(review_wb, tmp_path):
     wb = review_wb
     queue = json.loads(invoke(wb, "--json", "review-queue", "x", "--limit", "2").output)

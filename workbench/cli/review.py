@@ -11,6 +11,8 @@ import typer
 from workbench.cli.common import emit, hit_line, open_workspace
 from workbench.errors import WorkbenchError
 
+COUNT_AT_MOST = 10_000  # a review queue's "left to review" counts this far
+
 
 def review_queue(
     collection: str,
@@ -71,12 +73,17 @@ def review_queue(
     queue = (wb.retrievers.spot_check(collection, limit) if spot_check
              else wb.retrievers.review_queue(collection, limit))
     inputs = {"limit": limit, "seed": seed} if spot_check else {"limit": limit}
-    execution = wb.retrievers.execute(queue.name, inputs, version, count=True,
+    # Counted up to COUNT_AT_MOST, then "10000+": an exact count scanned every unreviewed
+    # candidate (2.7 s of the command at 1M detections), a bounded one costs the same at any
+    # size.
+    execution = wb.retrievers.execute(queue.name, inputs, version, count=COUNT_AT_MOST,
                                       reviewer=reviewer)
     hits = execution.hits
+    left = f"{execution.matched}{'' if execution.matched_exact else '+'}"
     emit({"retriever_id": execution.retriever_id, "execution_id": execution.id,
-          "remaining": execution.matched, "hits": hits},
-         "\n".join([f"{execution.matched} left to review; retriever {execution.retriever_id}, "
+          "remaining": execution.matched, "remaining_exact": execution.matched_exact,
+          "hits": hits},
+         "\n".join([f"{left} left to review; retriever {execution.retriever_id}, "
                     f"execution {execution.id}", *(hit_line(h) for h in hits)]))
 
 
