@@ -201,6 +201,56 @@ def forget_results() -> None:
     st.session_state.pop("search.result", None)
 
 
+SIMILAR, TEXT = "Similar detections", "Text (CLIP)"
+
+
+def search_from_widgets(wb: Workbench, mode: str, clip: ExtractorVersion | None
+                        ) -> tuple[Collection, ExtractorVersion, Execution]:
+    """Read the query and the filters from the page and run the search (a note and a stop
+    while there is nothing to search; a WorkbenchError when what was typed is wrong)."""
+    if mode == SIMILAR:
+        detection_id = detection_id_box()
+        if not detection_id:
+            st.info("Paste a detection id above, or press **Find similar** on a Review item.")
+            st.stop()
+        query = resolve(wb, detection_id)
+        collection, version = query.collection, query.version
+        query_view(wb, query)
+        top_k = st.number_input("Neighbours to show", 1, MAX_TOP_K, 24, key="search_top_k")
+        filters = filters_panel(wb, collection, version, "search")
+        return collection, version, cached_search(
+            wb, collection, version, "search",
+            similar_stages(version.feature_uri("detection_embedding"), filters),
+            {"detection_id": query.detection.id, "top_k": int(top_k)})
+    left, right = st.columns([1, 3])
+    collection = boxes_collection(wb, left)
+    if collection is None or clip is None:
+        st.stop()
+    version = wb.registry.get(collection.active_key)
+    text = right.text_input("Describe what you are looking for", key="search_text",
+                            placeholder="a red circle at night").strip()
+    if not text:
+        st.info(f"Type a description: the images nearest to it in {plain(clip.key)}'s space "
+                f"are searched, and their {plain(version.key)} detections shown.")
+        st.stop()
+    top_k = st.number_input("Results to show", 1, MAX_TOP_K, 24, key="search_top_k")
+    filters = filters_panel(wb, collection, version, "search")
+    return collection, version, cached_search(
+        wb, collection, version, "text-search",
+        text_stages(clip.feature_uri("image_embedding"), filters),
+        {"text": text, "top_k": int(top_k)})
+
+
+def result_header(execution: Execution) -> None:
+    """How many results, the execution that found them, and a button to search again."""
+    head, again = st.columns([5, 1])
+    head.markdown(f"**{len(execution.hits)}** result(s) · execution `{execution.id}` · "
+                  f"{execution.stage_ms.get('total', 0):.0f} ms")
+    if again.button("Search again", key="search_again"):
+        forget_results()
+        st.rerun()
+
+
 # -- showing ------------------------------------------------------------------------------
 def query_view(wb: Workbench, query: Query) -> None:
     """The detection searched from, on its image."""
