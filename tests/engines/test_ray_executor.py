@@ -14,6 +14,7 @@ cluster and run everywhere.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,7 +60,7 @@ def test_a_missing_ray_install_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without Ray gives
     with pytest.raises(JobFailed) as failed:
         wb.detection.run("c", params=PARAMS)
-    message = failed.value.job.message
+    message = wb.jobs.get(failed.value.job_id).message
     assert message.startswith("ConfigError: WORKBENCH_EXECUTOR=ray needs Ray Data")
     assert "pip install 'ray[data]==" in message and "\n" not in message
     assert _documents(wb, "c") == []  # nothing half-written
@@ -76,17 +77,30 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A two-CPU Ray head on 127.0.0.1 for this module: its address. Stopped (SIGTERM to
-    the ``ray start --block`` that owns it) when the module is done."""
+    the ``ray start --block`` that owns it) when the module is done.
+
+    Everything stays on the loopback: Ray replaces 127.0.0.1 by the machine's outward
+    address unless it is told that this is a one-machine cluster (the switch it reads at
+    import, so it is set before the first ``import ray``, in this process and its children).
+    """
     if not RAY_CLI.exists():
         pytest.skip(f"Ray is not installed in this environment ({RAY_CLI} is missing)")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        yield from _ray_head()
+
+
+def _ray_head():
     root = Path(tempfile.mkdtemp(prefix="wb-ray-"))  # short: Ray's socket paths have a limit
     port = _free_port()
     head = subprocess.Popen(
         [str(RAY_CLI), "start", "--head", "--block", "--num-cpus", "2", "--num-gpus", "0",
          "--node-ip-address", "127.0.0.1", "--port", str(port), "--temp-dir", str(root),
-         "--include-dashboard", "false", "--disable-usage-stats"],
+         "--include-dashboard", "false", "--disable-usage-stats",
+         "--object-store-memory", str(500 * 2**20)],
         stdout=open(root / "head.log", "wb"), stderr=subprocess.STDOUT,
-        start_new_session=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+        start_new_session=True)
     address = f"127.0.0.1:{port}"
     try:
         _wait_for_head(head, address, root)
@@ -102,6 +116,7 @@ def ray_cluster():
             except subprocess.TimeoutExpired:
                 os.killpg(head.pid, signal.SIGKILL)
                 head.wait()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _wait_for_head(head: subprocess.Popen, address: str, root: Path) -> None:
@@ -238,7 +253,7 @@ def _model_actors() -> list[dict]:
     import ray._private.state
 
     return [a for a in ray._private.state.actors().values()
-            if "MapWorker" in a["ActorClassName"] and a["State"] == "ALIVE"]
+            if "ModelActor" in a["ActorClassName"] and a["State"] == "ALIVE"]
 
 
 @pytest.mark.ray
@@ -303,7 +318,7 @@ def test_an_unreachable_cluster_is_one_clear_line(tmp_path, monkeypatch):
     wb.collections.create("c", ["shapeworld"])
     with pytest.raises(JobFailed) as failed:
         wb.detection.run("c", params=PARAMS)
-    message = failed.value.job.message
+    message = wb.jobs.get(failed.value.job_id).message
     assert message.startswith("ConfigError: could not start or join the Ray cluster at")
     assert "ray start --head" in message and "\n" not in message
     wb.close()

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import pickle
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -69,11 +70,14 @@ def connect(settings: Settings):
     ray = import_ray()
     if ray.is_initialized():
         return ray
+    if settings.offline:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray reports usage otherwise
     options = {"include_dashboard": False, "log_to_driver": False,
                "logging_level": logging.WARNING, "namespace": "workbench"}
     address = settings.ray_address
     try:
         if address:
+            _check_reachable(address)  # Ray itself retries for minutes before it gives up
             ray.init(address=address, **options)
         else:
             ray.init(address="local", **options)
@@ -85,6 +89,19 @@ def connect(settings: Settings):
             "see the Ray log under /tmp/ray/session_latest/logs"
         raise ConfigError(f"could not start or join {where}: {reason}; {fix}") from None
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """A ConnectionError at once when nothing listens at ``address`` (``host:port`` or
+    ``ray://host:port``; ``auto`` is looked up by Ray itself)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})"
+                              ) from None
 
 
 @dataclass(frozen=True)
