@@ -17,17 +17,19 @@
   the collection's first queues an ``evaluate`` job against the active version (or, for the
   active version itself, its parent); the gate's decision is logged, nothing is promoted.
 
-Only ``hard_negative`` is on by default: it only writes a list, and changes no label. The others create sets, train or evaluate, so they wait to be asked.
+Only ``hard_negative`` is on by default: it only writes a list, and changes no label. The
+others create sets, train or evaluate, so they wait to be asked.
 
 **The engine** consumes the ``events`` table in order, from a cursor stored in the database
 (``event_cursors``), on a thread of the worker (``run_engine``) or synchronously
-(``process_pending``). One engine runs at a time per workspace (``rules.lock``). For each
-event, the matching rules react and, in one transaction, their runs are logged
-(``rule_runs``, unique per rule and event), their in-database effects written (a
-hard-negative row, a queued job) and the cursor moved past the event. A crash before that
-commit replays the event; a crash after it has nothing left to do: a rule never fires twice
-for one event and no firing is lost. The one effect outside that transaction — adding to a
-reference set, which reads vectors — is idempotent (a member is not added again).
+(``process_pending``). One engine runs at a time per workspace (``rules.lock``; on Postgres
+the database's advisory lock, which reaches every host). For each event, the matching rules
+react and, in one transaction, their runs are logged (``rule_runs``, unique per rule and
+event), their in-database effects written (a hard-negative row, a queued job) and the cursor
+moved past the event. A crash before that commit replays the event; a crash after it has
+nothing left to do: a rule never fires twice for one event and no firing is lost. The one
+effect outside that transaction — adding to a reference set, which reads vectors — is
+idempotent (a member is not added again).
 
 A rule reacts to the events that happen while it is on (from ``enabled_at``), not to history
 (``workbench references promote`` takes that). Long reactions are durable jobs whose run row
@@ -39,7 +41,6 @@ evaluated by the chain, not by ``evaluate_on_batch``.
 from __future__ import annotations
 
 import difflib
-import fcntl
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -57,7 +58,7 @@ from workbench.paging import Keyset, Page
 from workbench.params import broken_bound
 from workbench.params import spec as field_spec
 from workbench.store import tables as t
-from workbench.store.metadata import as_utc, new_id, utcnow
+from workbench.store.metadata import RULES_LOCK_KEY, as_utc, new_id, utcnow
 from workbench.training import TrainParams
 
 if TYPE_CHECKING:
@@ -532,13 +533,10 @@ class RuleService:
 
     @contextmanager
     def _engine_lock(self) -> Iterator[None]:
-        path = self.wb.home / "rules.lock"
-        with open(path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        # One engine at a time: a file lock beside a SQLite workspace, the database's own
+        # advisory lock when workers on several hosts share a Postgres.
+        with self.db.exclusive("rules.lock", RULES_LOCK_KEY):
+            yield
 
     def _process(self, limit: int | None) -> dict[str, int]:
         summary = {"events": 0, "runs": 0, "jobs": 0, "failed": 0}

@@ -57,3 +57,27 @@ def test_a_bare_postgresql_url_uses_the_installed_driver(postgres_url):
         assert db.schema_version() == _head()
     finally:
         db.dispose()
+
+
+def test_an_exclusive_lock_reaches_every_host(blank_postgres_url, tmp_path):
+    """The rules engine's lock on a shared Postgres is the database's: a second machine (its
+    own lock folder) waits for it, where a file lock would have let both engines run."""
+    from workbench.store.metadata import RULES_LOCK_KEY
+
+    first, second = (MetadataStore(blank_postgres_url, lock_dir=tmp_path / n) for n in "ab")
+    order: list[str] = []
+
+    def other_host():
+        with second.exclusive("rules.lock", RULES_LOCK_KEY):
+            order.append("second")
+
+    with first.exclusive("rules.lock", RULES_LOCK_KEY):
+        waiting = threading.Thread(target=other_host)
+        waiting.start()
+        waiting.join(1.0)
+        assert waiting.is_alive()  # blocked on the database's lock
+        order.append("first")
+    waiting.join(30)
+    assert order == ["first", "second"]
+    for store in (first, second):
+        store.dispose()

@@ -27,6 +27,7 @@ STATISTICS_MIN_ROWS = 1000  # below this every plan is fast
 # The Postgres advisory lock held while migrating (a key of the database's own: any number
 # no other code locks).
 MIGRATION_LOCK_KEY = 0x57B_D1C0
+RULES_LOCK_KEY = 0x57B_D1C1  # one rules engine at a time, on every host (workbench.rules)
 
 
 def utcnow() -> datetime:
@@ -156,19 +157,27 @@ class MetadataStore:
     def _migration_lock(self) -> Iterator[None]:
         # The app and the worker may open a fresh workspace at the same moment; on a shared
         # Postgres, processes on other machines too, which a file lock does not reach.
+        with self.exclusive(".migrate.lock", MIGRATION_LOCK_KEY):
+            yield
+
+    @contextmanager
+    def exclusive(self, name: str, key: int) -> Iterator[None]:
+        """Hold a workspace-wide lock until the block ends: on Postgres an advisory lock
+        ``key`` of the database, which every host that shares it reaches; on SQLite a file
+        lock ``name`` in the workspace folder (one machine: the database file is there)."""
         if self.engine.dialect.name == "postgresql":
             with self.engine.connect() as conn:
-                conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK_KEY})")
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({int(key)})")
                 try:
                     yield
                 finally:
-                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK_KEY})")
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({int(key)})")
             return
         if self._lock_dir is None:
             yield
             return
         self._lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(self._lock_dir / ".migrate.lock", "w") as handle:
+        with open(self._lock_dir / name, "a") as handle:  # "a": never wipe a holder's file
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
