@@ -103,3 +103,21 @@ def test_results_of_a_version_not_classified_yet_say_how_to_get_them(reviewed):
     at = run_page("pages/7_Taxonomy.py")
     assert not at.exception, [e.message for e in at.exception]
     assert any("has been classified by shapes yet" in c.value for c in at.caption)
+
+
+def test_a_selected_result_goes_into_the_reference_set_with_its_true_class(classified):
+    wb = classified
+    at = run_page("pages/7_Taxonomy.py")
+    table = results_table(at)
+    outside = [d for d in table["detection"]
+               if d not in {i.detection_id for i in wb.references.items("cams-references")}]
+    row = list(table["detection"]).index(outside[0])
+    at.session_state["tax_results_table"] = {"selection": {"rows": [row], "columns": [],
+                                                           "cells": []}}
+    at.run()
+    assert at.selectbox(key="tax_results_refs_set").value == "cams-references"
+    at.text_input(key="tax_results_refs_class").input("star")
+    at.button(key="tax_results_refs_add").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    by_id = {i.detection_id: i.true_class for i in wb.references.items("cams-references")}
+    assert by_id[outside[0]] == "star"

@@ -14,7 +14,7 @@ from workbench.ui import choice_input, pick_version, plain, setting_input, show_
 from workbench.ui.selection import add_to_references, crop_uri, detection_grid, find_similar
 
 GRID = 8
-MEMBER_ROWS = 200  # members in the selectable grid: crops cost the page, and a look at 200
+MEMBER_ROWS = 120  # members in the selectable grid: each crop is a cost of the first render
 HOVER_THUMBNAILS = 400  # members whose crop rides along in the scatter's point data
 
 

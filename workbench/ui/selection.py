@@ -26,8 +26,8 @@ def crop_uri(path: str, xyxy: tuple) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(crop(path, xyxy)).decode()
 
 
-def detection_grid(rows: Sequence[dict[str, Any]], key: str, height: int | None = None
-                   ) -> list[str]:
+def detection_grid(rows: Sequence[dict[str, Any]], key: str, height: int | None = None,
+                   column_config: dict[str, Any] | None = None) -> list[str]:
     """A table of detections, one row each with its crop (``crop``: a data URI) and its id
     (``detection``); clicking rows selects them. Returns the selected detections' ids."""
     event = st.dataframe(
@@ -36,7 +36,8 @@ def detection_grid(rows: Sequence[dict[str, Any]], key: str, height: int | None 
         column_config={"crop": st.column_config.ImageColumn("crop", width="small"),
                        "confidence": st.column_config.NumberColumn("confidence",
                                                                    format="%.3f"),
-                       "detection": st.column_config.TextColumn("detection")})
+                       "detection": st.column_config.TextColumn("detection"),
+                       **(column_config or {})})
     return [rows[i]["detection"] for i in event.selection.rows if i < len(rows)]
 
 

@@ -1,6 +1,6 @@
 """The Taxonomy page's results per detection: the class each detection of a version was given,
 its score and its crop, filtered by class and score range, a page at a time (by cursor, so a
-deep page costs what the first does)."""
+deep page costs what the first does); selected rows go into a reference set."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from workbench import Workbench
 from workbench.domain import Collection
 from workbench.paging import Page
 from workbench.ui import pick_version, plain
-from workbench.ui.selection import crop_uri
+from workbench.ui.selection import add_to_references, crop_uri, detection_grid
 
 PER_PAGE = 20
 ANY_CLASS = "(any class)"
@@ -44,12 +44,13 @@ def results(wb: Workbench, collection: Collection, name: str) -> None:
     if not page.items:
         st.caption("No detection matches these filters.")
         return
-    st.dataframe(_rows(wb, page.items), hide_index=True, width="stretch", row_height=56,
-                 key="tax_results_table", column_config={
-                     "crop": st.column_config.ImageColumn("crop", width="small"),
-                     "score": st.column_config.NumberColumn("score", format="%.3f"),
-                     "confidence": st.column_config.NumberColumn("detector confidence",
-                                                                 format="%.3f")})
+    selected = detection_grid(_rows(wb, page.items), key="tax_results_table", column_config={
+        "score": st.column_config.NumberColumn("score", format="%.3f"),
+        "confidence": st.column_config.NumberColumn("detector confidence", format="%.3f")})
+    # A wrong result is the reference a taxonomy lacks: select it, give its true class.
+    st.caption(f"{len(selected)} selected · click rows' left edge to add detections to a "
+               "reference set")
+    add_to_references(wb, collection, selected, key="tax_results_refs")
 
 
 def _rows(wb: Workbench, assignments: list[dict]) -> list[dict]:
