@@ -29,7 +29,6 @@ NAVIGATION = (
     ("pages/1_Ingest.py", "Ingest", ":material/upload:"),
     ("pages/2_Detect.py", "Detect", ":material/center_focus_strong:"),
     ("pages/3_Review.py", "Review", ":material/rate_review:"),
-    ("pages/11_Search.py", "Search", ":material/search:"),
     ("pages/11_Search.py", "Search", ":material/image_search:"),
     ("pages/12_Retrievers.py", "Retrievers", ":material/filter_alt:"),
     ("pages/10_Annotations.py", "Annotations", ":material/fact_check:"),
@@ -38,7 +37,6 @@ NAVIGATION = (
     ("pages/6_Models.py", "Models", ":material/deployed_code:"),
     ("pages/7_Taxonomy.py", "Taxonomy", ":material/account_tree:"),
     ("pages/8_Clusters.py", "Clusters", ":material/bubble_chart:"),
-    ("pages/12_Retrievers.py", "Retrievers", ":material/filter_alt:"),
     ("pages/9_Automation.py", "Automation", ":material/webhook:"),
 )
 
