@@ -18,6 +18,7 @@ from workbench.cli import (
     clusters,
     demo,
     detect,
+    doctor,
     evaluation,
     export,
     fiftyone,
@@ -81,6 +82,7 @@ app.command(name="app")(ui.run_app)
 app.command()(webhooks.events)
 app.command(name="fiftyone")(fiftyone.fiftyone_sync)
 app.command()(serve.serve)
+app.command()(doctor.doctor)
 
 app.add_typer(buckets.buckets_app, name="buckets")
 app.add_typer(jobs.jobs_app, name="jobs")
