@@ -86,6 +86,10 @@ class ServerVectorStore(VectorStore):
             raise MissingDependencyError(
                 "vectors need chromadb: pip install -r requirements.txt") from exc
         database = self.database or DEFAULT_DATABASE
+        # httpx logs every request at INFO: four lines per batch in a worker's log
+        httpx_log = logging.getLogger("httpx")
+        if httpx_log.level == logging.NOTSET:
+            httpx_log.setLevel(logging.WARNING)
         try:
             if self.database:
                 admin = chromadb.AdminClient(self._chroma_settings())
