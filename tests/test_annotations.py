@@ -26,7 +26,11 @@ def create(wb, **fields):
         ({"document_id": "obj_a_0", "label": "false_positive", "reasoning": "shadow"}, None),
         ({"document_id": "doc_obj_d", "label": "missed",
           "payload": {"bbox": BOX, "true_class": "star"}}, None),
-        ({"document_id": "obj_a_0", "label": "needs_second_look", "confidence": 0.5}, None),
+        ({"document_id": "obj_a_0", "label": "needs_second_look", "confidence": 0.5},
+         "label 'needs_second_look' is not a standard label (standard: confirmed, corrected"),
+        ({"document_id": "obj_a_0", "label": "Confirmed"},
+         "not a standard label — did you mean 'confirmed'?"),
+        ({"document_id": "obj_a_0", "label": "false positive"}, "did you mean 'false_positive'"),
         ({"document_id": "obj_a_0", "label": "corrected"}, "needs payload.true_class or a new"),
         ({"document_id": "doc_obj_d", "label": "missed", "payload": {"bbox": BOX}},
          "needs payload.bbox and payload.true_class"),
@@ -145,3 +149,83 @@ def test_every_accepted_write_is_committed_before_returning(awb, home):
     annotation = create(awb, document_id="obj_a_0", label="confirmed")
     other = Workbench.open(home)  # a second process would see the same
     assert other.annotations.get(annotation.id).label == "confirmed"
+
+
+def test_custom_labels_once_the_collection_allows_them(awb):
+    assert awb.annotations.vocabulary("x").allow_custom_labels is False
+    with pytest.raises(ValidationError, match="workbench labels x --allow-custom"):
+        create(awb, document_id="obj_a_0", label="needs_second_look")
+    assert awb.annotations.allow_custom_labels("x").allow_custom_labels is True
+    made = create(awb, document_id="obj_a_0", label="needs_second_look", confidence=0.5)
+    assert made.label == "needs_second_look"
+    assert awb.annotations.allow_custom_labels("col_x", False).allow_custom_labels is False
+    # a label written while it was allowed stays, and the rest of the annotation can change
+    assert awb.annotations.update(made.id, reasoning="later").label == "needs_second_look"
+    with pytest.raises(ValidationError, match="did you mean 'corrected'"):
+        awb.annotations.update(made.id, label="Corrected")
+    results = awb.annotations.bulk([
+        {"document_id": "obj_a_1", "collection_id": "x", "label": "confirmed"},
+        {"document_id": "obj_b_0", "collection_id": "x", "label": "looks_odd"}])
+    assert [r.ok for r in results] == [True, False] and "not a standard" in results[1].error
+    with pytest.raises(NotFoundError, match="no collection 'nope'"):
+        awb.annotations.vocabulary("nope")
+
+
+def test_a_bulk_request_refreshes_each_image_once(awb, monkeypatch):
+    """Four verdicts on two images: every one reaches the ground truth, which is rebuilt
+    once per image at the end of the request."""
+    from workbench import truth
+
+    calls = []
+    original = truth.refresh
+
+    def counting(conn, collection_id, object_ids, *args):
+        calls.append(sorted(object_ids))
+        return original(conn, collection_id, object_ids, *args)
+
+    monkeypatch.setattr(truth, "refresh", counting)
+    results = awb.annotations.bulk([
+        {"document_id": "obj_a_0", "collection_id": "x", "label": "confirmed"},
+        {"document_id": "obj_a_1", "collection_id": "x", "label": "false_positive"},
+        {"document_id": "obj_b_0", "collection_id": "x", "label": "corrected",
+         "payload": {"true_class": "star"}},
+        {"document_id": "obj_b_1", "collection_id": "x", "label": "corrected"},  # fails
+        {"document_id": "doc_obj_a", "collection_id": "x", "label": "image_done"}])
+    assert [r.ok for r in results] == [True, True, True, False, True]
+    assert calls == [["obj_a", "obj_b"]]
+    a, b = awb.truth.image("x", "obj_a"), awb.truth.image("x", "obj_b")
+    assert a.state == "complete" and len(a.objects) == 1 and len(a.negatives) == 1
+    assert b.state == "partial" and [o.cls for o in b.objects] == ["star"]
+
+
+def test_two_refreshes_of_one_new_image_at_once_both_land(awb):
+    """Two reviewers' verdicts on two boxes of one image race on the image's state row: the
+    second transaction read no row, and on Postgres its plain insert failed on the key once
+    the first committed. The write is an upsert: both land, the later one last."""
+    import threading
+
+    from sqlalchemy import func, select
+
+    from workbench.store import tables as t
+    from workbench.truth import refresh
+
+    errors = []
+
+    def second():
+        try:
+            with awb.db.write() as conn:
+                refresh(conn, "col_x", ["obj_a"])
+        except Exception as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    with awb.db.write() as conn:
+        refresh(conn, "col_x", ["obj_a"])  # the state row, not committed yet
+        other = threading.Thread(target=second)
+        other.start()
+        other.join(0.5)  # it has read no row and waits on ours (Postgres) or the lock (SQLite)
+    other.join(60)
+    assert not other.is_alive() and errors == []
+    with awb.db.read() as conn:
+        rows = conn.execute(select(func.count()).select_from(t.image_truth).where(
+            t.image_truth.c.object_id == "obj_a")).scalar_one()
+    assert rows == 1

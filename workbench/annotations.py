@@ -2,7 +2,8 @@
 
 Fields follow the seed: ``document_id`` (a detection id, or an image document id for a
 missed object), ``collection_id``, ``label`` (``confirmed``, ``corrected``,
-``false_positive``, ``missed`` or any other string up to 100 characters), ``confidence``,
+``false_positive``, ``missed``, the image marks ``image_done`` and ``no_objects``, or any
+other string up to 100 characters where the collection allows custom labels), ``confidence``,
 ``reasoning``, ``payload`` (``predicted_class``, ``true_class``, ``bbox`` as a pixel centre box
 ``{x, y, w, h}``, ``image_width``, ``image_height`` and free extra keys), ``retriever_id``,
 ``execution_id`` and ``author``. Updates keep the previous revision in
@@ -12,6 +13,8 @@ missed object), ``collection_id``, ``label`` (``confirmed``, ``corrected``,
 
 from __future__ import annotations
 
+import contextvars
+import difflib
 import getpass
 import math
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from workbench.boxes import center_to_xyxy
 from workbench.errors import NotFoundError, ValidationError
-from workbench.events import record_event
+from workbench.events import record_event, record_events
 from workbench.leases import LeaseConflict, LeaseService
 from workbench.paging import Keyset
 from workbench.paging import Page as KeysetPage
@@ -32,6 +35,14 @@ from workbench.store import tables as t
 from workbench.store.metadata import MetadataStore, as_utc, new_id, utcnow
 
 VERDICTS = ("confirmed", "corrected", "false_positive", "missed")
+# Who is judging in this thread: the app's signed-in reviewer. Streamlit runs each session's
+# script in its own thread over one shared workspace, so the author cannot be the service's.
+_ACTING_AUTHOR: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "workbench_acting_author", default=None)
+# The vocabulary every collection takes: the verdicts and the marks of image review (an
+# image done, an image with nothing on it). Stats group by exact label, so "Confirmed" would
+# be counted apart: other labels are refused unless the collection allows custom labels.
+STANDARD_LABELS = (*VERDICTS, "image_done", "no_objects")
 MAX_BULK = 1000
 BOX_TOLERANCE_PX = 1.0  # rounding in a browser canvas may put an edge a pixel outside
 
@@ -75,6 +86,31 @@ class Page:
 
 
 @dataclass(frozen=True)
+class Vocabulary:
+    """The labels a collection's annotations may take."""
+
+    collection_id: str
+    collection: str  # its name
+    standard: tuple[str, ...]
+    allow_custom_labels: bool  # any other label of 1-100 characters as well
+
+    def check(self, label: str) -> None:
+        """Refuse a label outside the vocabulary, naming the likely one and the way to allow
+        custom labels."""
+        if label in self.standard or self.allow_custom_labels:
+            return
+        close = difflib.get_close_matches(label.strip().lower().replace(" ", "_"),
+                                          self.standard, n=1, cutoff=0.6)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        raise ValidationError(
+            f"label {label!r} is not a standard label{hint} (standard: "
+            f"{', '.join(self.standard)}); to record other labels in collection "
+            f"{self.collection!r}, allow them: `workbench labels {self.collection} "
+            f"--allow-custom` or PATCH /v1/collections/{self.collection} "
+            '{"allow_custom_labels": true}')
+
+
+@dataclass(frozen=True)
 class BulkResult:
     """The outcome of one operation of a bulk request, by its position in the request."""
 
@@ -82,6 +118,38 @@ class BulkResult:
     ok: bool
     annotation_id: str | None = None
     error: str | None = None
+
+
+class Touched:
+    """What a transaction's annotation writes leave for its end: the images they touched
+    (whose ground truth is refreshed once), the new annotations and their events (written
+    with a statement each, however many), and the collections resolved by name or id."""
+
+    def __init__(self):
+        self._images: dict[str, dict[str, None]] = {}  # collection → its images, in order
+        self._collections: dict[str, Vocabulary | None] = {}
+        self.created: list[dict[str, Any]] = []  # annotation rows to insert
+        # Documents with a lease when a bulk request began (None: look each one up). In a
+        # write transaction: SQLite lets no other writer in, and on Postgres a lease taken
+        # meanwhile is as late as one taken after this request's own lookup.
+        self.leased: set[str] | None = None
+        self.events: list[tuple[str, dict[str, Any], datetime]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        """An annotation of ``row["object_id"]`` was written."""
+        self._images.setdefault(row["collection_id"], {})[row["object_id"]] = None
+
+    def images(self) -> dict[str, list[str]]:
+        """Collection id → the images touched in it."""
+        return {c: list(objects) for c, objects in self._images.items()}
+
+    def vocabulary(self, conn, db: MetadataStore, given: str) -> Vocabulary | None:
+        """The vocabulary of a collection given by id or name (None for an unknown one: the
+        document's check refuses it), looked up once per transaction."""
+        if given not in self._collections:
+            named = db.find(t.collections, given, conn)
+            self._collections[given] = None if named is None else _vocabulary(named)
+        return self._collections[given]
 
 
 class _Input(BaseModel):
@@ -118,29 +186,42 @@ class AnnotationService:
     def __init__(self, db: MetadataStore, default_author: str | None = None,
                  gold_fraction: float = 0.2, gold_target: int = 50):
         self.db = db
-        self.default_author = default_author or getpass.getuser()
+        self._owner = default_author or getpass.getuser()
         self.gold = (gold_fraction, gold_target)
         # A verdict on an item leased to another reviewer is refused; the holder's releases it.
         self.leases = LeaseService(db)
+
+    @property
+    def default_author(self) -> str:
+        """The author of annotations that name none: the reviewer signed in on this thread
+        (see :func:`act_as`), else the workspace's owner (``WORKBENCH_AUTHOR`` or the login
+        name)."""
+        return _ACTING_AUTHOR.get() or self._owner
 
     # -- writes --------------------------------------------------------------------------
     def create(self, **fields: Any) -> Annotation:
         """Validate and store one annotation; returns it once committed."""
         with self.db.write() as conn:
-            annotation_id = self._create(conn, fields)
+            touched = Touched()
+            annotation_id = self._create(conn, fields, touched)
+            self._finish(conn, touched)
         return self.get(annotation_id)
 
     def update(self, annotation_id: str, author: str | None = None, **changes: Any
                ) -> Annotation:
         """Change an annotation; the previous revision is kept in its history."""
         with self.db.write() as conn:
-            self._update(conn, annotation_id, author, changes)
+            touched = Touched()
+            self._update(conn, annotation_id, author, changes, touched)
+            self._finish(conn, touched)
         return self.get(annotation_id)
 
     def delete(self, annotation_id: str, author: str | None = None) -> Annotation:
         """Soft-delete (the row and its history stay; lists leave it out)."""
         with self.db.write() as conn:
-            self._delete(conn, annotation_id, author)
+            touched = Touched()
+            self._delete(conn, annotation_id, author, touched)
+            self._finish(conn, touched)
         return self.get(annotation_id, include_deleted=True)
 
     def bulk(self, operations: list[Any]) -> list[BulkResult]:
@@ -150,16 +231,29 @@ class AnnotationService:
             raise ValidationError(f"a bulk request holds at most {MAX_BULK} operations, got "
                                   f"{len(operations)}; split it")
         results = []
+        touched = Touched()
         with self.db.write() as conn:
+            touched.leased = _leased(conn, [op.get("document_id") for op in operations
+                                            if isinstance(op, dict)])
             for index, operation in enumerate(operations):
-                savepoint = conn.begin_nested()
+                # A create writes only once all its checks have passed (its rows wait for
+                # the end); an update or a delete writes as it goes, within a savepoint.
+                creates = isinstance(operation, dict) and operation.get("op",
+                                                                         "create") == "create"
+                savepoint = None if creates else conn.begin_nested()
                 try:
-                    annotation_id = self._apply(conn, operation)
-                    savepoint.commit()
+                    annotation_id = self._apply(conn, operation, touched)
+                    if savepoint is not None:
+                        savepoint.commit()
                     results.append(BulkResult(index, True, annotation_id))
                 except (ValidationError, NotFoundError, LeaseConflict) as exc:
-                    savepoint.rollback()
+                    # Its image may stay listed: refreshing an image whose annotations
+                    # did not change rewrites the same ground truth.
+                    if savepoint is not None:
+                        savepoint.rollback()
                     results.append(BulkResult(index, False, error=str(exc)))
+            # Once per image, whatever the number of its verdicts, in the same transaction.
+            self._finish(conn, touched)
         return results
 
     def apply_all(self, operations: list[Any]) -> list[str]:
@@ -168,10 +262,13 @@ class AnnotationService:
         if len(operations) > MAX_BULK:
             raise ValidationError(f"at most {MAX_BULK} operations at once, got "
                                   f"{len(operations)}")
+        touched = Touched()
         with self.db.write() as conn:
-            return [self._apply(conn, operation) for operation in operations]
+            written = [self._apply(conn, operation, touched) for operation in operations]
+            self._finish(conn, touched)
+            return written
 
-    def _apply(self, conn, operation: Any) -> str:
+    def _apply(self, conn, operation: Any, touched: Touched) -> str:
         """One bulk operation; returns the annotation id it wrote."""
         if not isinstance(operation, dict):
             raise ValidationError(f"an operation must be a JSON object like {{\"op\": "
@@ -179,7 +276,7 @@ class AnnotationService:
         op = dict(operation)
         kind = op.pop("op", "create")
         if kind == "create":
-            return self._create(conn, op)
+            return self._create(conn, op, touched)
         if kind not in ("update", "delete"):
             raise ValidationError(f"unknown op {kind!r}; use create, update or delete")
         annotation_id = op.pop("id", None) or op.pop("annotation_id", None)
@@ -189,29 +286,31 @@ class AnnotationService:
         if author is not None and not isinstance(author, str):
             raise ValidationError(f"author must be a string, got {author!r}")
         if kind == "update":
-            self._update(conn, annotation_id, author, op)
+            self._update(conn, annotation_id, author, op, touched)
         elif op:
             raise ValidationError(f"delete takes only 'id' and 'author', got {sorted(op)}")
         else:
-            self._delete(conn, annotation_id, author)
+            self._delete(conn, annotation_id, author, touched)
         return annotation_id
 
-    def _create(self, conn, fields: dict[str, Any]) -> str:
+    def _create(self, conn, fields: dict[str, Any], touched: Touched) -> str:
         try:
             data = _Input(**fields)
         except PydanticValidationError as exc:
             raise ValidationError(_explain(exc)) from None
         target = _resolve(conn, data.document_id)
-        named = self.db.find(t.collections, data.collection_id, conn)
-        collection_id = named.id if named is not None else data.collection_id
-        if target["collection_id"] != collection_id:
+        vocabulary = touched.vocabulary(conn, self.db, data.collection_id)
+        collection_id = data.collection_id if vocabulary is None else vocabulary.collection_id
+        if target["collection_id"] != collection_id or vocabulary is None:
             raise ValidationError(
                 f"document {data.document_id} belongs to collection {target['collection_id']}, "
                 f"not {data.collection_id}")
+        vocabulary.check(data.label)
         data.collection_id = collection_id
         payload = _check_payload(data.label, data.payload, target)
-        self.leases.settle(conn, collection_id, data.document_id,
-                           data.author or self.default_author)
+        if touched.leased is None or data.document_id in touched.leased:
+            self.leases.settle(conn, collection_id, data.document_id,
+                               data.author or self.default_author)
         now = utcnow()
         annotation_id = new_id("ann")
         row = {
@@ -223,18 +322,27 @@ class AnnotationService:
             "author": data.author or self.default_author, "revision": 1, "created_at": now,
             "updated_at": now,
         }
-        conn.execute(t.annotations.insert().values(**row))
-        self._truth(conn, row)
-        record_event(conn, "annotation.created", _event_payload(row))
+        # Written at the transaction's end with the others: nothing after the checks above
+        # can fail, so a create needs no savepoint of its own in a bulk request.
+        touched.created.append(row)
+        touched.events.append(("annotation.created", _event_payload(row), now))
+        touched.add(row)
         return annotation_id
 
-    def _truth(self, conn, row: dict[str, Any]) -> None:
-        """The image's ground truth (and carried verdicts) follow, in this transaction."""
-        from workbench.truth import refresh
+    def _finish(self, conn, touched: Touched) -> None:
+        """Write the new annotations and their events, then refresh the ground truth (and
+        carried verdicts) of the images written to, in this transaction: once per image
+        however many of its annotations were written."""
+        from workbench.truth import INSERT_CHUNK, refresh
 
-        refresh(conn, row["collection_id"], [row["object_id"]], *self.gold)
+        for start in range(0, len(touched.created), INSERT_CHUNK):
+            conn.execute(t.annotations.insert(), touched.created[start:start + INSERT_CHUNK])
+        record_events(conn, touched.events)
+        for collection_id, object_ids in touched.images().items():
+            refresh(conn, collection_id, object_ids, *self.gold)
 
-    def _update(self, conn, annotation_id: str, author: str | None, changes: dict[str, Any]):
+    def _update(self, conn, annotation_id: str, author: str | None, changes: dict[str, Any],
+                touched: Touched):
         current = self._row(conn, annotation_id)
         allowed = {"label", "confidence", "reasoning", "payload", "retriever_id",
                    "execution_id"}
@@ -251,6 +359,8 @@ class AnnotationService:
         except PydanticValidationError as exc:
             raise ValidationError(_explain(exc)) from None
         target = _resolve(conn, current["document_id"])
+        if data.label != current["label"]:  # a label written before its rule stays
+            touched.vocabulary(conn, self.db, current["collection_id"]).check(data.label)
         payload = _check_payload(data.label, data.payload, target)
         who = author or self.default_author
         self.leases.settle(conn, current["collection_id"], current["document_id"], who)
@@ -263,10 +373,11 @@ class AnnotationService:
                   "revision": current["revision"] + 1, "updated_at": utcnow(), "author": who}
         conn.execute(t.annotations.update().where(t.annotations.c.id == annotation_id)
                      .values(**values))
-        self._truth(conn, current)
+        touched.add(current)
         record_event(conn, "annotation.updated", _event_payload({**current, **values}))
 
-    def _delete(self, conn, annotation_id: str, author: str | None) -> None:
+    def _delete(self, conn, annotation_id: str, author: str | None, touched: Touched
+                ) -> None:
         current = self._row(conn, annotation_id)
         who = author or self.default_author
         conn.execute(t.annotation_history.insert().values(
@@ -274,7 +385,7 @@ class AnnotationService:
             snapshot=_snapshot(current), changed_at=utcnow(), changed_by=who))
         conn.execute(t.annotations.update().where(t.annotations.c.id == annotation_id).values(
             deleted_at=utcnow(), revision=current["revision"] + 1, author=who))
-        self._truth(conn, current)
+        touched.add(current)
         record_event(conn, "annotation.deleted", _event_payload(current))
 
     def _row(self, conn, annotation_id: str) -> dict[str, Any]:
@@ -287,6 +398,24 @@ class AnnotationService:
                                   "change the annotation it came from "
                                   f"({(row.payload or {}).get('carried_from')})")
         return dict(row._mapping)
+
+    # -- the label vocabulary ------------------------------------------------------------
+    def vocabulary(self, collection: str) -> Vocabulary:
+        """The labels a collection (by name or id) takes."""
+        row = self.db.find(t.collections, collection)
+        if row is None:
+            raise NotFoundError(f"no collection {collection!r}; `workbench collections` lists "
+                                "them")
+        return _vocabulary(row)
+
+    def allow_custom_labels(self, collection: str, allow: bool = True) -> Vocabulary:
+        """Let a collection's annotations take labels beyond the standard ones (or, with
+        ``allow=False``, only those again; annotations already written keep theirs)."""
+        target = self.vocabulary(collection)
+        with self.db.write() as conn:
+            conn.execute(t.collections.update().where(
+                t.collections.c.id == target.collection_id).values(allow_custom_labels=allow))
+        return self.vocabulary(target.collection_id)
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, annotation_id: str, include_deleted: bool = False) -> Annotation:
@@ -405,6 +534,13 @@ class AnnotationService:
 
 
 
+def act_as(author: str | None) -> None:
+    """Make ``author`` the default author (and the reviewer of leases) of the annotation
+    services in this thread and the context it runs, or, with None, the workspace's owner
+    again (the app calls it on every rerun with the session's signed-in reviewer)."""
+    _ACTING_AUTHOR.set(author)
+
+
 _ANNOTATION_ORDER = Keyset("annotations", ((t.annotations.c.created_at, True),
                                            (t.annotations.c.id, True)))
 
@@ -415,22 +551,42 @@ def _class_of_annotation() -> sa.ColumnElement:
     return sa.func.coalesce(payload["true_class"].as_string(),
                             payload["predicted_class"].as_string())
 
+def _leased(conn, document_ids: list[Any]) -> set[str]:
+    """Which of these documents have a lease row (in any collection, expired or not): the
+    only ones whose verdict has a lease to settle. A lookup for all at once, not one each."""
+    wanted = sorted({d for d in document_ids if isinstance(d, str)})
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        found.update(conn.execute(sa.select(t.leases.c.document_id).where(
+            t.leases.c.document_id.in_(wanted[start:start + 500]))).scalars())
+    return found
+
+
+def _vocabulary(row) -> Vocabulary:
+    return Vocabulary(row.id, row.name, STANDARD_LABELS, bool(row.allow_custom_labels))
+
+
+# Built once: a bulk request resolves a thousand documents, and building and keying a new
+# statement cost more than running it.
+_DETECTION = (sa.select(t.detections.c.collection_id, t.detections.c.object_id,
+                        t.detections.c.extractor_key, t.detections.c.class_name,
+                        t.detections.c.x1, t.detections.c.y1, t.detections.c.x2,
+                        t.detections.c.y2, t.objects.c.width, t.objects.c.height)
+              .join(t.objects, t.objects.c.id == t.detections.c.object_id)
+              .where(t.detections.c.id == sa.bindparam("document_id")))
+_IMAGE_DOCUMENT = (sa.select(t.documents.c.collection_id, t.documents.c.object_id,
+                             t.documents.c.extractor_key, t.objects.c.width,
+                             t.objects.c.height)
+                   .join(t.objects, t.objects.c.id == t.documents.c.object_id)
+                   .where(t.documents.c.id == sa.bindparam("document_id")))
+
+
 def _resolve(conn, document_id: str) -> dict[str, Any]:
     """A detection or an image document: its collection, image and size."""
-    det = conn.execute(
-        sa.select(t.detections.c.collection_id, t.detections.c.object_id,
-                  t.detections.c.extractor_key, t.detections.c.class_name,
-                  t.detections.c.x1, t.detections.c.y1, t.detections.c.x2, t.detections.c.y2,
-                  t.objects.c.width, t.objects.c.height)
-        .join(t.objects, t.objects.c.id == t.detections.c.object_id)
-        .where(t.detections.c.id == document_id)).first()
+    det = conn.execute(_DETECTION, {"document_id": document_id}).first()
     if det is not None:
         return {"kind": "detection", **det._mapping}
-    doc = conn.execute(
-        sa.select(t.documents.c.collection_id, t.documents.c.object_id,
-                  t.documents.c.extractor_key, t.objects.c.width, t.objects.c.height)
-        .join(t.objects, t.objects.c.id == t.documents.c.object_id)
-        .where(t.documents.c.id == document_id)).first()
+    doc = conn.execute(_IMAGE_DOCUMENT, {"document_id": document_id}).first()
     if doc is not None:
         return {"kind": "image", "class_name": None, **doc._mapping}
     raise NotFoundError(f"no detection or image document {document_id!r}")

@@ -65,6 +65,7 @@ CARRY_IOU = 0.5
 HUMAN, CARRIED = "human", "carried"
 GOLD_SALT = "workbench-gold"
 IN_CHUNK = 500  # ids per IN list (SQLite refuses more than 32,766 variables a statement)
+INSERT_CHUNK = 1000  # rows per multi-row INSERT (16 columns: well under that limit)
 
 
 @dataclass(frozen=True)
@@ -220,9 +221,7 @@ def refresh(conn: sa.Connection, collection_id: str, object_ids: Iterable[str],
     gold_count = None
     result = {}
     now = utcnow()
-    conn.execute(t.truth_boxes.delete().where(
-        t.truth_boxes.c.collection_id == collection_id,
-        t.truth_boxes.c.object_id.in_(object_ids)))
+    states, boxes, carried = [], [], []
     for object_id in object_ids:
         dets = dets_by_object[object_id]
         truth = derive(object_id, by_object[object_id], dets)
@@ -239,39 +238,71 @@ def refresh(conn: sa.Connection, collection_id: str, object_ids: Iterable[str],
             gold = gold_count < gold_target and gold_draw(sha) < gold_fraction
             gold_count += gold
             decided = True
-        values = {"state": truth.state, "objects": len(truth.objects),
-                  "negatives": len(truth.negatives),
-                  "done_annotation_id": truth.done_annotation_id, "gold": gold,
-                  "gold_decided": decided, "updated_at": now}
-        if before is None:
-            conn.execute(t.image_truth.insert().values(
-                collection_id=collection_id, object_id=object_id, **values))
-        else:
-            conn.execute(t.image_truth.update().where(
-                t.image_truth.c.collection_id == collection_id,
-                t.image_truth.c.object_id == object_id).values(**values))
-        rows = [{"collection_id": collection_id, "object_id": object_id, "kind": b.kind,
-                 "class_name": b.cls, "x1": b.xyxy[0], "y1": b.xyxy[1], "x2": b.xyxy[2],
-                 "y2": b.xyxy[3], "annotation_id": b.annotation_id,
-                 "detection_id": b.detection_id, "extractor_key": b.extractor_key,
-                 "label": b.label, "author": b.author, "created_at": b.created_at}
-                for b in (*truth.objects, *truth.negatives)]
-        if rows:
-            conn.execute(t.truth_boxes.insert(), rows)
+        states.append({"collection_id": collection_id, "object_id": object_id,
+                       "state": truth.state, "objects": len(truth.objects),
+                       "negatives": len(truth.negatives),
+                       "done_annotation_id": truth.done_annotation_id, "gold": gold,
+                       "gold_decided": decided, "updated_at": now})
+        boxes += [{"collection_id": collection_id, "object_id": object_id, "kind": b.kind,
+                   "class_name": b.cls, "x1": b.xyxy[0], "y1": b.xyxy[1], "x2": b.xyxy[2],
+                   "y2": b.xyxy[3], "annotation_id": b.annotation_id,
+                   "detection_id": b.detection_id, "extractor_key": b.extractor_key,
+                   "label": b.label, "author": b.author, "created_at": b.created_at}
+                  for b in (*truth.objects, *truth.negatives)]
         result[object_id] = ImageTruth(truth.object_id, truth.state, truth.objects,
                                        truth.negatives, truth.done_annotation_id, gold)
-        _carry(conn, collection_id, object_id, truth, dets, by_object[object_id], now)
+        carried += _carried(collection_id, object_id, truth, dets, by_object[object_id], now)
+    # Every image's rows are rewritten with a few statements, whatever the number of images:
+    # a bulk request refreshes its images once, together.
+    conn.execute(t.truth_boxes.delete().where(
+        t.truth_boxes.c.collection_id == collection_id,
+        t.truth_boxes.c.object_id.in_(object_ids)))
+    a = t.annotations.c
+    conn.execute(t.annotations.delete().where(
+        a.collection_id == collection_id, a.object_id.in_(object_ids), a.origin == CARRIED))
+    upsert_image_truth(conn, states)
+    for start in range(0, len(boxes), INSERT_CHUNK):
+        conn.execute(t.truth_boxes.insert(), boxes[start:start + INSERT_CHUNK])
+    for start in range(0, len(carried), INSERT_CHUNK):
+        conn.execute(t.annotations.insert(), carried[start:start + INSERT_CHUNK])
     return result
 
 
-def _carry(conn: sa.Connection, collection_id: str, object_id: str, truth: ImageTruth,
-           detections: dict[str, Any], human: Sequence[Any], now: datetime) -> int:
-    """Redraw the carried verdicts of every version's detections on one image."""
-    a = t.annotations.c
-    conn.execute(t.annotations.delete().where(
-        a.collection_id == collection_id, a.object_id == object_id, a.origin == CARRIED))
+def upsert_image_truth(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Insert or overwrite images' state rows. One ``INSERT … ON CONFLICT DO UPDATE`` on
+    SQLite and Postgres: two transactions refreshing one image at once (two reviewers'
+    verdicts on two boxes of it) both write, the later one last, instead of one failing on
+    the primary key because neither saw the other's new row."""
+    if not rows:
+        return
+    it = t.image_truth.c
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        if conn.dialect.name == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            from sqlalchemy.dialects.postgresql import insert
+        statement = insert(t.image_truth)
+        given = statement.excluded
+        # Many rows as parameters of one statement: compiled once and cached (a VALUES list
+        # of a thousand rows was compiled anew on every call).
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=[it.collection_id, it.object_id],
+            set_={name: given[name] for name in rows[0]
+                  if name not in ("collection_id", "object_id")}), rows)
+        return
+    for row in rows:  # another database: update, and insert what was not there
+        keys = (it.collection_id == row["collection_id"], it.object_id == row["object_id"])
+        if not conn.execute(t.image_truth.update().where(*keys).values(**row)).rowcount:
+            conn.execute(t.image_truth.insert().values(**row))
+
+
+def _carried(collection_id: str, object_id: str, truth: ImageTruth,
+             detections: dict[str, Any], human: Sequence[Any], now: datetime
+             ) -> list[dict[str, Any]]:
+    """The carried verdicts of every version's detections on one image (the caller has
+    deleted the previous ones)."""
     if truth.state == "unreviewed" or not detections:
-        return 0
+        return []
     judged = {row.document_id for row in human if row.label in JUDGED}
     rows = []
     by_version: dict[str, list[Any]] = {}
@@ -285,6 +316,8 @@ def _carry(conn: sa.Connection, collection_id: str, object_id: str, truth: Image
         own = {d.id for d in detections.values() if d.extractor_key == key}
         objects = [o for o in truth.objects if o.detection_id not in own]
         boxes = [(d.x1, d.y1, d.x2, d.y2) for d in dets]
+        # every box against every negative region at once (not a call per box)
+        on_negatives = box_iou(boxes, [n.xyxy for n in negatives]) if negatives else None
         matched = {}
         for i, j, iou in match(boxes, [o.xyxy for o in objects], CARRY_IOU):
             matched[i] = (objects[j], iou)
@@ -296,10 +329,9 @@ def _carry(conn: sa.Connection, collection_id: str, object_id: str, truth: Image
                            "iou": round(iou, 4)}
                 reason = f"carried: IoU {iou:.2f} with a {source.cls} of the ground truth"
             else:
-                overlap = (box_iou([boxes[i]], [n.xyxy for n in negatives]).max()
-                           if negatives else 0.0)
+                overlap = float(on_negatives[i].max()) if negatives else 0.0
                 if overlap >= CARRY_IOU:
-                    source = max(negatives, key=lambda n: box_iou([boxes[i]], [n.xyxy])[0, 0])
+                    source = negatives[int(on_negatives[i].argmax())]  # the first best
                     reason = f"carried: IoU {overlap:.2f} with a region marked false positive"
                     iou = float(overlap)
                 elif truth.state == "complete":
@@ -317,9 +349,7 @@ def _carry(conn: sa.Connection, collection_id: str, object_id: str, truth: Image
                          "reasoning": reason, "payload": payload, "retriever_id": None,
                          "execution_id": None, "author": f"carry:{key}", "revision": 1,
                          "origin": CARRIED, "created_at": now, "updated_at": now})
-    if rows:
-        conn.execute(t.annotations.insert(), rows)
-    return len(rows)
+    return rows
 
 
 # -- reading ---------------------------------------------------------------------------------

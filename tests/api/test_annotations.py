@@ -110,3 +110,26 @@ def test_stats(api):
     assert {r["label"]: r["count"] for r in body["labels"]} == {"confirmed": 1,
                                                                "false_positive": 1}
     assert api.get("/v1/annotations/stats", params={"window": "1y"}).status_code == 422
+
+
+def test_labels_outside_the_vocabulary_until_the_collection_allows_them(keyed, review_wb):
+    client, tokens = keyed
+    odd = {**CONFIRM, "label": "Confirmed"}
+    refused = client.post("/v1/annotations", json=odd, headers=tokens["reviewer"])
+    assert refused.status_code == 422 and refused.json()["error"] == "validation_error"
+    assert "did you mean 'confirmed'?" in refused.json()["message"]
+    assert 'PATCH /v1/collections/x {"allow_custom_labels": true}' in \
+        refused.json()["message"]
+    shown = client.get("/v1/collections/x", headers=tokens["reviewer"]).json()
+    assert shown["allow_custom_labels"] is False and "missed" in shown["labels"]
+    setting = {"allow_custom_labels": True}
+    assert client.patch("/v1/collections/x", json=setting,
+                        headers=tokens["reviewer"]).status_code == 403
+    typo = client.patch("/v1/collections/x", json={"allow_custom_label": True},
+                        headers=tokens["admin"])
+    assert typo.status_code == 422 and "did you mean 'allow_custom_labels'" in \
+        typo.json()["message"]
+    changed = client.patch("/v1/collections/x", json=setting, headers=tokens["admin"])
+    assert changed.status_code == 200 and changed.json()["allow_custom_labels"] is True
+    made = client.post("/v1/annotations", json=odd, headers=tokens["reviewer"])
+    assert made.status_code == 201 and made.json()["label"] == "Confirmed"

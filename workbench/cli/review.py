@@ -88,10 +88,14 @@ def review_queue(
 
 
 def annotate(
-    document_id: Annotated[str | None, typer.Argument(help="Detection or image document id.")] = None,
+    document_id: Annotated[str | None, typer.Argument(
+        help="Detection or image document id.")] = None,
     collection: Annotated[str | None, typer.Option("--collection", "-c")] = None,
-    label: Annotated[str | None, typer.Option("--label", "-l", help="confirmed, corrected, false_positive, missed, …")] = None,
-    true_class: Annotated[str | None, typer.Option(help="The right class (corrected, missed).")] = None,
+    label: Annotated[str | None, typer.Option(
+        "--label", "-l", help="confirmed, corrected, false_positive, missed, image_done or "
+        "no_objects (others where `workbench labels C --allow-custom` allows them).")] = None,
+    true_class: Annotated[str | None, typer.Option(
+        help="The right class (corrected, missed).")] = None,
     bbox: Annotated[str | None, typer.Option(help="Centre box x,y,w,h in pixels.")] = None,
     reasoning: str = "",
     confidence: Annotated[float | None, typer.Option()] = None,
@@ -151,3 +155,20 @@ def _bulk_annotate(wb, path: Path) -> list:
     done = wb.annotations.bulk([op for _, op in parsed]) if parsed else []
     results = broken + [replace(r, index=parsed[r.index][0]) for r in done]
     return sorted(results, key=lambda r: r.index)
+
+
+def labels(
+    collection: str,
+    allow_custom: Annotated[bool | None, typer.Option(
+        "--allow-custom/--standard-only", help="Let annotations of the collection take labels "
+        "beyond the standard ones, or only those again (written annotations keep theirs).")
+    ] = None,
+) -> None:
+    """A collection's label vocabulary: the standard labels, and whether others are taken.
+    Stats group by exact label, so a misspelt one ("Confirmed") is refused unless allowed."""
+    wb = open_workspace()
+    vocabulary = (wb.annotations.vocabulary(collection) if allow_custom is None
+                  else wb.annotations.allow_custom_labels(collection, allow_custom))
+    emit(vocabulary, f"{vocabulary.collection}: {', '.join(vocabulary.standard)}"
+         + ("; custom labels allowed" if vocabulary.allow_custom_labels else
+            "; other labels refused (--allow-custom to take them)"))

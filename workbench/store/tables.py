@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 metadata = MetaData()
@@ -117,6 +118,8 @@ collections = Table(
     Column("active_version", String(64), nullable=False),
     Column("bucket_ids", JSON, nullable=False),
     Column("created_at", DateTime, nullable=False),
+    # labels beyond the standard vocabulary (workbench.annotations.STANDARD_LABELS) accepted
+    Column("allow_custom_labels", Boolean, nullable=False, server_default=false()),
 )
 
 documents = Table(

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 
 from workbench.api.auth import Principal, admin, reviewer
-from workbench.api.payloads import CollectionCreate
+from workbench.api.payloads import CollectionCreate, CollectionUpdate
 from workbench.api.routes.common import (
     MAX_PAGE,
     IdempotencyKey,
@@ -22,12 +22,15 @@ from workbench.errors import NotFoundError
 router = APIRouter()
 
 
-def collection_json(collection) -> dict[str, Any]:
-    """A collection in the tutorial's shape."""
+def collection_json(wb, collection) -> dict[str, Any]:
+    """A collection in the tutorial's shape, with its label vocabulary."""
+    vocabulary = wb.annotations.vocabulary(collection.id)
     return {"collection_id": collection.id, "name": collection.name,
             "feature_extractors": [{"feature_extractor_name": collection.extractor_name,
                                     "version": collection.active_version}],
             "source": {"type": "bucket", "bucket_ids": list(collection.bucket_ids)},
+            "labels": list(vocabulary.standard),
+            "allow_custom_labels": vocabulary.allow_custom_labels,
             "created_at": collection.created_at}
 
 
@@ -41,7 +44,7 @@ def create_collection(body: CollectionCreate, request: Request,
     def make():
         collection = wb.collections.create(body.name, body.source.bucket_ids,
                                            extractor.feature_extractor_name, extractor.version)
-        return 201, collection_json(collection), {
+        return 201, collection_json(wb, collection), {
             "Location": f"/v1/collections/{collection.id}"}
 
     return create(request, who, key, body.model_dump(), make)
@@ -50,13 +53,25 @@ def create_collection(body: CollectionCreate, request: Request,
 @router.get("/collections", tags=["collections"])
 def list_collections(request: Request, who: Principal = Depends(reviewer)) -> list[dict]:
     """Every collection, oldest first."""
-    return jsonable_encoder([collection_json(c) for c in workspace(request).collections.list()])
+    wb = workspace(request)
+    return jsonable_encoder([collection_json(wb, c) for c in wb.collections.list()])
 
 
 @router.get("/collections/{collection}", tags=["collections"])
 def get_collection(collection: str, request: Request, who: Principal = Depends(reviewer)) -> dict:
     """A collection by id or name."""
-    return jsonable_encoder(collection_json(workspace(request).collections.get(collection)))
+    wb = workspace(request)
+    return jsonable_encoder(collection_json(wb, wb.collections.get(collection)))
+
+
+@router.patch("/collections/{collection}", tags=["collections"])
+def update_collection(collection: str, body: CollectionUpdate, request: Request,
+                      who: Principal = Depends(admin)) -> dict:
+    """Change a collection's settings: ``allow_custom_labels`` (annotations already written
+    keep their labels either way)."""
+    wb = workspace(request)
+    wb.annotations.allow_custom_labels(collection, body.allow_custom_labels)
+    return jsonable_encoder(collection_json(wb, wb.collections.get(collection)))
 
 
 def _batch(request: Request, batch_id: str):
