@@ -19,14 +19,19 @@ def _idle(page) -> None:
                            ".innerText.includes('Running')")
 
 
-def _click_row(page, grid, row: int, selected: int, tries: int = 3) -> None:
-    """Click a row's left edge (its selection checkbox) until the page counts it."""
+def _click_row(page, grid, row: int, selected: int, tries: int = 2) -> None:
+    """Click a row's left edge (its selection checkbox) until the page counts it; a retry
+    only after a long wait, since a second click on a selected row unselects it."""
     for attempt in range(tries):
         _idle(page)
+        grid.scroll_into_view_if_needed()
+        page.wait_for_timeout(1000)  # the grid's canvas settles after a scroll or a rerun
         box = grid.bounding_box()
-        page.mouse.click(box["x"] + 14, box["y"] + HEADER_PX + ROW_PX * row + ROW_PX / 2)
+        x, y = box["x"] + 14, box["y"] + HEADER_PX + ROW_PX * row + ROW_PX / 2
+        page.mouse.move(x, y)
+        page.mouse.click(x, y)
         try:
-            page.get_by_text(f"{selected} detection(s) selected").wait_for(timeout=15_000)
+            page.get_by_text(f"{selected} detection(s) selected").wait_for(timeout=60_000)
             return
         except Exception:
             assert attempt < tries - 1, f"row {row} never became selected"
@@ -46,8 +51,7 @@ def test_add_references_by_selecting_rows(app_server, page, home, tmp_path):
 
     page.goto(f"{app_server}/Detect")
     page.get_by_text("0 detection(s) selected").wait_for()
-    grid = page.locator("[data-testid='stDataFrame']").last
-    grid.scroll_into_view_if_needed()
+    grid = page.locator("[data-testid='stDataFrame']").filter(has_text="detection").last
     _click_row(page, grid, 0, selected=1)
     _click_row(page, grid, 2, selected=2)
 
