@@ -49,6 +49,7 @@ from workbench.truth import NO_OBJECTS  # noqa: F401 — importable from here to
 if TYPE_CHECKING:
     from workbench import Workbench
     from workbench.domain import Collection, ExtractorVersion
+    from workbench.jobs import JobContext
 
 SPLITS = ("train", "val", "holdout")
 MIN_BOX_PX = 1.0  # a box thinner than a pixel after clipping is no object
@@ -98,6 +99,19 @@ class ExportResult:
     def data_yaml(self) -> Path:
         """The dataset's ``data.yaml``, what ultralytics trains from."""
         return self.path / "data.yaml"
+
+
+def export_zip(wb: Workbench, job_id: str) -> Path:
+    """Where an export job's zip is kept: ``exports/<job id>.zip`` in the workspace."""
+    return wb.home / "exports" / f"{job_id}.zip"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
 
 
 def split_of(sha256: str, options: ExportOptions) -> str:
@@ -264,6 +278,41 @@ class ExportService:
                                                  collection.active_version)
         exports = self.wb.home / "exports"
         return self._export(collection, chosen, exports / name, options, allow_under=exports)
+
+    def submit(self, collection: str, version: str | None = None,
+               options: ExportOptions | None = None):
+        """Queue an export into the workspace, zipped for download (the API's exports)."""
+        target = self.wb.collections.get(collection)
+        chosen = self.wb.registry.get(target.extractor_name, version or target.active_version)
+        return self.wb.jobs.submit("export", {"collection_id": target.id,
+                                              "version": chosen.version,
+                                              "options": asdict(options or ExportOptions())})
+
+    def execute(self, ctx: JobContext) -> dict[str, Any]:
+        """The export job: the dataset in ``exports/<job id>``, then one zip of it beside,
+        written under a temporary name and renamed whole (a resumed job writes both
+        again)."""
+        import zipfile
+
+        params = ctx.params
+        target = self.wb.collections.get(params["collection_id"])
+        chosen = self.wb.registry.get(target.extractor_name, params["version"])
+        ctx.progress(0, 0, "exporting")
+        result = self.into_workspace(target, ctx.job.id, chosen,
+                                     ExportOptions(**params["options"]))
+        files = sorted(p for p in result.path.rglob("*") if p.is_file())
+        archive = export_zip(self.wb, ctx.job.id)
+        partial = archive.with_name(archive.name + ".part")
+        # Images are compressed already: stored, not deflated again.
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as bundle:
+            for done, path in enumerate(files, 1):
+                bundle.write(path, Path(ctx.job.id) / path.relative_to(result.path))
+                if done % 200 == 0 or done == len(files):
+                    ctx.check_cancelled()
+                    ctx.progress(done, len(files), f"zipped {done}/{len(files)} files")
+        os.replace(partial, archive)
+        return {**_jsonable(asdict(result)), "zip": str(archive.relative_to(self.wb.home)),
+                "zip_bytes": archive.stat().st_size}
 
     def _export(self, target: Collection, chosen: ExtractorVersion, out: Path | str,
                 options: ExportOptions | None, allow_under: Path | None) -> ExportResult:

@@ -51,6 +51,7 @@ JOB_KINDS: dict[str, Callable[[Workbench], JobHandler]] = {
     "demo": attrgetter("demo.execute"),
     "detect": attrgetter("detection.execute"),
     "train": attrgetter("training.execute"),
+    "export": attrgetter("export.execute"),  # a dataset zipped for download (the API)
     "taxonomy": attrgetter("taxonomies.execute"),
     "cluster": attrgetter("clusters.execute"),
     "retrain": attrgetter("rules.execute_retrain"),  # export + fine-tune + evaluate + gate

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, Request
@@ -12,11 +11,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError as PydanticValidationError
 
-from workbench.api.uploads import MAX_FIELD_BYTES, receive
 from workbench.api.auth import Principal, admin, reviewer
 from workbench.api.errors import ApiError
 from workbench.api.payloads import BatchTrigger, BucketCreate, ObjectsCreate
 from workbench.api.routes.common import IdempotencyKey, create, job_json, job_url, workspace
+from workbench.api.uploads import MAX_FIELD_BYTES, receive
 
 router = APIRouter(tags=["buckets"])
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 
 from workbench.api.auth import Principal, admin, reviewer
-from workbench.api.payloads import RetrieverExecute, RetrieverSave
+from workbench.api.payloads import RetrieverExecute, RetrieverSave, seed_stages
 from workbench.api.routes.common import IdempotencyKey, create, reviewer_name, workspace
 
 router = APIRouter(tags=["retrievers"])
@@ -27,11 +27,13 @@ def retriever_json(retriever) -> dict[str, Any]:
 @router.post("/retrievers", status_code=201)
 def save_retriever(body: RetrieverSave, request: Request, who: Principal = Depends(admin),
                    key: str | None = IdempotencyKey) -> Any:
-    """Check and store a retriever's stages (``replace`` overwrites one of that name)."""
+    """Check and store a retriever's stages (``replace`` overwrites one of that name). The
+    tutorial's search stage (``config.stage_id: feature_search`` with ``parameters.searches``
+    and ``parameters.filters``) is taken too, as a filter and a feature_search stage."""
     wb = workspace(request)
 
     def make():
-        saved = wb.retrievers.save(body.name, body.collection_id, body.stages,
+        saved = wb.retrievers.save(body.name, body.collection_id, seed_stages(body.stages),
                                    body.description, body.replace)
         return 201, retriever_json(saved), {"Location": f"/v1/retrievers/{saved.id}"}
 
