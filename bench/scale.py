@@ -18,7 +18,9 @@ peak RSS; then all pages in one process, as one app server renders them).
 
 Prints every figure beside its target, writes bench/results/scale_<n>.json, and when results
 for 100k and 1M both exist prints each figure's growth from 100k to 1M. The 1M size may be
-run by hand; ``--keep DIR`` keeps (and reuses) the built workspaces.
+run by hand; ``--keep DIR`` keeps (and reuses) the built workspaces. With ``--postgres URL``
+the metadata goes to a Postgres server instead (issue 18) and the queue, bulk-annotation and
+taxonomy figures are printed beside SQLite's for the same size.
 
     .venv/bin/python bench/scale.py [--sizes 10000,100000] [--dim 1024] [--runs 5]
         [--complete 500] [--keep DIR] [--skip index,fiftyone,...]
@@ -445,13 +447,18 @@ def remember(ctx, figures: dict) -> None:
 def run_size(n: int, args, root: Path) -> dict:
     from workbench import Workbench
 
-    ws = root / f"scale-{n}"
+    tag = "-postgres" if args.postgres else ""
+    ws = root / f"scale-{n}{tag}"
     ctx = SimpleNamespace(n=n, dim=args.dim, runs=args.runs, ws=ws, reused=False,
                           complete=args.complete, keep=bool(args.keep), built_at=time.ctime(),
                           uri=f"workbench://{KEY}/detection_embedding", failures={},
-                          record_path=root / f"scale-{n}.build.json")
-    if ws.exists() and not ctx.record_path.exists():
+                          record_path=root / f"scale-{n}{tag}.build.json")
+    fresh = not ctx.record_path.exists()  # else a kept build to reuse
+    if ws.exists() and fresh:
         shutil.rmtree(ws)  # a build that never finished: start again
+    if args.postgres:  # the metadata in a database of its own; vectors and blobs in ws
+        os.environ["WORKBENCH_DATABASE_URL"] = postgres_database(args.postgres,
+                                                                 f"wb_scale_{n}", fresh)
     ctx.wb = Workbench.open(ws)
     figures = build_workspace(ctx)
     ctx.saved = dict(figures)
@@ -472,7 +479,44 @@ def run_size(n: int, args, root: Path) -> dict:
     return {"benchmark": "scale", "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}", "detections": n, "dim": args.dim,
             "runs": args.runs, "reused_workspace": ctx.reused, "skipped": sorted(args.skip),
+            "metadata": "postgres" if args.postgres else "sqlite",
             "figures": figures, "failures": ctx.failures}
+
+
+def postgres_database(server: str, name: str, fresh: bool) -> str:
+    """The URL of database ``name`` on the Postgres ``server`` (a URL of its ``postgres``
+    database), created empty when ``fresh`` (dropped first if it was there)."""
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        there = conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %(n)s",
+                                     {"n": name}).first() is not None
+        if fresh and there:
+            conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+        if fresh or not there:
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return sa.make_url(server).set(database=name).render_as_string(hide_password=False)
+
+
+# SQLite against Postgres (issue 18): the figures compared when both results exist.
+ENGINE_FIGURES = ("queue_p50_ms", "queue_p95_ms", "annotations_bulk_per_s",
+                  "taxonomy_first_det_per_s", "taxonomy_retro_det_per_s", "filter_p95_ms",
+                  "build_s")
+
+
+def compare_engines(n: int) -> None:
+    paths = [RESULTS / f"scale_{n}.json", RESULTS / f"scale_{n}_postgres.json"]
+    if not all(p.exists() for p in paths):
+        return
+    sqlite, postgres = (json.loads(p.read_text())["figures"] for p in paths)
+    print(f"\nSQLite vs Postgres at {n:,} detections (same machine, same builder)")
+    print(f"  {'figure':34} {'SQLite':>10} {'Postgres':>10}  Postgres/SQLite")
+    for name in ENGINE_FIGURES:
+        a, b = sqlite.get(name), postgres.get(name)
+        if isinstance(a, int | float) and isinstance(b, int | float) and a:
+            print(f"  {name:34} {show(a):>10} {show(b):>10}  x{b / a:.2f}")
 
 
 def verdict(name: str, value) -> str:
@@ -523,6 +567,9 @@ def main() -> None:
                         help="images made complete (every box reviewed) for export and FiftyOne")
     parser.add_argument("--keep", type=Path, help="build (or reuse) workspaces under DIR")
     parser.add_argument("--skip", default="", help=f"comma list of: {', '.join(SECTIONS)}")
+    parser.add_argument("--postgres", metavar="URL", help="keep the metadata on this Postgres "
+                        "server instead (postgresql+psycopg://user@host:port/postgres; a "
+                        "database wb_scale_<n> is made per size) and compare with SQLite's")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--page", default="", help=argparse.SUPPRESS)
@@ -540,9 +587,12 @@ def main() -> None:
             root = args.keep or Path(tmp)
             root.mkdir(parents=True, exist_ok=True)
             result = run_size(n, args, root.resolve())
-        (RESULTS / f"scale_{n}.json").write_text(json.dumps(result, indent=2))
+        suffix = "_postgres" if args.postgres else ""
+        (RESULTS / f"scale_{n}{suffix}.json").write_text(json.dumps(result, indent=2))
         report(result)
-    growth()
+        compare_engines(n)
+    if not args.postgres:
+        growth()
 
 
 if __name__ == "__main__":
