@@ -13,10 +13,10 @@ other string up to 100 characters where the collection allows custom labels), ``
 
 from __future__ import annotations
 
-import contextvars
 import difflib
 import getpass
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,10 +35,10 @@ from workbench.store import tables as t
 from workbench.store.metadata import MetadataStore, as_utc, new_id, utcnow
 
 VERDICTS = ("confirmed", "corrected", "false_positive", "missed")
-# Who is judging in this thread: the app's signed-in reviewer. Streamlit runs each session's
-# script in its own thread over one shared workspace, so the author cannot be the service's.
-_ACTING_AUTHOR: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "workbench_acting_author", default=None)
+# Who is judging now, where the caller knows better than the service: the app's signed-in
+# reviewer. Streamlit serves every session from one shared workspace, so the author cannot
+# be the service's own; the app registers where the session's reviewer is read from.
+_AUTHOR_SOURCE: Callable[[], str | None] | None = None
 # The vocabulary every collection takes: the verdicts and the marks of image review (an
 # image done, an image with nothing on it). Stats group by exact label, so "Confirmed" would
 # be counted apart: other labels are refused unless the collection allows custom labels.
@@ -193,10 +193,10 @@ class AnnotationService:
 
     @property
     def default_author(self) -> str:
-        """The author of annotations that name none: the reviewer signed in on this thread
-        (see :func:`act_as`), else the workspace's owner (``WORKBENCH_AUTHOR`` or the login
-        name)."""
-        return _ACTING_AUTHOR.get() or self._owner
+        """The author of annotations that name none (and the reviewer of leases): the app
+        session's signed-in reviewer (see :func:`set_author_source`), else the workspace's
+        owner (``WORKBENCH_AUTHOR`` or the login name)."""
+        return (_AUTHOR_SOURCE() if _AUTHOR_SOURCE is not None else None) or self._owner
 
     # -- writes --------------------------------------------------------------------------
     def create(self, **fields: Any) -> Annotation:
@@ -534,11 +534,12 @@ class AnnotationService:
 
 
 
-def act_as(author: str | None) -> None:
-    """Make ``author`` the default author (and the reviewer of leases) of the annotation
-    services in this thread and the context it runs, or, with None, the workspace's owner
-    again (the app calls it on every rerun with the session's signed-in reviewer)."""
-    _ACTING_AUTHOR.set(author)
+def set_author_source(source: Callable[[], str | None] | None) -> None:
+    """Where the default author is read from before the owner: a function that answers the
+    current caller's reviewer, or None where it has none (the app's sign-in registers the
+    session's; None unregisters)."""
+    global _AUTHOR_SOURCE
+    _AUTHOR_SOURCE = source
 
 
 _ANNOTATION_ORDER = Keyset("annotations", ((t.annotations.c.created_at, True),

@@ -3,32 +3,22 @@ error shape, and who may call what."""
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from workbench.api.errors import install
-from workbench.api.routes import ROUTERS
+from workbench.api import is_loopback
 from workbench.api.auth import Authenticator
+from workbench.api.errors import install
 from workbench.api.keys import KeyService
+from workbench.api.routes import ROUTERS
 from workbench.errors import ConfigError
 
 if TYPE_CHECKING:
     from workbench import Workbench
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a listening address is reachable from this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,9 @@ def page_setup(title: str) -> Workbench:
             st.page_link(path, label=label, icon=icon)
         st.divider()
         workspace_switcher(home)
+    from workbench.ui.signin import reviewer
+
+    reviewer(wb)  # beyond loopback: a key first; verdicts are then the key's name's
     return wb
 
 
