@@ -158,11 +158,13 @@ class BucketService:
             return conn.execute(query).scalar_one()
 
     def objects(self, bucket: Bucket, offset: int = 0, limit: int = 50) -> list[ImageObject]:
-        """Objects of a bucket, newest first, one page at a time."""
+        """Objects of a bucket, newest first, one page at a time. The order is the bucket's
+        index read backwards (ties by id, descending too): with ``id`` ascending, images
+        stamped in one instant were sorted whole for each page (620 ms at 200k images)."""
         query = (
             sa.select(t.objects)
             .where(t.objects.c.bucket_id == bucket.id)
-            .order_by(t.objects.c.created_at.desc(), t.objects.c.id)
+            .order_by(t.objects.c.created_at.desc(), t.objects.c.id.desc())
             .offset(offset)
             .limit(limit)
         )

@@ -48,7 +48,7 @@ objects = Table(
     Column("metadata", JSON, nullable=False),
     Column("created_at", DateTime, nullable=False),
     UniqueConstraint("bucket_id", "sha256", name="uq_objects_bucket_sha256"),
-    Index("ix_objects_bucket_created", "bucket_id", "created_at"),
+    Index("ix_objects_bucket_created", "bucket_id", "created_at", "id"),
 )
 
 jobs = Table(
@@ -389,6 +389,7 @@ taxonomy_assignments = Table(
     Column("taxonomy_version", Integer, nullable=False),
     Column("assigned_at", DateTime, nullable=False),
     Index("ix_taxonomy_assignments_label", "taxonomy_id", "collection_id", "label"),
+    Index("ix_taxonomy_assignments_version_label", "taxonomy_id", "extractor_key", "label"),
 )
 
 cluster_runs = Table(
