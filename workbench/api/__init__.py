@@ -7,7 +7,6 @@ from the command line); :func:`create_app` does.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -24,15 +23,4 @@ def create_app(wb: Workbench, options: ApiOptions | None = None) -> FastAPI:
     return make(wb, options)
 
 
-def is_loopback(host: str) -> bool:
-    """Whether a listening address is reachable from this machine only (the API and the
-    app ask for keys beyond it)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-
-
-__all__: list[Any] = ["create_app", "is_loopback"]
+__all__: list[Any] = ["create_app"]

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from workbench.api import is_loopback
 from workbench.api.auth import Authenticator
 from workbench.api.errors import install
+from workbench.api.hosts import is_loopback
 from workbench.api.keys import KeyService
 from workbench.api.routes import ROUTERS
 from workbench.errors import ConfigError

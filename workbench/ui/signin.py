@@ -21,7 +21,7 @@ _REVIEWER = "signin_reviewer"  # session state: (key id, name) once signed in
 def sign_in_needed(address: str | None = None) -> bool:
     """Whether the app listens beyond this machine (Streamlit's ``server.address``; unset
     means every interface)."""
-    from workbench.api import is_loopback
+    from workbench.api.hosts import is_loopback
 
     address = address if address is not None else st.get_option("server.address")
     return not (address and is_loopback(address))
