@@ -535,11 +535,12 @@ class TaxonomyService:
 
     def assignments_page(self, name: str, label: str | None = None, cursor: str | None = None,
                          limit: int = 100, min_score: float | None = None,
-                         max_score: float | None = None, extractor_key: str | None = None
-                         ) -> Page[dict[str, Any]]:
+                         max_score: float | None = None, extractor_key: str | None = None,
+                         count: bool = True) -> Page[dict[str, Any]]:
         """A page of a taxonomy's stored assignments (with ``label`` only, a score within
         ``min_score``-``max_score`` and of one version's detections, each if given), by
-        detection id, with how many there are and the cursor of the next page."""
+        detection id, with how many there are (unless ``count`` is false: a caller that
+        knows) and the cursor of the next page."""
         taxonomy = self.get(name)
         a = t.taxonomy_assignments.c
         query = sa.select(t.taxonomy_assignments).where(a.taxonomy_id == taxonomy.id)
@@ -554,7 +555,7 @@ class TaxonomyService:
         with self.db.read() as conn:
             return _ASSIGNMENT_ORDER.page(conn, query, cursor, limit, scope={
                 "taxonomy": taxonomy.id, "label": label, "min_score": min_score,
-                "max_score": max_score, "extractor_key": extractor_key})
+                "max_score": max_score, "extractor_key": extractor_key}, count=count)
 
     def label_counts(self, name: str, version: str | None = None) -> dict[str, int]:
         """A taxonomy's stored assignments per label, on one version's detections (default:

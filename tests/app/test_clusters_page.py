@@ -44,27 +44,38 @@ def test_queue_a_run_then_label_rename_and_relabel(detected):
     assert wb.annotations.list().total == wb.clusters.get(run.id).clusters[str(chosen)]["size"]
 
 
-def select_members(at, run_id: str, cluster: int, rows: list[int]):
+def select_members(at, run_id: str, cluster: int, rows: list[int], page: int = 0):
     """What clicking rows' left edge in the member grid does in the browser."""
-    at.session_state[f"cluster_members_{run_id}_{cluster}"] = {
+    at.session_state[f"cluster_members_{run_id}_{cluster}_{page}"] = {
         "selection": {"rows": rows, "columns": [], "cells": []}}
     return at.run()
 
 
-def test_members_selected_in_the_grid_become_references_or_stay_out_of_a_relabel(detected):
+def test_members_selected_in_the_grid_become_references_or_stay_out_of_a_relabel(
+        detected, monkeypatch):
+    import workbench.ui.clusters as clusters
+
+    monkeypatch.setattr(clusters, "MEMBERS_PER_PAGE", 3)  # a selection across two pages
     wb = detected
     run = wb.clusters.run("cams", "kmeans", {"n_clusters": 2, "n_init": "auto"})
     at = run_page("pages/8_Clusters.py")
     assert not at.exception, [e.message for e in at.exception]
     chosen = at.selectbox(key="cluster_one").value
     members = wb.clusters.members(run.id, chosen)
-    assert len(members) >= 3
-    (grid,) = [d for d in at.dataframe if d.key == f"cluster_members_{run.id}_{chosen}"]
-    assert list(grid.value["detection"]) == [m["detection_id"] for m in members]
+    assert len(members) >= 6
+    (grid,) = [d for d in at.dataframe if d.key == f"cluster_members_{run.id}_{chosen}_0"]
+    assert list(grid.value["detection"]) == [m["detection_id"] for m in members[:3]]
     assert at.checkbox(key="cluster_leave_out").disabled, "nothing selected to leave out"
 
-    at = select_members(at, run.id, chosen, [0, 1])
-    picked = [members[0]["detection_id"], members[1]["detection_id"]]
+    at = select_members(at, run.id, chosen, [0])
+    at.button(key="cluster_members_next").click().run()
+    (grid,) = [d for d in at.dataframe if d.key == f"cluster_members_{run.id}_{chosen}_1"]
+    assert list(grid.value["detection"]) == [m["detection_id"] for m in members[3:6]]
+    at = select_members(at, run.id, chosen, [1], page=1)
+    picked = [members[0]["detection_id"], members[4]["detection_id"]]
+    assert any("2 member(s) selected" in c.value for c in at.caption)
+    at.button(key="cluster_members_previous").click().run()  # page 0 still has its row
+    assert any("2 member(s) selected" in c.value for c in at.caption)
     at.button(key="cluster_refs_add").click().run()  # into a new set, named by default
     assert not at.exception, [e.message for e in at.exception]
     assert sorted(i.detection_id for i in wb.references.items("cams-references")) == \

@@ -27,12 +27,18 @@ def crop_uri(path: str, xyxy: tuple) -> str:
 
 
 def detection_grid(rows: Sequence[dict[str, Any]], key: str, height: int | None = None,
-                   column_config: dict[str, Any] | None = None) -> list[str]:
+                   column_config: dict[str, Any] | None = None,
+                   selected: Sequence[str] = ()) -> list[str]:
     """A table of detections, one row each with its crop (``crop``: a data URI) and its id
-    (``detection``); clicking rows selects them. Returns the selected detections' ids."""
+    (``detection``); clicking rows selects them (those in ``selected`` are selected when the
+    table first shows). Returns the selected detections' ids."""
+    chosen = set(selected)
+    default = [i for i, row in enumerate(rows) if row["detection"] in chosen]
     event = st.dataframe(
         list(rows), key=key, on_select="rerun", selection_mode="multi-row", hide_index=True,
         width="stretch", row_height=56, **({"height": height} if height else {}),
+        **({"selection_default": {"selection": {"rows": default, "columns": []}}}
+           if default else {}),
         column_config={"crop": st.column_config.ImageColumn("crop", width="small"),
                        "confidence": st.column_config.NumberColumn("confidence",
                                                                    format="%.3f"),

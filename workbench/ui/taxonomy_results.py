@@ -4,6 +4,8 @@ deep page costs what the first does); selected rows go into a reference set."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from workbench import Workbench
@@ -12,7 +14,7 @@ from workbench.paging import Page
 from workbench.ui import pick_version, plain
 from workbench.ui.selection import add_to_references, crop_uri, detection_grid
 
-PER_PAGE = 20
+PER_PAGE = 12  # each row's crop costs the first render of its page
 ANY_CLASS = "(any class)"
 
 
@@ -36,10 +38,16 @@ def results(wb: Workbench, collection: Collection, name: str) -> None:
                                     "of the range are open (0 takes lower scores too, 1 "
                                     "higher).")
     cursors = _cursors((taxonomy.id, version.key, label, low, high))
+    # Without a score range the label counts above are the total: no count of the pages.
+    known = None
+    if low <= 0.0 and high >= 1.0:
+        known = sum(counts.values()) if label == ANY_CLASS else counts[label]
     page = wb.taxonomies.assignments_page(
         name, None if label == ANY_CLASS else label, cursor=cursors[-1], limit=PER_PAGE,
         min_score=low if low > 0.0 else None, max_score=high if high < 1.0 else None,
-        extractor_key=version.key)
+        extractor_key=version.key, count=known is None)
+    if known is not None:
+        page = replace(page, total=known, exact=True)
     _navigation(page, cursors)
     if not page.items:
         st.caption("No detection matches these filters.")
