@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import signal
 import socket
 import subprocess
@@ -63,7 +64,19 @@ def start_head(cpus: int, root: Path) -> tuple[subprocess.Popen, str]:
                           capture_output=True).returncode == 0:
             return head, address
         time.sleep(1)
+    stop_head(head)
     raise SystemExit(f"the Ray head did not answer in 120 s: {(root / 'head.log').read_text()}")
+
+
+def stop_head(head: subprocess.Popen) -> None:
+    """SIGTERM to the ``ray start --block`` group: it stops what it started."""
+    if head.poll() is None:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
 
 
 def timed_run(wb, collection: str, params) -> dict:
@@ -128,6 +141,8 @@ def main() -> None:
 
     if args.address is None:  # one machine: Ray stays on the loopback (read at import)
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        os.environ["RAY_AUTH_MODE"] = "token"  # with a token of its own, whatever ~/.ray holds
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
     import ultralytics  # noqa: F401  (imported before the clocks, as for both executors)
@@ -172,9 +187,8 @@ def main() -> None:
             wb.close()
         finally:
             ray.shutdown()
-            if head is not None and head.poll() is None:
-                os.killpg(head.pid, signal.SIGTERM)
-                head.wait(timeout=60)
+            if head is not None:
+                stop_head(head)
     ratio = remote["images_per_s"] / local["images_per_s"]
     steady_ratio = (remote["steady_images_per_s"] / local["steady_images_per_s"]
                     if remote["steady_images_per_s"] and local["steady_images_per_s"] else None)

@@ -14,6 +14,7 @@ cluster and run everywhere.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -82,12 +83,16 @@ def ray_cluster():
     Everything stays on the loopback: Ray replaces 127.0.0.1 by the machine's outward
     address unless it is told that this is a one-machine cluster (the switch it reads at
     import, so it is set before the first ``import ray``, in this process and its children).
+    The cluster takes a token of its own (Ray's token authentication), given to every process
+    through the environment: whatever ``~/.ray`` holds on this machine changes nothing.
     """
     if not RAY_CLI.exists():
         pytest.skip(f"Ray is not installed in this environment ({RAY_CLI} is missing)")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        patch.setenv("RAY_AUTH_MODE", "token")
+        patch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
         yield from _ray_head()
 
 
@@ -112,7 +117,7 @@ def _ray_head():
         if head.poll() is None:
             os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops what it started
             try:
-                head.wait(timeout=60)
+                head.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(head.pid, signal.SIGKILL)
                 head.wait()

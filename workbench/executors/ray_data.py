@@ -11,7 +11,9 @@ vectors by deterministic id, then documents and detections in one transaction. A
 at any point resumes with no duplicate document, detection or vector, as a local one does.
 
 The pipeline streams: the driver takes batches as the actors finish them
-(``iter_batches``), and Ray Data's backpressure bounds the decoded images in flight. The
+(``iter_batches``), and Ray Data's backpressure bounds the decoded images in flight. (Where
+the decode tasks ask what the actors ask, on a small CPU-only cluster, Ray Data fuses the two
+stages and each actor decodes its own batch before running it.) The
 model actors get the weights through Ray's object store, so a cluster's machines need the
 workbench installed and the blob root mounted (the images are read where they are decoded),
 not the workspace. ``RAY_ADDRESS`` (setting ``ray_address``) joins an existing cluster;
@@ -48,7 +50,7 @@ RAY_REQUIREMENT = "ray[data]==2.60.0"
 # process has it (Settings.apply_environment), a cluster's workers may not.
 FORWARDED_ENVIRONMENT = ("YOLO_OFFLINE", "YOLO_CONFIG_DIR", "HF_HUB_OFFLINE",
                          "TRANSFORMERS_OFFLINE", "MPLCONFIGDIR")
-DECODE_BATCHES = 4  # model batches decoded by one task: fewer, larger tasks, same batches
+DECODE_BATCHES = 1  # model batches per task: its results reach the driver when it ends
 CPU_ACTOR_THREADS = 4  # torch threads of a model actor on CPUs (one actor per this many CPUs)
 
 
