@@ -352,3 +352,20 @@ def test_the_tutorials_search_stage_is_taken(api):
     assert found and "obj_a_0" not in found and "obj_b_1" in found  # nearest, conf < 0.9
     assert_error(api.post("/v1/retrievers", json=stage({"searchs": []})), 422,
                  "validation_error", "did you mean 'searches'")
+
+
+def test_every_admin_route_refuses_a_reviewer_key(review_wb):
+    """Found from the app's own routes, so that a new admin route is covered too."""
+    from workbench.api.auth import admin
+    from workbench.api.routes import ROUTERS
+
+    client, keys = keyed_client(review_wb)
+    guarded = [(method, "/v1" + route.path) for router in ROUTERS for route in router.routes
+               if any(d.call is admin for d in route.dependant.dependencies)
+               for method in route.methods]
+    assert len(guarded) >= 29 and ("POST", "/v1/models") in guarded
+    for method, path in guarded:
+        answer = client.request(method, path.replace("{", "").replace("}", ""), json={},
+                                headers=keys["reviewer"])
+        assert answer.status_code == 403, (method, path, answer.json())
+        assert answer.json()["error"] == "forbidden"
