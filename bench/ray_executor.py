@@ -9,7 +9,8 @@ documents and detections are compared. Per executor: images/s end to end (the wh
 steady state (from the first batch written to the last), and the ratio Ray / local
 (Ray's overhead on one machine; target >= 0.8). With ``--raw`` also raw ultralytics batched
 predict over the same files (for a GPU machine: one Ray actor per GPU against it). Prints
-the load average before and after, and writes bench/results/ray_executor.json.
+the load average before and after, and writes bench/results/ray_executor.json
+(``ray_executor_<n>.json`` for another ``--n``).
 
     .venv/bin/python bench/ray_executor.py [--n 300] [--imgsz 320] [--batch 8] [--cpus 2]
         [--address HOST:PORT] [--raw] [--weights PATH]
@@ -207,7 +208,8 @@ def main() -> None:
         "target_ratio": TARGET,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ray_executor.json").write_text(json.dumps(result, indent=2))
+    name = "ray_executor.json" if args.n == 300 else f"ray_executor_{args.n}.json"
+    (RESULTS / name).write_text(json.dumps(result, indent=2))
     print(f"\nray executor benchmark: {args.n} ShapeWorld images at imgsz {args.imgsz}, batch "
           f"{args.batch}, on {result['machine']}; Ray cluster {result['ray_cluster']}")
     for name, run in (("local executor", local), ("ray executor", remote)):
