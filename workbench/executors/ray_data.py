@@ -239,7 +239,7 @@ def run_on_ray(service: DetectionService, ctx: JobContext, collection: Collectio
         fn_constructor_kwargs={
             "version": version, "weights": weights, "weights_name": name,
             "weights_sha256": checksum, "params": params.model_params(),
-            "device": plan.device if settings.device != "cpu" else "cpu",
+            "device": plan.device,
             "environment": environment, "torch_threads": plan.torch_threads,
             "code_folder": str(code_folder) if code_folder else None})
     log.info("batch run of %s on Ray: %d images, %s", version.key, len(items), plan)
