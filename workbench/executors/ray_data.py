@@ -243,6 +243,8 @@ def run_on_ray(service: DetectionService, ctx: JobContext, collection: Collectio
             "environment": environment, "torch_threads": plan.torch_threads,
             "code_folder": str(code_folder) if code_folder else None})
     log.info("batch run of %s on Ray: %d images, %s", version.key, len(items), plan)
+    ctx.progress(done, total, f"{version.key}: starting {plan.actors} model actor(s) on Ray "
+                 f"for {len(items)} images")  # their start takes seconds: say so meanwhile
 
     started = time.perf_counter()
     processed = detections = 0
