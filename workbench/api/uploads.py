@@ -4,9 +4,11 @@ refused (413) the moment they pass the size limit, and hashed on the way (the ha
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -46,9 +48,49 @@ class Upload:
                            f"object, got {type(value).__name__}")
         return value
 
+    _held: Any = None  # the open lock file that marks the folder as in use
+
+    def hold(self) -> None:
+        """Make the folder and lock it for this process: a server killed mid-upload leaves
+        it unlocked, and the next server's :func:`sweep` removes it."""
+        self.folder.mkdir(parents=True)
+        self._held = open(self.folder / LOCK_NAME, "w")  # noqa: SIM115 - held till discard
+        fcntl.flock(self._held, fcntl.LOCK_EX)
+
     def discard(self) -> None:
         """Remove the staged files."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        if self._held is not None:
+            self._held.close()
+            self._held = None
+
+
+LOCK_NAME = ".in-use"
+UNLOCKED_GRACE_S = 60  # a folder not locked yet (just made) is left alone this long
+
+
+def sweep(staging: Path) -> int:
+    """Remove uploads that no live process holds (a server killed while receiving one);
+    returns how many. What it removes never became an object: an upload is ingested only
+    once it has arrived whole."""
+    removed = 0
+    for folder in staging.iterdir() if staging.is_dir() else ():
+        if not folder.is_dir():
+            continue
+        lock = folder / LOCK_NAME
+        if not lock.exists():
+            if time.time() - folder.stat().st_mtime > UNLOCKED_GRACE_S:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+            continue
+        with open(lock, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live request's
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 class _Parser:
@@ -144,7 +186,7 @@ async def receive(request: Request, staging: Path, limit: int) -> Upload:
     if declared and declared.isdigit() and int(declared) > limit + MAX_FIELD_BYTES * 4:
         raise _too_large(limit)
     upload = Upload(staging / uuid.uuid4().hex)
-    upload.folder.mkdir(parents=True)
+    upload.hold()
     parser = _Parser(upload, limit)
     multipart = MultipartParser(params[b"boundary"], parser.callbacks())
     try:

@@ -30,9 +30,13 @@ def serve(
     from workbench.api import create_app
     from workbench.api.app import ApiOptions
     from workbench.api.keys import KeyService
+    from workbench.api.uploads import sweep
     from workbench.jobs import ensure_worker
 
     wb = open_workspace()
+    swept = sweep(wb.settings.staging_dir)  # uploads a killed server was receiving
+    if swept:
+        typer.echo(f"removed {swept} unfinished upload(s) left by a stopped server", err=True)
     options = ApiOptions(host=host, require_key=require_key,
                          max_upload_bytes=int(max_upload_mb * 1_000_000))
     if worker if worker is not None else wb.settings.autostart_worker:
