@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -30,3 +33,18 @@ def keyed(review_wb):
     client = client_for(review_wb, require_key=True)
     return client, {"admin": {"Authorization": f"Bearer {admin}"},
                     "reviewer": {"X-API-Key": reviewer}}
+
+
+def wait_for_docs(server, base: str, output, seconds: float = 60) -> None:
+    """Wait until a ``workbench serve`` process answers ``base``/docs; fail with
+    ``output()`` (its log) if it exits first, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert server.poll() is None, output()
+        try:
+            if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"the server did not answer /docs in {seconds:.0f} s"
+        time.sleep(0.2)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 
 import httpx
 import numpy as np
 
-from tests.api.conftest import client_for
+from tests.api.conftest import client_for, wait_for_docs
 from tests.api.test_serve import _free_port
 from tests.conftest import KEY
 from workbench.api.keys import KeyService
@@ -147,16 +146,7 @@ def test_two_reviewers_through_a_real_server_never_get_the_same_item(review_wb):
             errors.append(f"{name}: {exc!r}")
 
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            try:
-                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not answer /docs in 60 s"
-            time.sleep(0.2)
+        wait_for_docs(server, base, lambda: server.stdout.read())
         threads = [threading.Thread(target=review, args=(n,)) for n in got]
         for thread in threads:
             thread.start()

@@ -6,11 +6,11 @@ import json
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 from typer.testing import CliRunner
 
+from tests.api.conftest import wait_for_docs
 from workbench.cli import app
 
 
@@ -27,16 +27,7 @@ def test_serve_answers_on_loopback(home):
         [sys.executable, "-m", "workbench", "--home", str(home), "serve", "--port", str(port),
          "--no-worker"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, server.stdout.read()
-            try:
-                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not answer /docs in 60 s"
-            time.sleep(0.2)
+        wait_for_docs(server, base, lambda: server.stdout.read())
         made = httpx.post(f"{base}/v1/buckets", json={"name": "cams"})
         assert made.status_code == 201 and made.json()["name"] == "cams"
         missing = httpx.get(f"{base}/v1/buckets/nope")

@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.api.conftest import wait_for_docs
+from tests.api.test_serve import _free_port
 from tests.conftest import noise_image_bytes
 
 TUTORIAL = Path(__file__).resolve().parents[2] / "docs" / "tutorial.md"
@@ -101,12 +102,6 @@ def has_shape(answer, shape, where="answer") -> None:
         has_shape(answer[0], shape[0], f"{where}[0]")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_every_syntax_of_the_tutorial_is_understood():
     """Each bash line is one this test runs, each python block compiles: the document can
     only say what the replay checks."""
@@ -158,16 +153,7 @@ def test_the_tutorial_replays_against_a_real_server(demo, tmp_path, starter_weig
          str(port), "--require-key", "--worker"], stdout=log, stderr=subprocess.STDOUT)
     env = {**os.environ, "WB": base, "WB_KEY": key}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not answer /docs in 60 s"
-            time.sleep(0.2)
+        wait_for_docs(server, base, lambda: (tmp_path / "serve.log").read_text()[-3000:])
         for step in steps(TUTORIAL.read_text()):
             for line in step["lines"]:
                 _replay(line, step, env, cwd)

@@ -12,6 +12,7 @@ import time
 
 import httpx
 
+from tests.api.conftest import wait_for_docs
 from tests.api.test_serve import _free_port
 from workbench import Workbench
 
@@ -20,16 +21,8 @@ def _serve(home, port):
     server = subprocess.Popen(
         [sys.executable, "-m", "workbench", "--home", str(home), "serve", "--port", str(port),
          "--no-worker"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while True:
-        assert server.poll() is None, server.stdout.read()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/docs", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "the server did not answer /docs in 60 s"
-        time.sleep(0.2)
+    wait_for_docs(server, f"http://127.0.0.1:{port}", lambda: server.stdout.read())
+    return server
 
 
 def _staged_bytes(staging) -> int:
