@@ -101,3 +101,23 @@ def page(browser, tmp_path, request):
     shots.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(shots / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+def detected_scenes(home: Path, tmp_path: Path):
+    """The workspace at ``home`` with eight cluttered ShapeWorld scenes in a bucket and a
+    collection "scenes", detected by the starter at 320 px (what the search and retriever
+    flows review)."""
+    from tests.conftest import STARTER
+    from workbench import Workbench
+    from workbench.demo.shapeworld import SceneConfig, write_dataset
+    from workbench.detection import DetectParams
+
+    wb = Workbench.open(home)
+    wb.buckets.create("scenes")
+    scenes = write_dataset(tmp_path / "scenes", SceneConfig(clutter=3, min_objects=3), 8,
+                           seed=4)
+    wb.ingest.run("scenes", [scenes / "images"])
+    wb.registry.register_yolo(STARTER, lineage={"imgsz": 320})
+    wb.collections.create("scenes", ["scenes"])
+    wb.detection.run("scenes", params=DetectParams(imgsz=320, conf=0.1))
+    return wb

@@ -7,8 +7,7 @@ import time
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.conftest import STARTER
-from workbench import Workbench
+from tests.e2e.conftest import detected_scenes
 from workbench.errors import NotFoundError
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -51,17 +50,7 @@ def _saved(wb) -> bool:
 
 def test_create_a_retriever_and_review_its_queue_with_an_input(app_server, page, home,
                                                                 tmp_path):
-    from workbench.demo.shapeworld import SceneConfig, write_dataset
-    from workbench.detection import DetectParams
-
-    wb = Workbench.open(home)
-    wb.buckets.create("scenes")
-    scenes = write_dataset(tmp_path / "scenes", SceneConfig(clutter=3, min_objects=3), 8,
-                           seed=4)
-    wb.ingest.run("scenes", [scenes / "images"])
-    wb.registry.register_yolo(STARTER, lineage={"imgsz": 320})
-    wb.collections.create("scenes", ["scenes"])
-    wb.detection.run("scenes", params=DetectParams(imgsz=320, conf=0.1))
+    wb = detected_scenes(home, tmp_path)
 
     # 1. Create it on the Retrievers page.
     page.goto(f"{app_server}/Retrievers")
