@@ -131,6 +131,12 @@ class Settings(BaseSettings):
         "`host:6379` or `auto`), also read from Ray's own `RAY_ADDRESS`; unset, a local Ray "
         "with this machine's CPUs is started in the worker's process."
     )
+    ray_actor_idle_s: float = Field(
+        300.0, ge=0,
+        description="With the ray executor: how long a worker keeps its model actors (and "
+        "the CPUs or GPUs they reserve) after a batch run, so that its next run of the same "
+        "model starts at once; 0 stops them at the end of every run."
+    )
     chroma_url: str | None = Field(
         None,
         description="URL of a Chroma server holding the vectors (e.g. http://host:8000, "

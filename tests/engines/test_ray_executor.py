@@ -22,15 +22,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from tests.conftest import STARTER
 from workbench import Workbench
 from workbench.errors import JobFailed
-from workbench.executors.ray_data import CPU_ACTOR_THREADS, RayPlan, plan_for
+from workbench.executors.ray_data import CPU_ACTOR_THREADS, ModelPool, RayPlan, plan_for
 from workbench.params import DetectParams
 from workbench.store import tables as t
 
@@ -140,7 +142,7 @@ def _wait_for_head(head: subprocess.Popen, address: str, root: Path) -> None:
 
 
 @pytest.fixture
-def demo_home(tmp_path, monkeypatch, ray_cluster) -> Path:
+def demo_home(tmp_path, monkeypatch, ray_cluster) -> Iterator[Path]:
     """A demo workspace (30 scenes, the starter registered) with two collections over its
     images, ``local`` and ``ray``; this process and the workers it starts join the cluster."""
     monkeypatch.setenv("WORKBENCH_RAY_ADDRESS", ray_cluster)
@@ -151,7 +153,8 @@ def demo_home(tmp_path, monkeypatch, ray_cluster) -> Path:
     wb.collections.create("local", ["shapeworld"])
     wb.collections.create("ray", ["shapeworld"])
     wb.close()
-    return home
+    yield home
+    ModelPool.stop_current()  # this process's model actors hold a CPU the next test needs
 
 
 def _documents(wb, collection: str) -> list:
@@ -277,6 +280,37 @@ def test_a_model_actor_killed_mid_run_is_replaced_and_nothing_is_doubled(demo_ho
     assert killed and job.status == "done", job.error
     assert job.result["processed_now"] == 30
     _assert_complete_and_unique(wb, "ray", 30)
+    wb.close()
+
+
+@pytest.mark.ray
+def test_a_workers_next_run_of_the_model_finds_its_actors_loaded(demo_home):
+    """The model actors outlive a run: the next run of the same version uses them (no new
+    actor, no model load); another version replaces them; with ``ray_actor_idle_s`` 0 they
+    stop with the run."""
+    wb = Workbench.open(demo_home, executor="ray")
+    wb.collections.create("again", ["shapeworld"])
+    messages: list[str] = []
+    wb.detection.run("ray", params=PARAMS, listener=lambda j: messages.append(j.message or ""))
+    first = [a["ActorID"] for a in _model_actors()]
+    assert len(first) == 1 and any("starting 1 model actor" in m for m in messages)
+    messages.clear()
+    job = wb.detection.run("again", params=PARAMS,
+                           listener=lambda j: messages.append(j.message or ""))
+    assert job.result["processed_now"] == 30
+    assert [a["ActorID"] for a in _model_actors()] == first
+    assert not any("starting" in m for m in messages)
+    _assert_complete_and_unique(wb, "again", 30)
+    wb.close()
+
+    wb = Workbench.open(demo_home, executor="ray", ray_actor_idle_s=0)
+    wb.registry.register_yolo(str(STARTER), version="2.0.0")
+    job = wb.detection.run("ray", version="2.0.0", params=PARAMS)
+    assert job.result["processed_now"] == 30
+    deadline = time.monotonic() + 30  # ray.kill is asynchronous
+    while _model_actors() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _model_actors() == []  # the 1.0.0 actor made way, the 2.0.0 one stopped after
     wb.close()
 
 

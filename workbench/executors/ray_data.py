@@ -10,25 +10,28 @@ batches) and every write, through the local executor's own ``DetectionService._p
 vectors by deterministic id, then documents and detections in one transaction. A run killed
 at any point resumes with no duplicate document, detection or vector, as a local one does.
 
-The pipeline streams: the driver takes batches as the actors finish them
-(``iter_batches``), and Ray Data's backpressure bounds the decoded images in flight. (Where
-the decode tasks ask what the actors ask, on a small CPU-only cluster, Ray Data fuses the two
-stages and each actor decodes its own batch before running it.) The
-model actors get the weights through Ray's object store, so a cluster's machines need the
-workbench installed and the blob root mounted (the images are read where they are decoded),
-not the workspace. ``RAY_ADDRESS`` (setting ``ray_address``) joins an existing cluster;
-without it the first run starts a local Ray in the job's process, kept for the next run.
+The pipeline streams: Ray Data decodes the images in CPU tasks, block by block, and the
+driver hands each decoded block (a reference: the images stay in Ray's object store) to a
+free model actor, two blocks ahead per actor, pulling the next block only as the actors take
+them, so the decoded images in flight stay bounded. The model actors are plain Ray actors
+that outlive a run (:class:`ModelPool`): a worker's first run of a version starts them
+(process, imports, model: seconds), its next runs of that version find them loaded. They get
+the weights through Ray's object store, so a cluster's machines need the workbench installed
+and the blob root mounted (the images are read where they are decoded), not the workspace.
+``RAY_ADDRESS`` (setting ``ray_address``) joins an existing cluster; without it the first run
+starts a local Ray in the job's process, kept for the next run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import math
 import os
-import pickle
 import socket
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +55,7 @@ FORWARDED_ENVIRONMENT = ("YOLO_OFFLINE", "YOLO_CONFIG_DIR", "HF_HUB_OFFLINE",
                          "TRANSFORMERS_OFFLINE", "MPLCONFIGDIR")
 DECODE_BATCHES = 1  # model batches per task: its results reach the driver when it ends
 CPU_ACTOR_THREADS = 4  # torch threads of a model actor on CPUs (one actor per this many CPUs)
+ACTOR_RESTARTS = 3  # a model actor that dies is restarted, and its calls retried, this often
 
 
 def import_ray():
@@ -154,8 +158,8 @@ def decode_images(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 class ModelActor:
-    """One model on a Ray worker: a version's extractor, loaded once, run on batches. Its
-    outputs go back to the driver pickled, exactly as ``process`` returned them."""
+    """One model on a Ray worker: a version's extractor, loaded once and kept for the worker's
+    later runs of that version (see :class:`ModelPool`), run on blocks of decoded images."""
 
     def __init__(self, version: ExtractorVersion, weights: Any, weights_name: str | None,
                  weights_sha256: str | None, params: dict[str, Any], device: str,
@@ -176,13 +180,22 @@ class ModelActor:
         self.extractor = build_extractor(version, path, resolve_device(device), params,
                                          Path(code_folder) if code_folder else None)
 
-    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
+    def process_block(self, block: Any, window: tuple[int, int] | None,
+                      batch_size: int) -> dict[str, list]:
+        """Run the model over one block of the decode stage's output (its rows
+        ``window[0]:window[1]`` when Ray Data hands over a slice), ``batch_size`` images at a
+        time; the object ids and the extractor's outputs, in the block's order."""
+        from ray.data.block import BlockAccessor
 
-        outputs = self.extractor.process(list(batch["image"]))
-        return {"object_id": batch["object_id"],
-                "output": np.array([pickle.dumps(out, protocol=5) for out in outputs],
-                                   dtype=object)}
+        accessor = BlockAccessor.for_block(block)
+        if window is not None:
+            accessor = BlockAccessor.for_block(accessor.slice(*window, copy=False))
+        batch = accessor.to_batch_format("numpy")
+        object_ids, images = batch["object_id"].tolist(), list(batch["image"])
+        outputs: list[dict[str, Any]] = []
+        for at in range(0, len(images), batch_size):
+            outputs.extend(self.extractor.process(images[at:at + batch_size]))
+        return {"object_ids": object_ids, "outputs": outputs}
 
 
 def _weights_here(weights: Any, name: str, sha256: str | None) -> Path:
@@ -202,6 +215,102 @@ def _weights_here(weights: Any, name: str, sha256: str | None) -> Path:
     return path
 
 
+class ModelPool:
+    """A worker's model actors for one version (its weights, params and plan), kept between
+    runs: Ray Data would start a new actor pool for every run (a process, torch's imports,
+    the model loaded: seconds before the first batch), which a run of a few hundred images
+    cannot amortise. One pool per worker process at a time (a run of another model stops it
+    first, so that its GPUs are free), stopped after ``ray_actor_idle_s`` without a run, and
+    with the process: the actors belong to the worker that made them."""
+
+    _current: ModelPool | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, ray: Any, key: tuple, actors: list[Any], weights: Any):
+        self.ray, self.key, self.actors = ray, key, actors
+        self._weights = weights  # the actors' constructor argument: kept for their restarts
+        self._timer: threading.Timer | None = None
+
+    @classmethod
+    def acquire(cls, ray: Any, service: DetectionService, version: ExtractorVersion,
+                params: DetectParams, plan: RayPlan) -> tuple[ModelPool, bool]:
+        """The pool for this run (the worker's current one when it fits, else a new one) and
+        whether it is new. Holds the pool until :meth:`release_after`."""
+        cls._lock.acquire()
+        try:
+            weights_file = service.wb.registry.weights_file(version)
+            data = weights_file.read_bytes() if weights_file is not None else None
+            checksum = hashlib.sha256(data).hexdigest() if data is not None else None
+            context = ray.get_runtime_context()
+            model_params = params.model_params()
+            key = (context.get_node_id(), context.get_job_id(), version.key, checksum,
+                   repr(sorted(model_params.items())), plan)
+            current = cls._current
+            if current is not None:
+                current._cancel_timer()
+                if current.key == key:
+                    return current, False
+                current.stop()
+            code_folder = service.wb.home / version.code_path if version.code_path else None
+            weights = ray.put(data) if data is not None else None
+            remote = ray.remote(ModelActor).options(
+                num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus or None,
+                max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
+            environment = {k: os.environ[k] for k in FORWARDED_ENVIRONMENT if k in os.environ}
+            actors = [remote.remote(
+                version, weights, weights_file.name if weights_file else None, checksum,
+                model_params, plan.device, environment, plan.torch_threads,
+                str(code_folder) if code_folder else None) for _ in range(plan.actors)]
+            cls._current = cls(ray, key, actors, weights)
+            return cls._current, True
+        except BaseException:
+            cls._lock.release()
+            raise
+
+    def release_after(self, idle_s: float) -> None:
+        """The run is over: keep the actors for ``idle_s`` seconds for the next run (stop
+        them now with 0), and let the next run have the pool."""
+        try:
+            if idle_s <= 0:
+                self.stop()
+            else:
+                timer = self._timer = threading.Timer(idle_s, lambda: self._stop_if_idle(timer))
+                timer.daemon = True
+                timer.start()
+        finally:
+            type(self)._lock.release()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _stop_if_idle(self, timer: threading.Timer) -> None:
+        with type(self)._lock:  # a run that took the pool meanwhile replaced or cleared it
+            if self._timer is timer and type(self)._current is self:
+                self.stop()
+
+    def stop(self) -> None:
+        """Stop the actors (their CPUs or GPUs are free again). The caller holds the lock."""
+        self._cancel_timer()
+        if type(self)._current is self:
+            type(self)._current = None
+        if self.ray.is_initialized():
+            for actor in self.actors:
+                try:
+                    self.ray.kill(actor)
+                except Exception:  # noqa: BLE001  (already gone with its node)
+                    log.debug("model actor already stopped", exc_info=True)
+        self.actors = []
+
+    @classmethod
+    def stop_current(cls) -> None:
+        """Stop the worker's model actors now, if it has any (tests, shutdown)."""
+        with cls._lock:
+            if cls._current is not None:
+                cls._current.stop()
+
+
 def run_on_ray(service: DetectionService, ctx: JobContext, collection: Collection,
                version: ExtractorVersion, params: DetectParams, pending: list[Any],
                done: int, total: int, plan: RayPlan | None = None) -> tuple[int, int]:
@@ -212,49 +321,63 @@ def run_on_ray(service: DetectionService, ctx: JobContext, collection: Collectio
         return 0, 0
     settings = service.wb.settings
     ray = connect(settings)
-    from ray.data import ActorPoolStrategy, DataContext
+    from ray.data import DataContext
+    from ray.util import ActorPool
 
     data_context = DataContext.get_current()
     data_context.enable_progress_bars = False  # the job's progress is the progress
     data_context.print_on_execution_start = False
     plan = plan or plan_for(ray.cluster_resources(), settings.device)
-    weights_file = service.wb.registry.weights_file(version)
-    weights = name = checksum = None
-    if weights_file is not None:
-        data = weights_file.read_bytes()
-        weights, name, checksum = ray.put(data), weights_file.name, hashlib.sha256(data).hexdigest()
-    code_folder = service.wb.home / version.code_path if version.code_path else None
-    environment = {k: os.environ[k] for k in FORWARDED_ENVIRONMENT if k in os.environ}
+    pool, new = ModelPool.acquire(ray, service, version, params, plan)
+    try:
+        return _run_pipeline(ray, ActorPool(pool.actors), new, service, ctx, collection,
+                             version, params, pending, done, total, plan)
+    except BaseException:
+        pool.stop()  # a failed run's actors are not trusted with the next one
+        raise
+    finally:
+        pool.release_after(settings.ray_actor_idle_s)
 
+
+def _run_pipeline(ray: Any, actors: Any, new: bool, service: DetectionService,
+                  ctx: JobContext, collection: Collection, version: ExtractorVersion,
+                  params: DetectParams, pending: list[Any], done: int, total: int,
+                  plan: RayPlan) -> tuple[int, int]:
+    """Decode on Ray Data, run the model on the pool's actors, write here (in the order the
+    actors finish); the images processed and the detections found."""
     rows = {row.id: row for row in pending}
     items = [{"object_id": row.id, "path": str(service.wb.image_path(row))} for row in pending]
     dataset = ray.data.from_items(
         items, override_num_blocks=math.ceil(len(items) / (params.batch_size * DECODE_BATCHES)))
     dataset = dataset.map_batches(decode_images, batch_size=None, batch_format="numpy",
                                   num_cpus=plan.decode_cpus)
-    dataset = dataset.map_batches(
-        ModelActor, batch_size=params.batch_size, batch_format="numpy",
-        compute=ActorPoolStrategy(size=plan.actors), num_cpus=plan.actor_cpus,
-        num_gpus=plan.actor_gpus or None,
-        fn_constructor_kwargs={
-            "version": version, "weights": weights, "weights_name": name,
-            "weights_sha256": checksum, "params": params.model_params(),
-            "device": plan.device,
-            "environment": environment, "torch_threads": plan.torch_threads,
-            "code_folder": str(code_folder) if code_folder else None})
     log.info("batch run of %s on Ray: %d images, %s", version.key, len(items), plan)
-    ctx.progress(done, total, f"{version.key}: starting {plan.actors} model actor(s) on Ray "
-                 f"for {len(items)} images")  # their start takes seconds: say so meanwhile
+    what = "starting" if new else "on"
+    ctx.progress(done, total, f"{version.key}: {what} {plan.actors} model actor(s) on Ray "
+                 f"for {len(items)} images")  # a start takes seconds: say so meanwhile
 
     started = time.perf_counter()
     processed = detections = 0
-    written: set[str] = set()  # a task Ray retried may hand an image over twice
-    batches = iter(dataset.iter_batches(batch_size=params.batch_size, batch_format="numpy"))
+    written: set[str] = set()  # a call Ray retried on a restarted actor may repeat images
+    bundles = dataset.iter_internal_ref_bundles()  # blocks stay in the object store
+    blocks = ((entry.ref, (piece.start_offset, piece.end_offset) if piece else None)
+              for bundle in bundles for entry, piece in zip(bundle.blocks, bundle.slices,
+                                                           strict=True))
+    ahead = 2 * plan.actors  # one running and one waiting per actor
+
+    def submit(count: int) -> None:
+        for block in itertools.islice(blocks, count):
+            actors.submit(lambda actor, b: actor.process_block.remote(*b, params.batch_size),
+                          block)
+
     try:
-        for batch in batches:
+        submit(ahead)
+        while actors.has_next():
+            result = actors.get_next_unordered()
+            submit(1)  # the stream stays ahead of the actors while this batch is written
             ctx.check_cancelled()
-            fresh = [(rows[object_id], pickle.loads(output)) for object_id, output
-                     in zip(batch["object_id"].tolist(), batch["output"], strict=True)
+            fresh = [(rows[object_id], output) for object_id, output
+                     in zip(result["object_ids"], result["outputs"], strict=True)
                      if object_id not in written]
             if not fresh:
                 continue
@@ -267,7 +390,7 @@ def run_on_ray(service: DetectionService, ctx: JobContext, collection: Collectio
                          f"{version.key}: {done + processed}/{total} images "
                          f"({rate:.1f} img/s on Ray, {plan.actors} model actor(s))")
     finally:
-        close = getattr(batches, "close", None)
+        close = getattr(bundles, "close", None)
         if close is not None:
-            close()  # stops the pipeline and its actors (a cancel or a failure)
+            close()  # stops the decode stage (a cancel or a failure)
     return processed, detections
