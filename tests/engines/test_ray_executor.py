@@ -361,3 +361,55 @@ def test_an_unreachable_cluster_is_one_clear_line(tmp_path, monkeypatch):
     assert message.startswith("ConfigError: could not start or join the Ray cluster at")
     assert "ray start --head" in message and "\n" not in message
     wb.close()
+
+
+@pytest.mark.ray
+@pytest.mark.postgres
+@pytest.mark.chroma_server
+def test_the_demo_runs_through_postgres_a_chroma_server_and_ray(tmp_path, monkeypatch,
+                                                                ray_cluster, chroma_server):
+    """The whole scale-out deployment of docs/scale-out.md at once: metadata in Postgres,
+    vectors on the Chroma server, blobs under a shared root, and the demo's batch run on the
+    Ray cluster. ``workbench doctor`` passes on it, the run said it ran on Ray, and its
+    documents, detections and vectors are where the settings put them, once each."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    shared = tmp_path / "shared-blobs"
+    home = tmp_path / "host-a"
+    for name, value in (("WORKBENCH_BLOB_ROOT", str(shared)), ("WORKBENCH_HOME", str(home)),
+                        ("WORKBENCH_EXECUTOR", "ray"), ("WORKBENCH_RAY_ADDRESS", ray_cluster)):
+        monkeypatch.setenv(name, value)
+    runner = CliRunner()
+    doctor = runner.invoke(app, ["--home", str(home), "doctor", "--json"])
+    assert doctor.exit_code == 0, doctor.output
+    checks = {c["name"]: c["detail"] for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["metadata"].startswith("postgresql ")
+    assert chroma_server.url in checks["vectors"]
+    assert checks["executor"].startswith("ray") and ray_cluster in checks["executor"]
+    demo = runner.invoke(app, ["--home", str(home), "--json", "demo", "--scale", "0.05"])
+    assert demo.exit_code == 0, demo.output
+    result = json.loads(demo.stdout)
+    assert result["documents"] == result["accepted"] > 0
+    assert len(_model_actors()) == 1  # the demo's batch run started one, and keeps it
+    ModelPool.stop_current()
+
+    wb = Workbench.open(home)
+    assert wb.settings.executor == "ray" and wb.db.engine.dialect.name == "postgresql"
+    (job,) = [j for j in wb.jobs.list() if j.kind == "detect"]
+    assert job.status == "done" and job.result["processed_now"] == result["accepted"]
+    collection = wb.collections.get(result["collection"])
+    documents = _documents(wb, result["collection"])
+    assert len(documents) == len({d.object_id for d in documents}) == result["accepted"]
+    found = wb.detection.detections(collection, result["model"])
+    assert len({d.id for d in found}) == len(found) == result["detections"]
+    uri = wb.registry.get(result["model"]).feature_uri("detection_embedding")
+    assert len(wb.vectors.get_by_id(uri, [d.embedding_id for d in found])) == len(found)
+    assert wb.vectors.count(uri) == len(found)  # on the server: no vector twice
+    assert not (home / "blobs").exists() and not (home / "vectors").exists()
+    blobs = [p for p in shared.rglob("*") if p.is_file() and p.parent.name != "tmp"]
+    assert len(blobs) == result["accepted"]
+    wb.close()

@@ -161,7 +161,7 @@ class ModelActor:
     """One model on a Ray worker: a version's extractor, loaded once and kept for the worker's
     later runs of that version (see :class:`ModelPool`), run on blocks of decoded images."""
 
-    def __init__(self, version: ExtractorVersion, weights: Any, weights_name: str | None,
+    def __init__(self, version: ExtractorVersion, weights: list[Any], weights_name: str | None,
                  weights_sha256: str | None, params: dict[str, Any], device: str,
                  environment: dict[str, str], torch_threads: int | None,
                  code_folder: str | None):
@@ -175,8 +175,8 @@ class ModelActor:
         from workbench.registry import build_extractor
 
         path = None
-        if weights is not None:
-            path = _weights_here(weights, weights_name or "weights.pt", weights_sha256)
+        if weights:
+            path = _weights_here(weights[0], weights_name or "weights.pt", weights_sha256)
         self.extractor = build_extractor(version, path, resolve_device(device), params,
                                          Path(code_folder) if code_folder else None)
 
@@ -252,7 +252,9 @@ class ModelPool:
                     return current, False
                 current.stop()
             code_folder = service.wb.home / version.code_path if version.code_path else None
-            weights = ray.put(data) if data is not None else None
+            # In a list: the actor fetches the weights itself (from its machine's cache when
+            # they are there), and Ray does not hold a restart to an argument it resolved.
+            weights = [ray.put(data)] if data is not None else []
             remote = ray.remote(ModelActor).options(
                 num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus or None,
                 max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
