@@ -164,11 +164,11 @@ def test_the_review_page_says_it_ranked_a_pool(wb, home, monkeypatch):
 def test_disagreements_read_complete_images_in_chunks(wb, monkeypatch):
     """Complete images are read a chunk at a time (one IN list of them all fails past
     SQLite's variable limit); chunks change nothing in the answer."""
-    from workbench import image_review
+    import workbench.store.metadata as metadata
 
     _fill(wb)  # the complete images' boxes were all rejected: false positives
     whole = wb.image_review.disagreements("cams")
     assert [(r["object_id"], r["false_positives"]) for r in whole] == [
         (DONE_TOP, 3), ("obj_050", 1), ("obj_051", 1), ("obj_052", 1)]
-    monkeypatch.setattr(image_review, "CHUNK", 3)
+    monkeypatch.setattr(metadata, "IN_LIST", 3)
     assert wb.image_review.disagreements("cams") == whole

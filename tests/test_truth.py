@@ -197,9 +197,9 @@ def test_image_review_ranks_a_partly_reviewed_image(review_wb):
 def test_the_ground_truth_of_more_images_than_sqlite_takes_variables(wb, monkeypatch):
     """Images are read a few hundred to a query and their boxes through a subquery: one IN
     list of every complete image failed past SQLite's variable limit (32,766)."""
-    import workbench.truth as truth
+    import workbench.store.metadata as metadata
 
-    monkeypatch.setattr(truth, "IN_CHUNK", 2)  # five images: three queries
+    monkeypatch.setattr(metadata, "IN_LIST", 2)  # five images: three queries
     from workbench.store import tables as t
     from workbench.store.metadata import utcnow
 

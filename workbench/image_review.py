@@ -49,7 +49,7 @@ from workbench.errors import ValidationError
 from workbench.leases import LeaseService
 from workbench.references import normalise
 from workbench.store import tables as t
-from workbench.store.metadata import new_id, utcnow
+from workbench.store.metadata import in_lists, new_id, utcnow
 from workbench.truth import IMAGE_DONE, NO_OBJECTS, match
 
 if TYPE_CHECKING:
@@ -69,7 +69,6 @@ SAMPLE = 250
 SAMPLE_WINDOWS = 4  # id windows of SAMPLE documents read at most to find the sample
 COVERED = 2_000
 KNOWN = 500
-CHUNK = 500  # ids per IN (...): far below SQLite's bound-variable limit
 NEAREST_ROWS = 2_048  # query rows per similarity block (2,048 x 2,000 floats = 16 MB)
 
 
@@ -162,7 +161,7 @@ class ImageReviewService:
                 sampled = len(sample)
                 candidates += sample
             ids = [r.object_id for r in candidates]
-            dets = [row for chunk in _chunks(ids) for row in conn.execute(sa.select(
+            dets = [row for chunk in in_lists(ids) for row in conn.execute(sa.select(
                 t.detections.c.id, t.detections.c.embedding_id, t.detections.c.object_id,
                 t.detections.c.extractor_key, t.detections.c.class_name,
                 t.detections.c.confidence, t.detections.c.x1, t.detections.c.y1,
@@ -170,7 +169,7 @@ class ImageReviewService:
                     t.detections.c.collection_id == target.id,
                     t.detections.c.object_id.in_(chunk)))]
             it = t.image_truth.c
-            states = {o: s for chunk in _chunks(ids) for o, s in conn.execute(
+            states = {o: s for chunk in in_lists(ids) for o, s in conn.execute(
                 sa.select(it.object_id, it.state).where(it.collection_id == target.id,
                                                         it.object_id.in_(chunk)))}
             covered = self._covered(conn, target, chosen)
@@ -220,7 +219,7 @@ class ImageReviewService:
         """Open documents of the version (of ``object_ids`` only, when given)."""
         if object_ids is None:
             return conn.execute(self._open_query(target, chosen)).all()
-        return [row for chunk in _chunks(sorted(object_ids)) for row in conn.execute(
+        return [row for chunk in in_lists(sorted(object_ids)) for row in conn.execute(
             self._open_query(target, chosen).where(t.documents.c.object_id.in_(chunk)))]
 
     def _sample(self, conn, target, chosen, completed: int, taken: set[str]) -> list:
@@ -245,7 +244,7 @@ class ImageReviewService:
             query = sa.select(d.id).where(after).order_by(d.id).limit(SAMPLE)
             window = list(conn.execute(query.where(d.id < pivot) if wrapped else query)
                           .scalars())
-            found += [row for chunk in _chunks(window) for row in conn.execute(
+            found += [row for chunk in in_lists(window) for row in conn.execute(
                 self._open_query(target, chosen).where(d.id.in_(chunk)))
                 if row.object_id not in taken]
             if len(found) >= SAMPLE:
@@ -283,7 +282,7 @@ class ImageReviewService:
         boxes = list(dict.fromkeys(row.document_id for row in newest))
         # By id alone: with the collection named as well, SQLite walked the collection's
         # detections for 500 ids (4.7 s at a million detections).
-        return [i for chunk in _chunks(boxes) for i in conn.execute(
+        return [i for chunk in in_lists(boxes) for i in conn.execute(
             sa.select(det.embedding_id).where(det.id.in_(chunk),
                                               det.embedding_id.is_not(None))).scalars()]
 
@@ -303,7 +302,7 @@ class ImageReviewService:
         found: dict[str, list] = {}
         documents: dict[str, str] = {}
         with self.db.read() as conn:
-            for chunk in _chunks(sorted(truths)):
+            for chunk in in_lists(sorted(truths)):
                 for v in conn.execute(sa.select(a.object_id, a.label).where(
                         a.collection_id == target.id, a.extractor_key == chosen.key,
                         a.deleted_at.is_(None), a.object_id.in_(chunk),
@@ -500,13 +499,6 @@ class ImageReviewService:
                                      .where(t.truth_boxes.c.collection_id == collection_id,
                                             t.truth_boxes.c.object_id == object_id,
                                             t.truth_boxes.c.kind == "object")).scalar_one())
-
-
-def _chunks(ids: Sequence[str]):
-    """``ids`` in lists of :data:`CHUNK` (an IN list per query, whatever the pool's size)."""
-    ids = list(ids)
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start:start + CHUNK]
 
 
 def _nearest(queries: np.ndarray, reference: np.ndarray) -> np.ndarray:

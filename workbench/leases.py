@@ -23,10 +23,9 @@ import sqlalchemy as sa
 
 from workbench.errors import WorkbenchError
 from workbench.store import tables as t
-from workbench.store.metadata import MetadataStore, as_utc, utcnow
+from workbench.store.metadata import MetadataStore, as_utc, in_lists, utcnow
 
 DEFAULT_TTL_S = 300.0
-CHUNK = 500  # ids per IN (...): far below SQLite's bound-variable limit
 
 
 class LeaseConflict(WorkbenchError):
@@ -74,8 +73,8 @@ class LeaseService:
                 from sqlalchemy.dialects.sqlite import insert
             else:
                 from sqlalchemy.dialects.postgresql import insert
-            for start in range(0, len(rows), CHUNK):
-                statement = insert(t.leases).values(rows[start:start + CHUNK])
+            for chunk in in_lists(rows):
+                statement = insert(t.leases).values(chunk)
                 taken = statement.excluded
                 conn.execute(statement.on_conflict_do_update(
                     index_elements=[c.collection_id, c.document_id],
@@ -84,7 +83,7 @@ class LeaseService:
                                                 else_=taken.created_at)},
                     where=sa.or_(c.holder == taken.holder, c.expires_at <= now)))
         else:  # another database: take over expired rows, then insert what is missing
-            for chunk in _chunks(wanted):
+            for chunk in in_lists(wanted):
                 conn.execute(t.leases.delete().where(
                     c.collection_id == collection_id, c.document_id.in_(chunk),
                     c.expires_at <= now))
@@ -116,7 +115,7 @@ class LeaseService:
                     expires_at=expires)).rowcount
             return sum(conn.execute(t.leases.update().where(
                 *where, c.document_id.in_(chunk)).values(expires_at=expires)).rowcount
-                for chunk in _chunks(list(document_ids)))
+                for chunk in in_lists(list(document_ids)))
 
     def release(self, collection_id: str, holder: str,
                 document_ids: Iterable[str] | None = None, conn=None) -> int:
@@ -130,7 +129,7 @@ class LeaseService:
         if document_ids is None:
             return conn.execute(t.leases.delete().where(*where)).rowcount
         return sum(conn.execute(t.leases.delete().where(*where, c.document_id.in_(chunk)))
-                   .rowcount for chunk in _chunks(list(document_ids)))
+                   .rowcount for chunk in in_lists(list(document_ids)))
 
     def settle(self, conn, collection_id: str, document_id: str, author: str) -> None:
         """A verdict on ``document_id`` by ``author``, in the verdict's transaction: refused
@@ -167,7 +166,7 @@ class LeaseService:
     def _read(self, conn, collection_id: str, document_ids: Sequence[str]) -> list[Lease]:
         c = t.leases.c
         now = utcnow()
-        return [_lease(r) for chunk in _chunks(list(document_ids)) for r in conn.execute(
+        return [_lease(r) for chunk in in_lists(list(document_ids)) for r in conn.execute(
             sa.select(t.leases).where(c.collection_id == collection_id,
                                       c.document_id.in_(chunk), c.expires_at > now))]
 
@@ -183,8 +182,3 @@ def leased_to_others(collection_id, document_id, holder: str) -> sa.ColumnElemen
 
 def _lease(row) -> Lease:
     return Lease(row.collection_id, row.document_id, row.holder, as_utc(row.expires_at))
-
-
-def _chunks(ids: list[str]):
-    for start in range(0, len(ids), CHUNK):
-        yield ids[start:start + CHUNK]

@@ -39,7 +39,7 @@ from workbench.paging import Keyset, Page
 from workbench.params import KINDS, MODES, TaxonomyParams
 from workbench.references import ReferenceMatrix, normalise
 from workbench.store import tables as t
-from workbench.store.metadata import as_utc, new_id, utcnow
+from workbench.store.metadata import as_utc, in_lists, new_id, utcnow
 
 if TYPE_CHECKING:
     from workbench import Workbench
@@ -50,7 +50,6 @@ DEFAULT_MAPPING = {"label": "verified_class", "root": "object_category",
                    "score": "taxonomy_score"}
 NODE_KEYS = {"name", "parent", "threshold", "classes"}
 CHUNK = 8192  # detections classified per matrix product (bounds memory)
-IN_CHUNK = 500  # ids per IN (...): SQLite refuses a statement of more than 32,766 variables
 
 
 @dataclass(frozen=True)
@@ -386,10 +385,10 @@ class TaxonomyService:
         taxonomy = self.get(name)
         ids = list(detection_ids)
         with self.db.read() as conn:
-            rows = [row for i in range(0, len(ids), IN_CHUNK) for row in conn.execute(
+            rows = [row for chunk in in_lists(ids) for row in conn.execute(
                 sa.select(t.detections.c.id, t.detections.c.embedding_id,
                           t.detections.c.extractor_key)
-                .where(t.detections.c.id.in_(ids[i:i + IN_CHUNK]))).all()]
+                .where(t.detections.c.id.in_(chunk))).all()]
         found: dict[str, Assignment] = {}
         by_version: dict[str, list] = {}
         for row in rows:
@@ -482,10 +481,10 @@ class TaxonomyService:
         with self.db.write() as conn:
             if changed:
                 stale = [c["detection_id"] for c in changed if c["detection_id"] in previous]
-                for i in range(0, len(stale), IN_CHUNK):
+                for chunk in in_lists(stale):
                     conn.execute(t.taxonomy_assignments.delete().where(
                         t.taxonomy_assignments.c.taxonomy_id == taxonomy.id,
-                        t.taxonomy_assignments.c.detection_id.in_(stale[i:i + IN_CHUNK])))
+                        t.taxonomy_assignments.c.detection_id.in_(chunk)))
                 conn.execute(t.taxonomy_assignments.insert(), changed)
             report = {"taxonomy": taxonomy.name, "taxonomy_version": taxonomy.version,
                       "reference_version": refs.version, "extractor": extractor_key,

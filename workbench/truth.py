@@ -50,7 +50,7 @@ import sqlalchemy as sa
 from workbench.boxes import center_to_xyxy
 from workbench.errors import ValidationError
 from workbench.store import tables as t
-from workbench.store.metadata import as_utc, new_id, utcnow
+from workbench.store.metadata import as_utc, in_lists, new_id, utcnow
 
 if TYPE_CHECKING:
     from workbench import Workbench
@@ -64,7 +64,6 @@ SAME_OBJECT_IOU = 0.7
 CARRY_IOU = 0.5
 HUMAN, CARRIED = "human", "carried"
 GOLD_SALT = "workbench-gold"
-IN_CHUNK = 500  # ids per IN list (SQLite refuses more than 32,766 variables a statement)
 INSERT_CHUNK = 1000  # rows per multi-row INSERT (16 columns: well under that limit)
 
 
@@ -426,7 +425,7 @@ class TruthService:
             named = list(object_ids)
             parts = [(query.where(it.object_id.in_(chunk)), sa.select(t.truth_boxes).where(
                 tb.collection_id == collection_id, tb.object_id.in_(chunk)))
-                for chunk in (named[i:i + IN_CHUNK] for i in range(0, len(named), IN_CHUNK))]
+                for chunk in in_lists(named)]
         rows, boxes = {}, []
         with self.db.read() as conn:
             for images, their_boxes in parts:

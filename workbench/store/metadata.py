@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,15 @@ STATISTICS_MIN_ROWS = 1000  # below this every plan is fast
 # no other code locks).
 MIGRATION_LOCK_KEY = 0x57B_D1C0
 RULES_LOCK_KEY = 0x57B_D1C1  # one rules engine at a time, on every host (workbench.rules)
+IN_LIST = 500  # ids per IN (...): SQLite refuses a statement of more than 32,766 variables
+
+
+def in_lists(ids: Sequence, size: int | None = None) -> Iterator[list]:
+    """``ids`` in lists of ``size`` (:data:`IN_LIST`): one IN (...) per statement, however
+    many ids there are (also rows per multi-row INSERT)."""
+    ids, size = list(ids), size or IN_LIST
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
 
 
 def utcnow() -> datetime:
