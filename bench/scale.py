@@ -19,8 +19,9 @@ peak RSS; then all pages in one process, as one app server renders them).
 Prints every figure beside its target, writes bench/results/scale_<n>.json, and when results
 for 100k and 1M both exist prints each figure's growth from 100k to 1M. The 1M size may be
 run by hand; ``--keep DIR`` keeps (and reuses) the built workspaces. With ``--postgres URL``
-the metadata goes to a Postgres server instead (issue 18) and the queue, bulk-annotation and
-taxonomy figures are printed beside SQLite's for the same size.
+each size is run twice in the one run, on SQLite and then with the metadata on that Postgres
+server (issue 18), and the queue, bulk-annotation and taxonomy figures are printed side by
+side.
 
     .venv/bin/python bench/scale.py [--sizes 10000,100000] [--dim 1024] [--runs 5]
         [--complete 500] [--keep DIR] [--skip index,fiftyone,...]
@@ -459,6 +460,8 @@ def run_size(n: int, args, root: Path) -> dict:
     if args.postgres:  # the metadata in a database of its own; vectors and blobs in ws
         os.environ["WORKBENCH_DATABASE_URL"] = postgres_database(args.postgres,
                                                                  f"wb_scale_{n}", fresh)
+    else:
+        os.environ.pop("WORKBENCH_DATABASE_URL", None)  # SQLite, after a Postgres size
     ctx.wb = Workbench.open(ws)
     figures = build_workspace(ctx)
     ctx.saved = dict(figures)
@@ -567,9 +570,9 @@ def main() -> None:
                         help="images made complete (every box reviewed) for export and FiftyOne")
     parser.add_argument("--keep", type=Path, help="build (or reuse) workspaces under DIR")
     parser.add_argument("--skip", default="", help=f"comma list of: {', '.join(SECTIONS)}")
-    parser.add_argument("--postgres", metavar="URL", help="keep the metadata on this Postgres "
-                        "server instead (postgresql+psycopg://user@host:port/postgres; a "
-                        "database wb_scale_<n> is made per size) and compare with SQLite's")
+    parser.add_argument("--postgres", metavar="URL", help="run each size on SQLite, then with "
+                        "the metadata on this Postgres server (postgresql+psycopg://user@host:"
+                        "port/postgres; a database wb_scale_<n> per size), and compare")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--home", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--page", default="", help=argparse.SUPPRESS)
@@ -582,17 +585,20 @@ def main() -> None:
         parser.error(f"unknown sections {sorted(args.skip - set(SECTIONS))}; "
                      f"sections: {', '.join(SECTIONS)}")
     RESULTS.mkdir(exist_ok=True)
+    # With --postgres each size runs on SQLite and then on Postgres, side by side in one run.
+    engines = [None, args.postgres] if args.postgres else [None]
     for n in (int(s) for s in args.sizes.split(",")):
-        with tempfile.TemporaryDirectory(prefix="wb-bench-scale-") as tmp:
-            root = args.keep or Path(tmp)
-            root.mkdir(parents=True, exist_ok=True)
-            result = run_size(n, args, root.resolve())
-        suffix = "_postgres" if args.postgres else ""
-        (RESULTS / f"scale_{n}{suffix}.json").write_text(json.dumps(result, indent=2))
-        report(result)
+        for url in engines:
+            on_engine = argparse.Namespace(**{**vars(args), "postgres": url})
+            with tempfile.TemporaryDirectory(prefix="wb-bench-scale-") as tmp:
+                root = args.keep or Path(tmp)
+                root.mkdir(parents=True, exist_ok=True)
+                result = run_size(n, on_engine, root.resolve())
+            suffix = "_postgres" if url else ""
+            (RESULTS / f"scale_{n}{suffix}.json").write_text(json.dumps(result, indent=2))
+            report(result)
         compare_engines(n)
-    if not args.postgres:
-        growth()
+    growth()
 
 
 if __name__ == "__main__":
