@@ -33,6 +33,7 @@ import socket
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,7 @@ FORWARDED_ENVIRONMENT = ("YOLO_OFFLINE", "YOLO_CONFIG_DIR", "HF_HUB_OFFLINE",
                          "TRANSFORMERS_OFFLINE", "MPLCONFIGDIR")
 DECODE_BATCHES = 1  # model batches per task: its results reach the driver when it ends
 CPU_ACTOR_THREADS = 4  # torch threads of a model actor on CPUs (one actor per this many CPUs)
+NAMESPACE = "workbench"  # the Ray namespace of the workers' actors
 ACTOR_RESTARTS = 3  # a model actor that dies is restarted, and its calls retried, this often
 
 
@@ -79,7 +81,7 @@ def connect(settings: Settings):
     if settings.offline:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray reports usage otherwise
     options = {"include_dashboard": False, "log_to_driver": False,
-               "logging_level": logging.WARNING, "namespace": "workbench"}
+               "logging_level": logging.WARNING, "namespace": NAMESPACE}
     address = settings.ray_address
     try:
         if address:
@@ -161,7 +163,7 @@ class ModelActor:
     """One model on a Ray worker: a version's extractor, loaded once and kept for the worker's
     later runs of that version (see :class:`ModelPool`), run on blocks of decoded images."""
 
-    def __init__(self, version: ExtractorVersion, weights: list[Any], weights_name: str | None,
+    def __init__(self, version: ExtractorVersion, weights: str | None, weights_name: str | None,
                  weights_sha256: str | None, params: dict[str, Any], device: str,
                  environment: dict[str, str], torch_threads: int | None,
                  code_folder: str | None):
@@ -175,8 +177,8 @@ class ModelActor:
         from workbench.registry import build_extractor
 
         path = None
-        if weights:
-            path = _weights_here(weights[0], weights_name or "weights.pt", weights_sha256)
+        if weights is not None:
+            path = _weights_here(weights, weights_name or "weights.pt", weights_sha256)
         self.extractor = build_extractor(version, path, resolve_device(device), params,
                                          Path(code_folder) if code_folder else None)
 
@@ -198,16 +200,30 @@ class ModelActor:
         return {"object_ids": object_ids, "outputs": outputs}
 
 
-def _weights_here(weights: Any, name: str, sha256: str | None) -> Path:
-    """The weights as a file on this machine: fetched from the object store once per
-    machine and checksum, into the temp folder (written aside, then renamed into place)."""
+class WeightsHolder:
+    """A model's weights on the cluster, for its actors to fetch when they start, and again
+    when Ray restarts one; the actors find it by name. (Given to them as an argument that
+    lives in the object store, a reference or a handle, the weights would make Ray warn at
+    every start that a restart might not find them.)"""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def get(self) -> bytes:
+        return self.data
+
+
+def _weights_here(holder: str, name: str, sha256: str | None) -> Path:
+    """The weights as a file on this machine: fetched from their holder (the
+    :class:`WeightsHolder` actor of that name) once per machine and checksum, into the temp
+    folder (written aside, then renamed into place)."""
     import ray
 
     folder = Path(tempfile.gettempdir()) / "workbench-ray-weights" / (sha256 or "unhashed")
     path = folder / name
     if sha256 and path.exists():
         return path
-    data = ray.get(weights) if isinstance(weights, ray.ObjectRef) else weights
+    data = ray.get(ray.get_actor(holder, namespace=NAMESPACE).get.remote())
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{name}.{os.getpid()}.part"
     partial.write_bytes(data)
@@ -228,7 +244,7 @@ class ModelPool:
 
     def __init__(self, ray: Any, key: tuple, actors: list[Any], weights: Any):
         self.ray, self.key, self.actors = ray, key, actors
-        self._weights = weights  # the actors' constructor argument: kept for their restarts
+        self._weights = weights  # the holder the actors fetch the weights from
         self._timer: threading.Timer | None = None
 
     @classmethod
@@ -252,15 +268,16 @@ class ModelPool:
                     return current, False
                 current.stop()
             code_folder = service.wb.home / version.code_path if version.code_path else None
-            # In a list: the actor fetches the weights itself (from its machine's cache when
-            # they are there), and Ray does not hold a restart to an argument it resolved.
-            weights = [ray.put(data)] if data is not None else []
+            holder = f"workbench-weights-{uuid.uuid4().hex}" if data is not None else None
+            weights = (ray.remote(WeightsHolder).options(
+                num_cpus=0, name=holder, namespace=NAMESPACE).remote(data)
+                if data is not None else None)
             remote = ray.remote(ModelActor).options(
                 num_cpus=plan.actor_cpus, num_gpus=plan.actor_gpus or None,
                 max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)
             environment = {k: os.environ[k] for k in FORWARDED_ENVIRONMENT if k in os.environ}
             actors = [remote.remote(
-                version, weights, weights_file.name if weights_file else None, checksum,
+                version, holder, weights_file.name if weights_file else None, checksum,
                 model_params, plan.device, environment, plan.torch_threads,
                 str(code_folder) if code_folder else None) for _ in range(plan.actors)]
             cls._current = cls(ray, key, actors, weights)
@@ -298,12 +315,13 @@ class ModelPool:
         if type(self)._current is self:
             type(self)._current = None
         if self.ray.is_initialized():
-            for actor in self.actors:
+            holder = [self._weights] if self._weights is not None else []
+            for actor in [*self.actors, *holder]:
                 try:
                     self.ray.kill(actor)
                 except Exception:  # noqa: BLE001  (already gone with its node)
                     log.debug("model actor already stopped", exc_info=True)
-        self.actors = []
+        self.actors, self._weights = [], None
 
     @classmethod
     def stop_current(cls) -> None:
