@@ -347,6 +347,9 @@ def run_on_ray(service: DetectionService, ctx: JobContext, collection: Collectio
     data_context = DataContext.get_current()
     data_context.enable_progress_bars = False  # the job's progress is the progress
     data_context.print_on_execution_start = False
+    data_log = logging.getLogger("ray.data")
+    if data_log.level < logging.ERROR:  # its "bars disabled" and "execution finished" lines
+        data_log.setLevel(logging.ERROR)  # would land in the worker's and the CLI's output
     plan = plan or plan_for(ray.cluster_resources(), settings.device)
     pool, new = ModelPool.acquire(ray, service, version, params, plan)
     try:
