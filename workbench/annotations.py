@@ -254,6 +254,7 @@ class AnnotationService:
                     results.append(BulkResult(index, False, error=str(exc)))
             # Once per image, whatever the number of its verdicts, in the same transaction.
             self._finish(conn, touched)
+        self.db.ensure_statistics()  # many verdicts change the queue's best plan
         return results
 
     def apply_all(self, operations: list[Any]) -> list[str]:

@@ -498,6 +498,7 @@ class TaxonomyService:
                       "seconds": round(time.perf_counter() - started, 3)}
             record_event(conn, "taxonomy.applied", {k: v for k, v in report.items()
                                                     if k != "sample"})
+        self.db.ensure_statistics()
         return report
 
     def after_batch(self, collection_id: str, extractor_key: str) -> list[dict[str, Any]]:
