@@ -1,4 +1,4 @@
-"""Planner statistics on Postgres: a table that grew by half or more since its last analysis
+"""Planner statistics and settings on Postgres: a table that grew by half or more since its last analysis
 is analysed by ``ensure_statistics`` (after a batch run, a bulk of verdicts, a taxonomy
 apply), not a minute later by autovacuum; then not again until it grows that much more."""
 
@@ -35,4 +35,14 @@ def test_a_table_that_grew_is_analysed_at_once_and_not_again(tmp_path):
     assert _analysed(wb)
     time.sleep(1.5)  # let the ANALYZE's own counters be reported
     assert wb.db.ensure_statistics() == []  # measured: nothing to do
+    wb.close()
+
+
+def test_queries_are_not_jit_compiled(tmp_path):
+    """The review queue's verdict subquery pushed its estimated cost over Postgres' JIT
+    threshold; compiling took 16 of its 18 ms a page. The workbench's connections turn JIT
+    off (a URL's own ``options`` win)."""
+    wb = Workbench.open(tmp_path / "ws")
+    with wb.db.read() as conn:
+        assert conn.exec_driver_sql("SHOW jit").scalar() == "off"
     wb.close()
