@@ -49,10 +49,15 @@ RAY_CLI = Path(sys.executable).parent / "ray"
     ({"CPU": 16.0, "GPU": 2.0}, "auto", RayPlan(2, 1, 1, None, 1)),
     ({"CPU": 16.0, "GPU": 2.0}, "cpu", RayPlan(16 // CPU_ACTOR_THREADS, CPU_ACTOR_THREADS - 1,
                                                0, CPU_ACTOR_THREADS, 1)),
-    ({"CPU": 1.0}, "auto", RayPlan(1, 1, 0, 1, 1)),
+    # Too small for an actor's CPU and a decode task's: they share the CPUs evenly.
+    ({"CPU": 1.0}, "auto", RayPlan(1, 0.5, 0, 1, 0.5)),
+    ({"CPU": 4.0, "GPU": 4.0}, "auto", RayPlan(4, 0.8, 1, None, 0.8)),
 ])
 def test_the_plan_fits_the_cluster(resources, device, expected):
-    assert plan_for(resources, device) == expected
+    plan = plan_for(resources, device)
+    assert plan == expected
+    # A decode task always fits beside the actors, which stay up between runs.
+    assert plan.actors * plan.actor_cpus + plan.decode_cpus <= resources["CPU"]
 
 
 def test_a_missing_ray_install_is_one_clear_line(tmp_path, monkeypatch):

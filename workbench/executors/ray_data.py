@@ -24,6 +24,7 @@ starts a local Ray in the job's process, kept for the next run.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import logging
@@ -134,18 +135,25 @@ def plan_for(resources: dict[str, float], device: str) -> RayPlan:
 
     With GPUs (and the device setting not ``cpu``): one actor per GPU, each on its GPU and
     one CPU; decoding has the other CPUs. CPUs only: one actor per ``CPU_ACTOR_THREADS``
-    CPUs running that many torch threads, each reserving one CPU less than it uses so that
-    decode tasks always have a CPU to run on (decoding is a small share of the work; the
-    model would otherwise wait for images that cannot be scheduled)."""
+    CPUs running that many torch threads, each reserving one CPU less than it uses. Either
+    way a decode task must always fit beside the actors (they stay up between runs: the
+    model would wait for images that cannot be scheduled), so on a cluster too small for
+    that (one CPU; as many CPUs as GPUs) the actors and a decode task share the CPUs
+    evenly."""
     gpus = int(resources.get("GPU", 0)) if device != "cpu" else 0
     cpus = max(1.0, float(resources.get("CPU", 1)))
     if gpus:
-        return RayPlan(actors=gpus, actor_cpus=1, actor_gpus=1, torch_threads=None,
+        plan = RayPlan(actors=gpus, actor_cpus=1, actor_gpus=1, torch_threads=None,
                        decode_cpus=1)
-    actors = max(1, int(cpus // CPU_ACTOR_THREADS))
-    threads = max(1, int(cpus // actors))
-    return RayPlan(actors=actors, actor_cpus=max(1, threads - 1), actor_gpus=0,
-                   torch_threads=threads, decode_cpus=1)
+    else:
+        actors = max(1, int(cpus // CPU_ACTOR_THREADS))
+        threads = max(1, int(cpus // actors))
+        plan = RayPlan(actors=actors, actor_cpus=max(1, threads - 1), actor_gpus=0,
+                       torch_threads=threads, decode_cpus=1)
+    if plan.actors * plan.actor_cpus + plan.decode_cpus > cpus:
+        share = round(cpus / (plan.actors + 1), 3)
+        plan = dataclasses.replace(plan, actor_cpus=share, decode_cpus=share)
+    return plan
 
 
 def decode_images(batch: dict[str, Any]) -> dict[str, Any]:
@@ -255,8 +263,10 @@ class ModelPool:
         cls._lock.acquire()
         try:
             weights_file = service.wb.registry.weights_file(version)
-            data = weights_file.read_bytes() if weights_file is not None else None
-            checksum = hashlib.sha256(data).hexdigest() if data is not None else None
+            data, checksum = None, version.weights_sha256  # the registry's, taken once
+            if weights_file is not None and checksum is None:
+                data = weights_file.read_bytes()
+                checksum = hashlib.sha256(data).hexdigest()
             context = ray.get_runtime_context()
             model_params = params.model_params()
             key = (context.get_node_id(), context.get_job_id(), version.key, checksum,
@@ -267,6 +277,8 @@ class ModelPool:
                 if current.key == key:
                     return current, False
                 current.stop()
+            if weights_file is not None and data is None:
+                data = weights_file.read_bytes()
             code_folder = service.wb.home / version.code_path if version.code_path else None
             holder = f"workbench-weights-{uuid.uuid4().hex}" if data is not None else None
             weights = (ray.remote(WeightsHolder).options(
