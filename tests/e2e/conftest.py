@@ -103,6 +103,14 @@ def page(browser, tmp_path, request):
     context.close()
 
 
+def wait_idle(page) -> None:
+    """Wait until the app has finished its run: a click or a key during a run may be lost,
+    and an element found then may be replaced by the run's next render."""
+    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")"
+                           " || !document.querySelector(\"[data-testid='stStatusWidget']\")"
+                           ".innerText.includes('Running')")
+
+
 def detected_scenes(home: Path, tmp_path: Path):
     """The workspace at ``home`` with eight cluttered ShapeWorld scenes in a bucket and a
     collection "scenes", detected by the starter at 320 px (what the search and retriever

@@ -6,16 +6,10 @@ import time
 import pytest
 
 from tests.conftest import STARTER
+from tests.e2e.conftest import wait_idle as _idle
 from workbench import Workbench
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _idle(page) -> None:
-    """Wait until the app has finished its run (a run in flight drops what is typed)."""
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")"
-                           " || !document.querySelector(\"[data-testid='stStatusWidget']\")"
-                           ".innerText.includes('Running')")
 
 
 def _save_verdict(page, saved, tries: int = 3) -> None:

@@ -4,19 +4,13 @@ add them to a new reference set; the set holds exactly those detections."""
 import pytest
 
 from tests.conftest import STARTER
+from tests.e2e.conftest import wait_idle as _idle
 from workbench import Workbench
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 HEADER_PX = 35  # the grid's header row
 ROW_PX = 56  # workbench.ui.selection's row_height
-
-
-def _idle(page) -> None:
-    """Wait until the app has finished its run (a click during a run can be dropped)."""
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")"
-                           " || !document.querySelector(\"[data-testid='stStatusWidget']\")"
-                           ".innerText.includes('Running')")
 
 
 def _click_row(page, grid, row: int, selected: int, tries: int = 2) -> None:

@@ -8,6 +8,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import detected_scenes
+from tests.e2e.conftest import wait_idle as _idle
 from workbench.errors import NotFoundError
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -19,13 +20,6 @@ STAGES = [
     {"stage_name": "most_uncertain", "stage_type": "sort", "config": {"by": "uncertainty"}},
     {"stage_name": "page", "stage_type": "limit", "config": {"limit": 10}},
 ]
-
-
-def _idle(page) -> None:
-    """Wait until the app has finished its run (what is typed during a run may be lost)."""
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")"
-                           " || !document.querySelector(\"[data-testid='stStatusWidget']\")"
-                           ".innerText.includes('Running')")
 
 
 def _until(done, action, tries: int = 3, wait: float = 15) -> None:

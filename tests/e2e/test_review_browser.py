@@ -1,10 +1,14 @@
 """In a real browser: review three detections with the keyboard, the class picker and the
 canvas, then check what was stored."""
 
+import time
+
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.conftest import STARTER
+from tests.e2e.conftest import wait_idle
 from workbench import Workbench
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -41,6 +45,24 @@ def _pick_queue(page, name: str) -> None:
     page.get_by_role("option", name=name).click()
 
 
+def _settled(page, canvas) -> dict:
+    """The canvas in view once the app has finished its run, and its box: the component is
+    drawn again by a run that was still going when it first showed (detached meanwhile)."""
+    for attempt in range(5):
+        wait_idle(page)
+        try:
+            canvas.wait_for(state="visible")
+            canvas.scroll_into_view_if_needed(timeout=5_000)
+            box = canvas.bounding_box()
+            if box is not None:
+                return box
+        except PlaywrightError:
+            if attempt == 4:
+                raise
+        time.sleep(0.5)
+    raise AssertionError("the drawing canvas never settled on the page")
+
+
 def _draw_one_box(page, canvas, at: float) -> None:
     """Drag one box from ``at`` (a fraction of the canvas) over a fifth of its width.
 
@@ -48,7 +70,7 @@ def _draw_one_box(page, canvas, at: float) -> None:
     first stroke went nowhere (a second box would show as "2 box(es)")."""
 
     def drag():
-        box = canvas.bounding_box()
+        box = _settled(page, canvas)
         x, y = box["x"] + box["width"] * at, box["y"] + box["height"] * at
         page.mouse.move(x, y)
         page.mouse.down()
@@ -103,9 +125,6 @@ def test_review_three_detections(app_server, page, home, tmp_path):
     _press_until(page, "m", lambda: page.get_by_text(
         "Draw a box around each missed object").wait_for(timeout=20_000))
     canvas = page.locator("canvas.upper-canvas").first
-    canvas.wait_for()
-    canvas.scroll_into_view_if_needed()
-
     _draw_one_box(page, canvas, 0.1)
     page.get_by_role("button", name="Save missed").click()
     _wait_reviewed(page, 3)
@@ -144,9 +163,6 @@ def test_look_over_images_the_model_found_nothing_on(app_server, page, home, tmp
     _pick_queue(page, "Images with no detections")
     page.get_by_text("found **nothing**").or_(page.get_by_text("found nothing")).first.wait_for()
     canvas = page.locator("canvas.upper-canvas").first
-    canvas.wait_for()
-    canvas.scroll_into_view_if_needed()
-
     _draw_one_box(page, canvas, 0.3)
     page.get_by_role("button", name="Save missed").click()
     page.wait_for_function("() => document.body.innerText.includes('Looked over in this "

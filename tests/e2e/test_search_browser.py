@@ -8,15 +8,9 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.conftest import detected_scenes
+from tests.e2e.conftest import wait_idle as _idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-
-def _idle(page) -> None:
-    """Wait until the app has finished its run (a click during a run may be lost)."""
-    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidget']\")"
-                           " || !document.querySelector(\"[data-testid='stStatusWidget']\")"
-                           ".innerText.includes('Running')")
 
 
 def _check(page, index: int) -> None:
@@ -65,7 +59,8 @@ def test_find_similar_then_one_verdict_for_three_neighbours(app_server, page, ho
     stored = wb.annotations.list(label="false_positive").items
     (run,) = wb.retrievers.executions("scenes:search")
     search = wb.retrievers.get("scenes:search")
-    assert len(stored) == 3
+    assert len(stored) == 3, [(a.document_id, a.created_at.isoformat(), a.execution_id,
+                               a.retriever_id) for a in stored]
     # The three are the first three neighbours the search found, around the Review item.
     assert sorted(a.document_id for a in stored) == sorted(run["result_ids"][:3])
     assert run["inputs"]["detection_id"] not in {a.document_id for a in stored}
