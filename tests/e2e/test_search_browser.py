@@ -59,8 +59,8 @@ def test_find_similar_then_one_verdict_for_three_neighbours(app_server, page, ho
     stored = wb.annotations.list(label="false_positive").items
     (run,) = wb.retrievers.executions("scenes:search")
     search = wb.retrievers.get("scenes:search")
-    assert len(stored) == 3, [(a.document_id, a.created_at.isoformat(), a.execution_id,
-                               a.retriever_id) for a in stored]
+    assert len(stored) == 3, [(a.document_id, a.created_at.isoformat(), a.origin,
+                               a.execution_id, a.retriever_id) for a in stored]
     # The three are the first three neighbours the search found, around the Review item.
     assert sorted(a.document_id for a in stored) == sorted(run["result_ids"][:3])
     assert run["inputs"]["detection_id"] not in {a.document_id for a in stored}
