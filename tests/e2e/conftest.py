@@ -111,10 +111,10 @@ def wait_idle(page) -> None:
                            ".innerText.includes('Running')")
 
 
-def detected_scenes(home: Path, tmp_path: Path):
-    """The workspace at ``home`` with eight cluttered ShapeWorld scenes in a bucket and a
-    collection "scenes", detected by the starter at 320 px (what the search and retriever
-    flows review)."""
+def detected_scenes(home: Path, tmp_path: Path, images: int = 8, seed: int = 4):
+    """The workspace at ``home`` with ``images`` cluttered ShapeWorld scenes in a bucket and
+    a collection "scenes", detected by the starter at 320 px (what the search, retriever and
+    image-review flows review)."""
     from tests.conftest import STARTER
     from workbench import Workbench
     from workbench.demo.shapeworld import SceneConfig, write_dataset
@@ -122,8 +122,8 @@ def detected_scenes(home: Path, tmp_path: Path):
 
     wb = Workbench.open(home)
     wb.buckets.create("scenes")
-    scenes = write_dataset(tmp_path / "scenes", SceneConfig(clutter=3, min_objects=3), 8,
-                           seed=4)
+    scenes = write_dataset(tmp_path / "scenes", SceneConfig(clutter=3, min_objects=3), images,
+                           seed=seed)
     wb.ingest.run("scenes", [scenes / "images"])
     wb.registry.register_yolo(STARTER, lineage={"imgsz": 320})
     wb.collections.create("scenes", ["scenes"])

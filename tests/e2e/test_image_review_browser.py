@@ -3,25 +3,14 @@ deleted, one object drawn on the canvas, the image marked done — and check the
 
 import pytest
 
-from tests.conftest import STARTER
+from tests.e2e.conftest import detected_scenes
 from tests.e2e.test_review_browser import _draw_one_box
-from workbench import Workbench
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_finish_an_image_in_image_review(app_server, page, home, tmp_path):
-    from workbench.demo.shapeworld import SceneConfig, write_dataset
-    from workbench.detection import DetectParams
-
-    wb = Workbench.open(home)
-    wb.buckets.create("scenes")
-    scenes = write_dataset(tmp_path / "scenes", SceneConfig(clutter=3, min_objects=3), 4,
-                           seed=21)
-    wb.ingest.run("scenes", [scenes / "images"])
-    wb.registry.register_yolo(STARTER, lineage={"imgsz": 320})
-    wb.collections.create("scenes", ["scenes"])
-    wb.detection.run("scenes", params=DetectParams(imgsz=320, conf=0.1))
+    wb = detected_scenes(home, tmp_path, images=4, seed=21)
 
     page.goto(f"{app_server}/Review")
     page.get_by_text("Images not complete").wait_for()
@@ -37,8 +26,6 @@ def test_finish_an_image_in_image_review(app_server, page, home, tmp_path):
 
     page.get_by_text("Draw what the model missed").click()
     canvas = page.locator("canvas.upper-canvas").first
-    canvas.wait_for()
-    canvas.scroll_into_view_if_needed()
     _draw_one_box(page, canvas, 0.05)
     page.get_by_role("button", name="Save drawn boxes").click()
     page.get_by_text("0 box(es) drawn").wait_for()  # saved: a fresh canvas

@@ -250,9 +250,9 @@ class ModelPool:
     _current: ModelPool | None = None
     _lock = threading.Lock()
 
-    def __init__(self, ray: Any, key: tuple, actors: list[Any], weights: Any):
+    def __init__(self, ray: Any, key: tuple, actors: list[Any], holder: Any):
         self.ray, self.key, self.actors = ray, key, actors
-        self._weights = weights  # the holder the actors fetch the weights from
+        self._holder = holder  # the WeightsHolder actor the actors fetch the weights from
         self._timer: threading.Timer | None = None
 
     @classmethod
@@ -281,7 +281,7 @@ class ModelPool:
                 data = weights_file.read_bytes()
             code_folder = service.wb.home / version.code_path if version.code_path else None
             holder = f"workbench-weights-{uuid.uuid4().hex}" if data is not None else None
-            weights = (ray.remote(WeightsHolder).options(
+            holder_actor = (ray.remote(WeightsHolder).options(
                 num_cpus=0, name=holder, namespace=NAMESPACE).remote(data)
                 if data is not None else None)
             remote = ray.remote(ModelActor).options(
@@ -292,7 +292,7 @@ class ModelPool:
                 version, holder, weights_file.name if weights_file else None, checksum,
                 model_params, plan.device, environment, plan.torch_threads,
                 str(code_folder) if code_folder else None) for _ in range(plan.actors)]
-            cls._current = cls(ray, key, actors, weights)
+            cls._current = cls(ray, key, actors, holder_actor)
             return cls._current, True
         except BaseException:
             cls._lock.release()
@@ -327,13 +327,13 @@ class ModelPool:
         if type(self)._current is self:
             type(self)._current = None
         if self.ray.is_initialized():
-            holder = [self._weights] if self._weights is not None else []
+            holder = [self._holder] if self._holder is not None else []
             for actor in [*self.actors, *holder]:
                 try:
                     self.ray.kill(actor)
                 except Exception:  # noqa: BLE001  (already gone with its node)
                     log.debug("model actor already stopped", exc_info=True)
-        self.actors, self._weights = [], None
+        self.actors, self._holder = [], None
 
     @classmethod
     def stop_current(cls) -> None:
