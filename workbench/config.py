@@ -135,7 +135,8 @@ class Settings(BaseSettings):
         300.0, ge=0,
         description="With the ray executor: how long a worker keeps its model actors (and "
         "the CPUs or GPUs they reserve) after a batch run, so that its next run of the same "
-        "model starts at once; 0 stops them at the end of every run."
+        "model starts at once; 0 stops them at the end of every run, `inf` keeps them while the "
+        "worker runs."
     )
     chroma_url: str | None = Field(
         None,

@@ -60,6 +60,16 @@ def test_the_plan_fits_the_cluster(resources, device, expected):
     assert plan.actors * plan.actor_cpus + plan.decode_cpus <= resources["CPU"]
 
 
+@pytest.mark.parametrize("idle_s", [float("inf"), 1e308])
+def test_an_idle_time_past_what_a_timer_can_wait_keeps_the_actors(idle_s):
+    """``WORKBENCH_RAY_ACTOR_IDLE_S=inf`` (or a huge number) keeps the actors while the worker
+    lives; a timer that long failed in its thread (OverflowError) after the run."""
+    pool = ModelPool(ray=None, key=(), actors=[], holder=None)
+    ModelPool._lock.acquire()  # as acquire() leaves it for the run
+    pool.release_after(idle_s)
+    assert pool._timer is None and not ModelPool._lock.locked()
+
+
 def test_a_missing_ray_install_is_one_clear_line(tmp_path, monkeypatch):
     wb = Workbench.open(tmp_path / "ws", executor="ray")
     wb.demo.load(scale=0.05)

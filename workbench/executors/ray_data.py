@@ -300,10 +300,13 @@ class ModelPool:
 
     def release_after(self, idle_s: float) -> None:
         """The run is over: keep the actors for ``idle_s`` seconds for the next run (stop
-        them now with 0), and let the next run have the pool."""
+        them now with 0; keep them while the worker lives with ``inf``), and let the next run
+        have the pool."""
         try:
             if idle_s <= 0:
                 self.stop()
+            elif idle_s >= threading.TIMEOUT_MAX:  # inf, or past what a timer can wait:
+                self._timer = None  # kept until the worker exits
             else:
                 timer = self._timer = threading.Timer(idle_s, lambda: self._stop_if_idle(timer))
                 timer.daemon = True
