@@ -14,20 +14,27 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _check(page, index: int) -> None:
-    """Tick the ``index``-th result's checkbox, again if a rerun swallowed the click."""
+    """Tick the ``index``-th result's checkbox and wait until the app counts it; again if a
+    rerun swallowed the click, and untick-then-tick when the box shows ticked but the app
+    never counted it (a click during a rerun, seen under load)."""
     box = page.locator("[data-testid='stCheckbox']").filter(has_text="select").nth(index)
     for attempt in range(3):
         _idle(page)
-        box.locator("label").click()
+        if not box.locator("input").is_checked():
+            box.locator("label").click()
         try:
             page.wait_for_function(
                 "i => [...document.querySelectorAll(\"[data-testid='stCheckbox']\")]"
                 ".filter(c => c.innerText.includes('select'))[i]"
                 ".querySelector('input').checked", arg=index, timeout=10_000)
+            page.get_by_text(f"{index + 1} selected").wait_for(timeout=20_000)
             return
         except PlaywrightTimeout:
             if attempt == 2:
                 raise
+            if box.locator("input").is_checked():  # ticked here, lost by the app: send it
+                box.locator("label").click()       # again (untick, then tick next round)
+                _idle(page)
 
 
 def test_find_similar_then_one_verdict_for_three_neighbours(app_server, page, home, tmp_path):
